@@ -1,0 +1,351 @@
+/* gst-phone-agent: audio helpers (μ-law, base64, WAV, resampling) */
+#include "pa-audio.h"
+
+#include <gst/audio/audio.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+namespace pa {
+
+/* ---------------------------------------------------------------- μ-law */
+
+int16_t mulaw_decode(uint8_t b) {
+  uint8_t u = static_cast<uint8_t>(~b);
+  int sign = u & 0x80;
+  int exponent = (u >> 4) & 0x07;
+  int mantissa = u & 0x0F;
+  int magnitude = ((mantissa << 3) + 0x84) << exponent;
+  return static_cast<int16_t>(sign ? (0x84 - magnitude) : (magnitude - 0x84));
+}
+
+uint8_t mulaw_encode(int16_t pcm) {
+  constexpr int kBias = 0x84;
+  constexpr int kClip = 32635;
+  int sample = pcm;
+  int sign = (sample >> 8) & 0x80;
+  if (sign)
+    sample = -sample;
+  if (sample > kClip)
+    sample = kClip;
+  sample += kBias;
+  int exponent = 7;
+  for (int mask = 0x4000; (sample & mask) == 0 && exponent > 0; mask >>= 1)
+    exponent--;
+  int mantissa = (sample >> (exponent + 3)) & 0x0F;
+  return static_cast<uint8_t>(~(sign | (exponent << 4) | mantissa));
+}
+
+namespace {
+struct MulawTables {
+  int16_t decode[256];
+  uint8_t encode[65536];
+  MulawTables() {
+    for (int i = 0; i < 256; i++)
+      decode[i] = mulaw_decode(static_cast<uint8_t>(i));
+    for (int i = 0; i < 65536; i++)
+      encode[i] = mulaw_encode(static_cast<int16_t>(i - 32768));
+  }
+};
+const MulawTables &tables() {
+  static const MulawTables t; /* immutable after construction; thread-safe init */
+  return t;
+}
+} // namespace
+
+void mulaw_decode_block(const uint8_t *in, int16_t *out, size_t n) {
+  const auto &t = tables();
+  for (size_t i = 0; i < n; i++)
+    out[i] = t.decode[in[i]];
+}
+
+void mulaw_encode_block(const int16_t *in, uint8_t *out, size_t n) {
+  const auto &t = tables();
+  for (size_t i = 0; i < n; i++)
+    out[i] = t.encode[static_cast<int>(in[i]) + 32768];
+}
+
+/* --------------------------------------------------------------- base64 */
+
+static const char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64_encode(const uint8_t *data, size_t len) {
+  std::string out;
+  out.resize(((len + 2) / 3) * 4);
+  char *o = out.data();
+  size_t i = 0;
+  for (; i + 3 <= len; i += 3) {
+    uint32_t v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+    *o++ = kB64[(v >> 18) & 63];
+    *o++ = kB64[(v >> 12) & 63];
+    *o++ = kB64[(v >> 6) & 63];
+    *o++ = kB64[v & 63];
+  }
+  if (i < len) {
+    uint32_t v = data[i] << 16;
+    if (i + 1 < len)
+      v |= data[i + 1] << 8;
+    *o++ = kB64[(v >> 18) & 63];
+    *o++ = kB64[(v >> 12) & 63];
+    *o++ = (i + 1 < len) ? kB64[(v >> 6) & 63] : '=';
+    *o++ = '=';
+  }
+  return out;
+}
+
+namespace {
+struct B64Rev {
+  int8_t v[256];
+  B64Rev() {
+    memset(v, -1, sizeof v);
+    for (int i = 0; i < 64; i++)
+      v[static_cast<uint8_t>(kB64[i])] = static_cast<int8_t>(i);
+  }
+};
+} // namespace
+
+bool base64_decode(std::string_view in, std::vector<uint8_t> &out) {
+  static const B64Rev rev;
+  out.clear();
+  if (in.size() % 4 != 0)
+    return false;
+  if (in.empty())
+    return true;
+  size_t pad = 0;
+  if (in[in.size() - 1] == '=')
+    pad++;
+  if (in[in.size() - 2] == '=')
+    pad++;
+  out.reserve(in.size() / 4 * 3);
+  for (size_t i = 0; i < in.size(); i += 4) {
+    bool last = (i + 4 == in.size());
+    int a = rev.v[static_cast<uint8_t>(in[i])];
+    int b = rev.v[static_cast<uint8_t>(in[i + 1])];
+    int c = (last && pad >= 2) ? 0 : rev.v[static_cast<uint8_t>(in[i + 2])];
+    int d = (last && pad >= 1) ? 0 : rev.v[static_cast<uint8_t>(in[i + 3])];
+    if ((a | b | c | d) < 0) {
+      out.clear();
+      return false;
+    }
+    uint32_t v = (a << 18) | (b << 12) | (c << 6) | d;
+    out.push_back(static_cast<uint8_t>(v >> 16));
+    if (!(last && pad >= 2))
+      out.push_back(static_cast<uint8_t>(v >> 8));
+    if (!(last && pad >= 1))
+      out.push_back(static_cast<uint8_t>(v));
+  }
+  return true;
+}
+
+/* ------------------------------------------------------------------ WAV */
+
+namespace {
+uint32_t rd32(const uint8_t *p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24); }
+uint16_t rd16(const uint8_t *p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+void wr32(std::string &s, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    s.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+void wr16(std::string &s, uint16_t v) {
+  s.push_back(static_cast<char>(v & 0xFF));
+  s.push_back(static_cast<char>(v >> 8));
+}
+
+bool write_file(const std::string &path, const std::string &header, const void *data, size_t len,
+                std::string &error) {
+  std::unique_ptr<FILE, int (*)(FILE *)> f(fopen(path.c_str(), "wb"), fclose);
+  if (!f) {
+    error = "cannot open " + path + " for writing: " + strerror(errno);
+    return false;
+  }
+  if (fwrite(header.data(), 1, header.size(), f.get()) != header.size() ||
+      (len && fwrite(data, 1, len, f.get()) != len)) {
+    error = "cannot write " + path + ": " + strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+std::string wav_header(uint16_t format_tag, uint16_t bits, int rate, uint32_t data_len) {
+  std::string h;
+  bool ext = format_tag != 1; /* non-PCM formats carry a cbSize field */
+  uint32_t fmt_len = ext ? 18 : 16;
+  h += "RIFF";
+  wr32(h, 4 + (8 + fmt_len) + (ext ? 12 : 0) + 8 + data_len);
+  h += "WAVE";
+  h += "fmt ";
+  wr32(h, fmt_len);
+  wr16(h, format_tag);
+  wr16(h, 1);
+  wr32(h, static_cast<uint32_t>(rate));
+  wr32(h, static_cast<uint32_t>(rate) * bits / 8);
+  wr16(h, bits / 8);
+  wr16(h, bits);
+  if (ext) {
+    wr16(h, 0);
+    h += "fact";
+    wr32(h, 4);
+    wr32(h, data_len);
+  }
+  h += "data";
+  wr32(h, data_len);
+  return h;
+}
+} // namespace
+
+bool wav_read(const std::string &path, WavData &out, std::string &error) {
+  gchar *contents = nullptr;
+  gsize len = 0;
+  GError *err = nullptr;
+  if (!g_file_get_contents(path.c_str(), &contents, &len, &err)) {
+    error = err->message;
+    g_error_free(err);
+    return false;
+  }
+  std::unique_ptr<gchar, decltype(&g_free)> holder(contents, g_free);
+  const uint8_t *p = reinterpret_cast<const uint8_t *>(contents);
+  if (len < 12 || memcmp(p, "RIFF", 4) != 0 || memcmp(p + 8, "WAVE", 4) != 0) {
+    error = path + " is not a RIFF/WAVE file";
+    return false;
+  }
+  size_t pos = 12;
+  int format = -1, channels = 0, rate = 0, bits = 0;
+  const uint8_t *data = nullptr;
+  size_t data_len = 0;
+  while (pos + 8 <= len) {
+    uint32_t clen = rd32(p + pos + 4);
+    const uint8_t *c = p + pos + 8;
+    size_t avail = len - pos - 8;
+    if (memcmp(p + pos, "fmt ", 4) == 0 && clen >= 16 && avail >= 16) {
+      format = rd16(c);
+      channels = rd16(c + 2);
+      rate = static_cast<int>(rd32(c + 4));
+      bits = rd16(c + 14);
+      if (format == 0xFFFE && clen >= 26 && avail >= 26)
+        format = rd16(c + 24); /* WAVE_FORMAT_EXTENSIBLE: sub-format GUID starts with the tag */
+    } else if (memcmp(p + pos, "data", 4) == 0) {
+      data = c;
+      data_len = std::min<size_t>(clen, avail);
+    }
+    pos += 8 + clen + (clen & 1);
+  }
+  if (format < 0 || !data) {
+    error = path + ": no fmt or data chunk";
+    return false;
+  }
+  if (channels < 1 || rate < 1000 || rate > 384000) {
+    error = path + ": unsupported channel count or rate";
+    return false;
+  }
+  out.rate = rate;
+  out.channels = channels;
+  out.samples.clear();
+  if (format == 1 && bits == 16) {
+    out.samples.resize(data_len / 2);
+    for (size_t i = 0; i < out.samples.size(); i++)
+      out.samples[i] = static_cast<int16_t>(rd16(data + 2 * i));
+  } else if (format == 7 && bits == 8) {
+    out.samples.resize(data_len);
+    mulaw_decode_block(data, out.samples.data(), data_len);
+  } else if (format == 1 && bits == 8) {
+    out.samples.resize(data_len);
+    for (size_t i = 0; i < data_len; i++)
+      out.samples[i] = static_cast<int16_t>((data[i] - 128) << 8);
+  } else {
+    error = path + ": only PCM 8/16-bit and μ-law WAV files are supported (format " + std::to_string(format) +
+            ", " + std::to_string(bits) + " bits)";
+    return false;
+  }
+  return true;
+}
+
+bool wav_write_s16(const std::string &path, const int16_t *samples, size_t n, int rate, std::string &error) {
+  std::string h = wav_header(1, 16, rate, static_cast<uint32_t>(n * 2));
+  return write_file(path, h, samples, n * 2, error); /* little-endian host assumed (x86/ARM) */
+}
+
+bool wav_write_mulaw(const std::string &path, const uint8_t *data, size_t n, std::string &error) {
+  std::string h = wav_header(7, 8, kMulawRate, static_cast<uint32_t>(n));
+  return write_file(path, h, data, n, error);
+}
+
+/* ----------------------------------------------------------- resampling */
+
+static GstAudioConverter *make_converter(int in_rate, int in_channels, int out_rate) {
+  GstAudioInfo in_info, out_info;
+  gst_audio_info_set_format(&in_info, GST_AUDIO_FORMAT_S16, in_rate, in_channels, nullptr);
+  gst_audio_info_set_format(&out_info, GST_AUDIO_FORMAT_S16, out_rate, 1, nullptr);
+  GstStructure *config = gst_structure_new("config", GST_AUDIO_CONVERTER_OPT_RESAMPLER_METHOD,
+                                           GST_TYPE_AUDIO_RESAMPLER_METHOD, GST_AUDIO_RESAMPLER_METHOD_KAISER,
+                                           nullptr);
+  return gst_audio_converter_new(GST_AUDIO_CONVERTER_FLAG_VARIABLE_RATE, &in_info, &out_info, config);
+}
+
+static void convert(GstAudioConverter *conv, const int16_t *in, size_t n, std::vector<int16_t> &out) {
+  gsize out_frames = gst_audio_converter_get_out_frames(conv, n);
+  size_t old = out.size();
+  out.resize(old + out_frames);
+  gpointer in_ptr = const_cast<int16_t *>(in);
+  gpointer out_ptr = out.data() + old;
+  gst_audio_converter_samples(conv, GST_AUDIO_CONVERTER_FLAG_NONE, n ? &in_ptr : nullptr, n, &out_ptr,
+                              out_frames);
+}
+
+std::vector<int16_t> resample_to_mono(const std::vector<int16_t> &in, int in_rate, int in_channels, int out_rate) {
+  if (in_rate == out_rate && in_channels == 1)
+    return in;
+  GstAudioConverter *conv = make_converter(in_rate, in_channels, out_rate);
+  std::vector<int16_t> out;
+  size_t frames = in.size() / static_cast<size_t>(in_channels);
+  convert(conv, in.data(), frames, out);
+  /* drain the filter: push silence equal to its latency */
+  gsize latency = gst_audio_converter_get_max_latency(conv);
+  if (latency) {
+    std::vector<int16_t> zeros(latency * static_cast<size_t>(in_channels), 0);
+    convert(conv, zeros.data(), latency, out);
+  }
+  gst_audio_converter_free(conv);
+  size_t want = static_cast<size_t>(static_cast<double>(frames) * out_rate / in_rate + 0.5);
+  /* the filter delays its output by half its length: drop that lead-in */
+  size_t delay = static_cast<size_t>(static_cast<double>(latency) * out_rate / in_rate);
+  if (delay < out.size())
+    out.erase(out.begin(), out.begin() + static_cast<long>(delay));
+  out.resize(want, 0);
+  return out;
+}
+
+StreamResampler::StreamResampler(int in_rate, int out_rate) : in_rate_(in_rate), out_rate_(out_rate) {
+  if (in_rate != out_rate)
+    conv_ = make_converter(in_rate, 1, out_rate);
+}
+
+StreamResampler::~StreamResampler() {
+  if (conv_)
+    gst_audio_converter_free(conv_);
+}
+
+void StreamResampler::process(const int16_t *in, size_t n, std::vector<int16_t> &out) {
+  if (!conv_) {
+    out.insert(out.end(), in, in + n);
+    return;
+  }
+  convert(conv_, in, n, out);
+}
+
+void StreamResampler::reset() {
+  if (conv_)
+    gst_audio_converter_reset(conv_);
+}
+
+bool wav_to_mulaw8k(const std::string &path, std::vector<uint8_t> &out, std::string &error) {
+  WavData w;
+  if (!wav_read(path, w, error))
+    return false;
+  std::vector<int16_t> mono = resample_to_mono(w.samples, w.rate, w.channels, kMulawRate);
+  out.resize(mono.size());
+  mulaw_encode_block(mono.data(), out.data(), mono.size());
+  return true;
+}
+
+} // namespace pa

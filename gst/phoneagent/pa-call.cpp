@@ -1,0 +1,715 @@
+/* gst-phone-agent: the call object shared by twiliosrc and twiliosink */
+#include "pa-call.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+
+GST_DEBUG_CATEGORY_STATIC(pa_call_debug);
+#define GST_CAT_DEFAULT pa_call_debug
+
+namespace {
+
+struct PendingMark {
+  std::string item_id;
+  uint64_t item_bytes;  /* position in the item when the mark was sent */
+  guint generation;
+  gint64 sent_us;
+};
+
+struct ItemProgress {
+  uint64_t sent_bytes = 0;
+  uint64_t played_bytes = 0;
+  guint generation = 0;
+};
+
+struct Counters {
+  guint64 messages = 0, media_frames = 0, media_bytes = 0, dtmf = 0;
+  guint64 malformed_json = 0, binary_frames = 0, oversized_frames = 0, media_before_start = 0;
+  guint64 wrong_stream_sid = 0, invalid_base64 = 0, unknown_events = 0, missing_fields = 0;
+  guint64 inbound_dropped = 0;
+  guint64 media_sent_frames = 0, media_sent_bytes = 0, marks_sent = 0, marks_played = 0;
+  guint64 marks_cleared = 0, marks_unknown = 0, clears_sent = 0, stalls = 0;
+};
+
+enum class OutKind { Text, Close };
+struct OutFrame {
+  OutKind kind;
+  std::string text;
+  gushort code = 0;
+};
+
+} // namespace
+
+struct PaCallPrivate {
+  pa::CallConfig config;
+  std::string serial;
+
+  std::mutex test_delivery; /* keeps test-transport frames in order */
+  std::mutex lock; /* protects everything below */
+  /* transport */
+  SoupWebsocketConnection *ws = nullptr;
+  GMainContext *ws_context = nullptr;
+  std::function<void(const std::string &)> test_send;
+  std::function<void(gushort, const std::string &)> test_close;
+  std::deque<OutFrame> out_queue;
+  bool drain_scheduled = false;
+  bool closing = false;
+  GSource *stall_timer = nullptr;
+
+  /* stream */
+  bool connected = false;
+  bool started = false;
+  bool ended = false;
+  std::string end_reason;
+  pa::twilio::StartInfo start;
+
+  /* source side */
+  std::deque<pa::InboundItem> inbound;
+  std::condition_variable inbound_cond;
+  bool source_flushing = false;
+
+  /* sink side */
+  guint generation = 0;
+  guint64 mark_seq = 0;
+  std::string current_item;
+  std::map<std::string, ItemProgress> items;
+  std::map<std::string, PendingMark> pending;
+  gint64 last_echo_us = 0;
+  std::condition_variable played_cond;
+  bool sink_flushing = false;
+
+  Counters c;
+};
+
+struct _PaCall {
+  GObject parent;
+  PaCallPrivate *priv;
+};
+
+G_DEFINE_TYPE(PaCall, pa_call, G_TYPE_OBJECT)
+
+enum { SIGNAL_STARTED, SIGNAL_ENDED, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+static void pa_call_finalize(GObject *object) {
+  PaCall *call = PA_CALL(object);
+  PaCallPrivate *p = call->priv;
+  if (p->stall_timer) {
+    g_source_destroy(p->stall_timer);
+    g_source_unref(p->stall_timer);
+  }
+  if (p->ws) {
+    g_signal_handlers_disconnect_by_data(p->ws, call);
+    if (soup_websocket_connection_get_state(p->ws) == SOUP_WEBSOCKET_STATE_OPEN)
+      soup_websocket_connection_close(p->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, "call released");
+    g_object_unref(p->ws);
+  }
+  if (p->ws_context)
+    g_main_context_unref(p->ws_context);
+  delete p;
+  G_OBJECT_CLASS(pa_call_parent_class)->finalize(object);
+}
+
+static void pa_call_class_init(PaCallClass *klass) {
+  GObjectClass *gobject_class = G_OBJECT_CLASS(klass);
+  gobject_class->finalize = pa_call_finalize;
+  signals[SIGNAL_STARTED] = g_signal_new("started", G_TYPE_FROM_CLASS(klass), G_SIGNAL_RUN_LAST, 0, nullptr, nullptr,
+                                         nullptr, G_TYPE_NONE, 0);
+  signals[SIGNAL_ENDED] = g_signal_new("ended", G_TYPE_FROM_CLASS(klass), G_SIGNAL_RUN_LAST, 0, nullptr, nullptr,
+                                       nullptr, G_TYPE_NONE, 1, G_TYPE_STRING);
+  GST_DEBUG_CATEGORY_INIT(pa_call_debug, "phoneagentcall", 0, "Twilio Media Streams call");
+}
+
+static void pa_call_init(PaCall *call) {
+  static std::atomic<guint> serial{0};
+  call->priv = new PaCallPrivate();
+  call->priv->serial = "call#" + std::to_string(++serial);
+}
+
+PaCall *pa_call_new(const pa::CallConfig &config) {
+  PaCall *call = PA_CALL(g_object_new(PA_TYPE_CALL, nullptr));
+  call->priv->config = config;
+  return call;
+}
+
+GstContext *pa_call_context_new(PaCall *call) {
+  GstContext *ctx = gst_context_new(PA_CALL_CONTEXT_TYPE, TRUE);
+  GstStructure *s = gst_context_writable_structure(ctx);
+  gst_structure_set(s, "call", PA_TYPE_CALL, call, nullptr);
+  return ctx;
+}
+
+PaCall *pa_call_from_context(const GstContext *context) {
+  if (!context || g_strcmp0(gst_context_get_context_type(context), PA_CALL_CONTEXT_TYPE) != 0)
+    return nullptr;
+  const GstStructure *s = gst_context_get_structure(context);
+  PaCall *call = nullptr;
+  if (!gst_structure_get(s, "call", PA_TYPE_CALL, &call, nullptr))
+    return nullptr;
+  return call;
+}
+
+std::string pa_call_get_name(PaCall *call) {
+  std::lock_guard<std::mutex> g(call->priv->lock);
+  return call->priv->start.call_sid.empty() ? call->priv->serial : call->priv->start.call_sid;
+}
+
+/* ------------------------------------------------------------ sending */
+
+static gboolean drain_out_queue(gpointer user_data);
+
+/* Appends a frame and makes sure the queue is drained on the socket's
+ * context. Called with the lock held. A test transport is delivered by
+ * deliver_test_frames() once the lock is released. */
+static void enqueue_locked(PaCall *call, OutFrame &&frame) {
+  PaCallPrivate *p = call->priv;
+  if (p->closing)
+    return;
+  if (frame.kind == OutKind::Close)
+    p->closing = true;
+  if (!p->ws && !p->test_send)
+    return;
+  p->out_queue.push_back(std::move(frame));
+  if (p->ws && !p->drain_scheduled) {
+    p->drain_scheduled = true;
+    GSource *src = g_idle_source_new();
+    g_source_set_priority(src, G_PRIORITY_HIGH);
+    g_source_set_callback(src, drain_out_queue, g_object_ref(call), g_object_unref);
+    g_source_attach(src, p->ws_context);
+    g_source_unref(src);
+  }
+}
+
+/* Test transport: hands queued frames to the test, outside the call lock
+ * (the test may answer at once, e.g. echo a mark), in order. */
+static void deliver_test_frames(PaCall *call) {
+  PaCallPrivate *p = call->priv;
+  std::lock_guard<std::mutex> order(p->test_delivery);
+  std::deque<OutFrame> frames;
+  std::function<void(const std::string &)> send;
+  std::function<void(gushort, const std::string &)> close;
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    if (!p->test_send)
+      return;
+    frames.swap(p->out_queue);
+    send = p->test_send;
+    close = p->test_close;
+  }
+  for (auto &f : frames) {
+    if (f.kind == OutKind::Text)
+      send(f.text);
+    else if (close)
+      close(f.code, f.text);
+  }
+}
+
+static gboolean drain_out_queue(gpointer user_data) {
+  PaCall *call = PA_CALL(user_data);
+  PaCallPrivate *p = call->priv;
+  std::deque<OutFrame> frames;
+  SoupWebsocketConnection *ws;
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    frames.swap(p->out_queue);
+    p->drain_scheduled = false;
+    ws = p->ws ? SOUP_WEBSOCKET_CONNECTION(g_object_ref(p->ws)) : nullptr;
+  }
+  if (!ws)
+    return G_SOURCE_REMOVE;
+  for (auto &f : frames) {
+    if (soup_websocket_connection_get_state(ws) != SOUP_WEBSOCKET_STATE_OPEN)
+      break;
+    if (f.kind == OutKind::Text)
+      soup_websocket_connection_send_text(ws, f.text.c_str());
+    else
+      soup_websocket_connection_close(ws, f.code, f.text.c_str());
+  }
+  g_object_unref(ws);
+  return G_SOURCE_REMOVE;
+}
+
+/* ------------------------------------------------------------ transport */
+
+static void on_ws_message(SoupWebsocketConnection *, gint type, GBytes *message, gpointer user_data) {
+  PaCall *call = PA_CALL(user_data);
+  gsize len = 0;
+  const char *data = static_cast<const char *>(g_bytes_get_data(message, &len));
+  if (type == SOUP_WEBSOCKET_DATA_TEXT)
+    pa_call_handle_text(call, data, len);
+  else
+    pa_call_handle_binary(call, len);
+}
+
+static void on_ws_closed(SoupWebsocketConnection *ws, gpointer user_data) {
+  PaCall *call = PA_CALL(user_data);
+  gushort code = soup_websocket_connection_get_close_code(ws);
+  const char *data = soup_websocket_connection_get_close_data(ws);
+  pa_call_handle_closed(call, code, data ? data : "");
+}
+
+static void on_ws_error(SoupWebsocketConnection *, GError *error, gpointer user_data) {
+  PaCall *call = PA_CALL(user_data);
+  GST_WARNING("%s: WebSocket error: %s", pa_call_get_name(call).c_str(), error->message);
+}
+
+static gboolean check_stall(gpointer user_data) {
+  PaCall *call = PA_CALL(user_data);
+  PaCallPrivate *p = call->priv;
+  bool stalled = false;
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    if (p->ended || p->closing)
+      return G_SOURCE_CONTINUE;
+    gint64 now = g_get_monotonic_time();
+    gint64 oldest = 0;
+    for (const auto &[name, m] : p->pending)
+      if (m.generation == p->generation && (!oldest || m.sent_us < oldest))
+        oldest = m.sent_us;
+    gint64 limit = static_cast<gint64>(p->config.stall_timeout_ms) * 1000;
+    if (oldest && now - oldest > limit && now - p->last_echo_us > limit) {
+      stalled = true;
+      p->c.stalls++;
+    }
+  }
+  if (stalled) {
+    GST_WARNING("%s: Twilio has not acknowledged any audio for %u ms: the peer stopped reading; closing the call",
+                pa_call_get_name(call).c_str(), p->config.stall_timeout_ms);
+    pa_call_close(call, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, "peer not reading");
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+void pa_call_attach_websocket(PaCall *call, SoupWebsocketConnection *ws) {
+  PaCallPrivate *p = call->priv;
+  GMainContext *ctx = g_main_context_ref_thread_default();
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    g_return_if_fail(p->ws == nullptr && !p->test_send);
+    p->ws = SOUP_WEBSOCKET_CONNECTION(g_object_ref(ws));
+    p->ws_context = ctx;
+    /* we enforce our own (smaller) limit with a warning; libsoup's hard cap
+     * (close 1009) only protects memory from absurd frames */
+    soup_websocket_connection_set_max_incoming_payload_size(ws, std::max<guint64>(p->config.max_frame_size * 16,
+                                                                                   1024 * 1024));
+    p->stall_timer = g_timeout_source_new(1000);
+    g_source_set_callback(p->stall_timer, check_stall, g_object_ref(call), g_object_unref);
+    g_source_attach(p->stall_timer, ctx);
+  }
+  g_signal_connect(ws, "message", G_CALLBACK(on_ws_message), call);
+  g_signal_connect(ws, "closed", G_CALLBACK(on_ws_closed), call);
+  g_signal_connect(ws, "error", G_CALLBACK(on_ws_error), call);
+}
+
+gboolean pa_call_has_transport(PaCall *call) {
+  std::lock_guard<std::mutex> g(call->priv->lock);
+  return call->priv->ws != nullptr || static_cast<bool>(call->priv->test_send);
+}
+
+void pa_call_set_test_transport(PaCall *call, std::function<void(const std::string &)> send,
+                                std::function<void(gushort, const std::string &)> close) {
+  std::lock_guard<std::mutex> g(call->priv->lock);
+  call->priv->test_send = std::move(send);
+  call->priv->test_close = std::move(close);
+}
+
+/* ------------------------------------------------------------ incoming */
+
+static void push_inbound_locked(PaCallPrivate *p, pa::InboundItem &&item) {
+  if (p->inbound.size() >= p->config.max_inbound_queue) {
+    /* the source is not consuming: drop the oldest media to stay bounded */
+    for (auto it = p->inbound.begin(); it != p->inbound.end(); ++it) {
+      if (it->kind == pa::InboundItem::Kind::Media) {
+        p->inbound.erase(it);
+        p->c.inbound_dropped++;
+        break;
+      }
+    }
+  }
+  p->inbound.push_back(std::move(item));
+  p->inbound_cond.notify_one();
+}
+
+/* Marks the call ended (once) and wakes everyone waiting on it. */
+static bool end_locked(PaCallPrivate *p, const std::string &reason) {
+  if (p->ended)
+    return false;
+  p->ended = true;
+  p->end_reason = reason;
+  p->played_cond.notify_all();
+  return true;
+}
+
+void pa_call_handle_text(PaCall *call, const char *data, size_t len) {
+  PaCallPrivate *p = call->priv;
+  if (len > p->config.max_frame_size) {
+    std::lock_guard<std::mutex> g(p->lock);
+    p->c.oversized_frames++;
+    GST_WARNING("%s: dropped a %zu-byte frame, over the %zu-byte limit (max-frame-size)", p->serial.c_str(), len,
+                p->config.max_frame_size);
+    return;
+  }
+  pa::twilio::InboundMessage msg;
+  std::string error;
+  pa::twilio::ParseResult r = pa::twilio::parse_inbound(std::string_view(data, len), msg, error);
+
+  using pa::twilio::Event;
+  using pa::twilio::ParseResult;
+  bool emit_started = false, emit_ended = false;
+  std::string end_reason;
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    const char *name = p->started ? p->start.call_sid.c_str() : p->serial.c_str();
+    p->c.messages++;
+    switch (r) {
+    case ParseResult::Ok:
+      break;
+    case ParseResult::MalformedJson:
+      p->c.malformed_json++;
+      GST_WARNING("%s: ignored a frame that is not valid JSON (%s)", name, error.c_str());
+      return;
+    case ParseResult::InvalidBase64:
+      p->c.invalid_base64++;
+      GST_WARNING("%s: ignored a media frame: %s", name, error.c_str());
+      return;
+    case ParseResult::UnknownEvent:
+      p->c.unknown_events++;
+      GST_INFO("%s: ignored %s", name, error.c_str());
+      return;
+    case ParseResult::MissingField:
+      p->c.missing_fields++;
+      GST_WARNING("%s: ignored a message: %s", name, error.c_str());
+      return;
+    }
+    if (msg.event != Event::Connected && msg.event != Event::Start && p->started &&
+        msg.stream_sid != p->start.stream_sid) {
+      p->c.wrong_stream_sid++;
+      GST_WARNING("%s: ignored a '%s' message for stream '%s' (this call's stream is '%s')", name,
+                  msg.event_name.c_str(), msg.stream_sid.c_str(), p->start.stream_sid.c_str());
+      return;
+    }
+    if (p->ended && msg.event != Event::Mark) {
+      GST_INFO("%s: ignored '%s' after the stream ended", name, msg.event_name.c_str());
+      return;
+    }
+    pa::InboundItem item;
+    item.arrival_us = g_get_monotonic_time();
+    switch (msg.event) {
+    case Event::Connected:
+      p->connected = true;
+      return;
+    case Event::Start:
+      if (p->started) {
+        p->c.unknown_events++;
+        GST_WARNING("%s: ignored a second 'start' message", name);
+        return;
+      }
+      p->started = true;
+      p->start = msg.start;
+      if (p->start.encoding != "audio/x-mulaw" || p->start.sample_rate != 8000 || p->start.channels != 1)
+        GST_WARNING("%s: stream announces %s/%d/%d; Twilio streams are audio/x-mulaw/8000/1, treating it as such",
+                    p->start.call_sid.c_str(), p->start.encoding.c_str(), p->start.sample_rate, p->start.channels);
+      item.kind = pa::InboundItem::Kind::Start;
+      item.start = msg.start;
+      push_inbound_locked(p, std::move(item));
+      emit_started = true;
+      GST_INFO("%s: stream %s started", p->start.call_sid.c_str(), p->start.stream_sid.c_str());
+      break;
+    case Event::Media:
+      if (!p->started) {
+        p->c.media_before_start++;
+        GST_WARNING("%s: ignored media that arrived before 'start'", name);
+        return;
+      }
+      p->c.media_frames++;
+      p->c.media_bytes += msg.payload.size();
+      item.kind = pa::InboundItem::Kind::Media;
+      item.timestamp_ms = msg.timestamp_ms;
+      item.payload = std::move(msg.payload);
+      push_inbound_locked(p, std::move(item));
+      break;
+    case Event::Dtmf:
+      if (!p->started) {
+        p->c.media_before_start++;
+        GST_WARNING("%s: ignored dtmf that arrived before 'start'", name);
+        return;
+      }
+      p->c.dtmf++;
+      item.kind = pa::InboundItem::Kind::Dtmf;
+      item.digit = msg.digit;
+      push_inbound_locked(p, std::move(item));
+      break;
+    case Event::Mark: {
+      auto it = p->pending.find(msg.mark_name);
+      if (it == p->pending.end()) {
+        p->c.marks_unknown++;
+        GST_INFO("%s: echo of a mark we did not send (%s)", name, msg.mark_name.c_str());
+        return;
+      }
+      p->last_echo_us = item.arrival_us;
+      if (it->second.generation != p->generation) {
+        /* echoed because of a clear: not played */
+        p->c.marks_cleared++;
+      } else {
+        p->c.marks_played++;
+        ItemProgress &ip = p->items[it->second.item_id];
+        if (ip.generation == it->second.generation && it->second.item_bytes > ip.played_bytes)
+          ip.played_bytes = it->second.item_bytes;
+      }
+      p->pending.erase(it);
+      p->played_cond.notify_all();
+      return;
+    }
+    case Event::Stop:
+      item.kind = pa::InboundItem::Kind::Stop;
+      item.reason = "stop";
+      push_inbound_locked(p, std::move(item));
+      emit_ended = end_locked(p, "stop");
+      end_reason = "stop";
+      break;
+    default:
+      return;
+    }
+  }
+  if (emit_started)
+    g_signal_emit(call, signals[SIGNAL_STARTED], 0);
+  if (emit_ended)
+    g_signal_emit(call, signals[SIGNAL_ENDED], 0, end_reason.c_str());
+}
+
+void pa_call_handle_binary(PaCall *call, size_t len) {
+  PaCallPrivate *p = call->priv;
+  std::lock_guard<std::mutex> g(p->lock);
+  p->c.binary_frames++;
+  GST_WARNING("%s: ignored a %zu-byte binary frame (Twilio sends JSON in text frames only)", p->serial.c_str(), len);
+}
+
+void pa_call_handle_closed(PaCall *call, gushort code, const std::string &reason) {
+  PaCallPrivate *p = call->priv;
+  bool emit;
+  std::string why;
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    why = p->closing ? "closed" : (code == 0 || code == SOUP_WEBSOCKET_CLOSE_ABNORMAL ? "connection-lost" : "peer-closed");
+    pa::InboundItem item;
+    item.kind = pa::InboundItem::Kind::Closed;
+    item.reason = why;
+    item.arrival_us = g_get_monotonic_time();
+    push_inbound_locked(p, std::move(item));
+    emit = end_locked(p, why);
+    p->closing = true;
+    if (p->stall_timer) {
+      g_source_destroy(p->stall_timer);
+      g_source_unref(p->stall_timer);
+      p->stall_timer = nullptr;
+    }
+    GST_INFO("%s: socket closed (code %u%s%s)", p->serial.c_str(), code, reason.empty() ? "" : ", ", reason.c_str());
+  }
+  if (emit)
+    g_signal_emit(call, signals[SIGNAL_ENDED], 0, why.c_str());
+}
+
+/* ------------------------------------------------------------ source side */
+
+gboolean pa_call_pop_inbound(PaCall *call, pa::InboundItem &out, gint64 timeout_us) {
+  PaCallPrivate *p = call->priv;
+  std::unique_lock<std::mutex> g(p->lock);
+  auto ready = [p] { return p->source_flushing || !p->inbound.empty(); };
+  if (timeout_us < 0)
+    p->inbound_cond.wait(g, ready);
+  else
+    p->inbound_cond.wait_for(g, std::chrono::microseconds(timeout_us), ready);
+  if (p->source_flushing || p->inbound.empty())
+    return FALSE;
+  out = std::move(p->inbound.front());
+  p->inbound.pop_front();
+  return TRUE;
+}
+
+void pa_call_set_source_flushing(PaCall *call, gboolean flushing) {
+  std::lock_guard<std::mutex> g(call->priv->lock);
+  call->priv->source_flushing = flushing;
+  call->priv->inbound_cond.notify_all();
+}
+
+/* ------------------------------------------------------------ state */
+
+gboolean pa_call_is_started(PaCall *call) {
+  std::lock_guard<std::mutex> g(call->priv->lock);
+  return call->priv->started;
+}
+
+gboolean pa_call_is_ended(PaCall *call) {
+  std::lock_guard<std::mutex> g(call->priv->lock);
+  return call->priv->ended;
+}
+
+pa::twilio::StartInfo pa_call_get_start_info(PaCall *call) {
+  std::lock_guard<std::mutex> g(call->priv->lock);
+  return call->priv->start;
+}
+
+GstStructure *pa_call_get_stats(PaCall *call) {
+  PaCallPrivate *p = call->priv;
+  std::lock_guard<std::mutex> g(p->lock);
+  const Counters &c = p->c;
+  return gst_structure_new("twilio-call-stats",
+      "call-sid", G_TYPE_STRING, p->start.call_sid.c_str(),
+      "stream-sid", G_TYPE_STRING, p->start.stream_sid.c_str(),
+      "messages-received", G_TYPE_UINT64, c.messages,
+      "media-frames-received", G_TYPE_UINT64, c.media_frames,
+      "media-bytes-received", G_TYPE_UINT64, c.media_bytes,
+      "dtmf-received", G_TYPE_UINT64, c.dtmf,
+      "malformed-json", G_TYPE_UINT64, c.malformed_json,
+      "binary-frames", G_TYPE_UINT64, c.binary_frames,
+      "oversized-frames", G_TYPE_UINT64, c.oversized_frames,
+      "media-before-start", G_TYPE_UINT64, c.media_before_start,
+      "wrong-stream-sid", G_TYPE_UINT64, c.wrong_stream_sid,
+      "invalid-base64", G_TYPE_UINT64, c.invalid_base64,
+      "unknown-events", G_TYPE_UINT64, c.unknown_events,
+      "missing-fields", G_TYPE_UINT64, c.missing_fields,
+      "inbound-dropped", G_TYPE_UINT64, c.inbound_dropped,
+      "media-frames-sent", G_TYPE_UINT64, c.media_sent_frames,
+      "media-bytes-sent", G_TYPE_UINT64, c.media_sent_bytes,
+      "marks-sent", G_TYPE_UINT64, c.marks_sent,
+      "marks-played", G_TYPE_UINT64, c.marks_played,
+      "marks-cleared", G_TYPE_UINT64, c.marks_cleared,
+      "marks-unknown", G_TYPE_UINT64, c.marks_unknown,
+      "clears-sent", G_TYPE_UINT64, c.clears_sent,
+      "stalls", G_TYPE_UINT64, c.stalls,
+      nullptr);
+}
+
+/* ------------------------------------------------------------ sink side */
+
+static gboolean send_media_locked(PaCall *call, const uint8_t *mulaw, size_t len) {
+  PaCallPrivate *p = call->priv;
+  std::lock_guard<std::mutex> g(p->lock);
+  if (!p->started || p->ended || p->closing)
+    return FALSE;
+  ItemProgress &ip = p->items[p->current_item];
+  if (ip.generation != p->generation) {
+    /* the item was cleared: what follows starts a new playback run */
+    ip.generation = p->generation;
+  }
+  ip.sent_bytes += len;
+  p->c.media_sent_frames++;
+  p->c.media_sent_bytes += len;
+  enqueue_locked(call, {OutKind::Text, pa::twilio::build_media(p->start.stream_sid, mulaw, len), 0});
+  return TRUE;
+}
+
+gboolean pa_call_send_media(PaCall *call, const uint8_t *mulaw, size_t len) {
+  gboolean ok = send_media_locked(call, mulaw, len);
+  deliver_test_frames(call);
+  return ok;
+}
+
+void pa_call_begin_item(PaCall *call, const std::string &item_id) {
+  PaCallPrivate *p = call->priv;
+  std::lock_guard<std::mutex> g(p->lock);
+  p->current_item = item_id;
+  ItemProgress &ip = p->items[item_id];
+  ip.generation = p->generation;
+}
+
+void pa_call_send_mark(PaCall *call) {
+  PaCallPrivate *p = call->priv;
+  {
+  std::lock_guard<std::mutex> g(p->lock);
+  if (!p->started || p->ended || p->closing)
+    return;
+  const ItemProgress &ip = p->items[p->current_item];
+  std::string name = p->current_item + ":" + std::to_string(ip.sent_bytes / 8) + ":g" +
+                     std::to_string(p->generation) + ":m" + std::to_string(++p->mark_seq);
+  gint64 now = g_get_monotonic_time();
+  if (p->pending.empty())
+    p->last_echo_us = now; /* stall timing starts from the first outstanding mark */
+  p->pending[name] = PendingMark{p->current_item, ip.sent_bytes, p->generation, now};
+  p->c.marks_sent++;
+  enqueue_locked(call, {OutKind::Text, pa::twilio::build_mark(p->start.stream_sid, name), 0});
+  }
+  deliver_test_frames(call);
+}
+
+guint pa_call_clear(PaCall *call) {
+  PaCallPrivate *p = call->priv;
+  guint gen;
+  {
+  std::lock_guard<std::mutex> g(p->lock);
+  gen = ++p->generation;
+  if (p->started && !p->ended && !p->closing) {
+    p->c.clears_sent++;
+    enqueue_locked(call, {OutKind::Text, pa::twilio::build_clear(p->start.stream_sid), 0});
+  }
+  /* what was sent but not played is gone: sent positions fall back to played */
+  for (auto &[id, ip] : p->items)
+    ip.sent_bytes = ip.played_bytes;
+  p->played_cond.notify_all();
+  }
+  deliver_test_frames(call);
+  return gen;
+}
+
+pa::Heard pa_call_get_heard(PaCall *call, const std::string &item_id) {
+  PaCallPrivate *p = call->priv;
+  std::lock_guard<std::mutex> g(p->lock);
+  pa::Heard h;
+  h.item_id = item_id.empty() ? p->current_item : item_id;
+  h.generation = p->generation;
+  auto it = p->items.find(h.item_id);
+  if (it == p->items.end())
+    return h;
+  h.known = true;
+  h.sent_ms = it->second.sent_bytes / 8;
+  h.played_ms = it->second.played_bytes / 8;
+  return h;
+}
+
+uint64_t pa_call_get_pending_bytes(PaCall *call) {
+  PaCallPrivate *p = call->priv;
+  std::lock_guard<std::mutex> g(p->lock);
+  uint64_t n = 0;
+  for (const auto &[id, ip] : p->items)
+    if (ip.generation == p->generation)
+      n += ip.sent_bytes - std::min(ip.sent_bytes, ip.played_bytes);
+  return n;
+}
+
+gboolean pa_call_wait_played(PaCall *call, gint64 timeout_us) {
+  PaCallPrivate *p = call->priv;
+  std::unique_lock<std::mutex> g(p->lock);
+  auto done = [p] {
+    if (p->ended || p->sink_flushing)
+      return true;
+    for (const auto &[name, m] : p->pending)
+      if (m.generation == p->generation)
+        return false;
+    return true;
+  };
+  p->played_cond.wait_for(g, std::chrono::microseconds(timeout_us), done);
+  for (const auto &[name, m] : p->pending)
+    if (m.generation == p->generation)
+      return FALSE;
+  return !p->sink_flushing;
+}
+
+void pa_call_set_sink_flushing(PaCall *call, gboolean flushing) {
+  std::lock_guard<std::mutex> g(call->priv->lock);
+  call->priv->sink_flushing = flushing;
+  call->priv->played_cond.notify_all();
+}
+
+void pa_call_close(PaCall *call, gushort code, const char *reason) {
+  PaCallPrivate *p = call->priv;
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    GST_INFO("%s: closing the stream (%u %s)", p->serial.c_str(), code, reason ? reason : "");
+    enqueue_locked(call, {OutKind::Close, reason ? reason : "", code});
+  }
+  deliver_test_frames(call);
+}

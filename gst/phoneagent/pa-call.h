@@ -1,0 +1,130 @@
+/* gst-phone-agent
+ * PaCall: one Twilio Media Streams call, shared by twiliosrc and twiliosink
+ * (and the server) through a GstContext of type "phoneagent.call".
+ *
+ * It owns the WebSocket (or a test transport), the streamSid, the queue of
+ * what Twilio sent for the source, and the mark bookkeeping for the sink:
+ * marks carry a generation that every clear bumps, so the echoes Twilio
+ * sends because of a clear are not taken as "played".
+ *
+ * Threads: frames are handled on the socket's GMainContext. Sends may come
+ * from any thread; they go through one ordered queue that is written on the
+ * socket's context, so JSON frames are never interleaved.
+ */
+#pragma once
+
+#include <gst/gst.h>
+#include <libsoup/soup.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "pa-api.h"
+#include "twilio-protocol.h"
+
+#define PA_CALL_CONTEXT_TYPE "phoneagent.call"
+
+#define PA_TYPE_CALL (pa_call_get_type())
+PA_API GType pa_call_get_type(void);
+G_DECLARE_FINAL_TYPE(PaCall, pa_call, PA, CALL, GObject)
+
+namespace pa {
+
+/* What twiliosrc takes from the call, in arrival order. */
+struct InboundItem {
+  enum class Kind { Start, Media, Dtmf, Stop, Closed };
+  Kind kind = Kind::Media;
+  int64_t timestamp_ms = -1;      /* media: Twilio's timestamp */
+  std::vector<uint8_t> payload;   /* media: μ-law bytes */
+  std::string digit;              /* dtmf */
+  std::string reason;             /* stop / closed */
+  twilio::StartInfo start;        /* start */
+  gint64 arrival_us = 0;          /* g_get_monotonic_time() when it arrived */
+};
+
+/* What the caller has heard of one response item (twiliosink's query). */
+struct Heard {
+  std::string item_id;
+  uint64_t sent_ms = 0;     /* audio of this item sent to Twilio */
+  uint64_t played_ms = 0;   /* audio of this item Twilio reported played (marks) */
+  guint generation = 0;     /* clear generation */
+  bool known = false;       /* false when the item was never seen */
+};
+
+/* Limits and policies of a call, set before it starts. */
+struct CallConfig {
+  size_t max_frame_size = 64 * 1024;   /* inbound text frames above this are dropped */
+  size_t max_inbound_queue = 1000;     /* items (20 s of audio) kept for a slow source */
+  guint stall_timeout_ms = 10000;      /* no mark echo this long with marks pending: peer not reading */
+};
+
+} // namespace pa
+
+/* ---- life cycle ---- */
+PA_API PaCall *pa_call_new(const pa::CallConfig &config);
+PA_API GstContext *pa_call_context_new(PaCall *call);
+/* The call held by @context, with a new reference, or nullptr. */
+PA_API PaCall *pa_call_from_context(const GstContext *context);
+
+/* A short name for logs: the callSid once known, else a serial number. */
+PA_API std::string pa_call_get_name(PaCall *call);
+
+/* ---- transports ---- */
+/* Hands the call its socket. Must be called on the thread that runs the
+ * socket's GMainContext (the thread-default context is remembered). */
+PA_API void pa_call_attach_websocket(PaCall *call, SoupWebsocketConnection *ws);
+PA_API gboolean pa_call_has_transport(PaCall *call);
+/* For tests: frames we send go to @send on the sending thread; @close is
+ * called when the call closes its side. Incoming frames are fed with
+ * pa_call_handle_text / pa_call_handle_closed. */
+PA_API void pa_call_set_test_transport(PaCall *call, std::function<void(const std::string &)> send,
+                                       std::function<void(gushort, const std::string &)> close);
+
+/* ---- incoming (socket thread, or a test) ---- */
+PA_API void pa_call_handle_text(PaCall *call, const char *data, size_t len);
+PA_API void pa_call_handle_binary(PaCall *call, size_t len);
+PA_API void pa_call_handle_closed(PaCall *call, gushort code, const std::string &reason);
+
+/* ---- source side ---- */
+/* Waits up to @timeout_us (-1: forever) for the next inbound item. Returns
+ * FALSE on timeout or when flushing. */
+PA_API gboolean pa_call_pop_inbound(PaCall *call, pa::InboundItem &out, gint64 timeout_us);
+PA_API void pa_call_set_source_flushing(PaCall *call, gboolean flushing);
+
+/* ---- state ---- */
+PA_API gboolean pa_call_is_started(PaCall *call);
+PA_API gboolean pa_call_is_ended(PaCall *call);
+PA_API pa::twilio::StartInfo pa_call_get_start_info(PaCall *call);
+/* Counters: a GstStructure named "twilio-call-stats". */
+PA_API GstStructure *pa_call_get_stats(PaCall *call);
+
+/* ---- sink side ---- */
+/* Queues a media message of @len μ-law bytes for the current item. FALSE
+ * when the stream is not started or has ended. */
+PA_API gboolean pa_call_send_media(PaCall *call, const uint8_t *mulaw, size_t len);
+/* Starts a new response item: what follows is counted against @item_id. */
+PA_API void pa_call_begin_item(PaCall *call, const std::string &item_id);
+/* Sends a mark at the current position of the current item. */
+PA_API void pa_call_send_mark(PaCall *call);
+/* Sends clear: bumps the generation; pending marks are now "cleared". Returns
+ * the new generation. */
+PA_API guint pa_call_clear(PaCall *call);
+/* What the caller has heard of @item_id (empty: the current item). */
+PA_API pa::Heard pa_call_get_heard(PaCall *call, const std::string &item_id);
+/* Audio sent and played in this generation, in bytes (for the sink). */
+PA_API uint64_t pa_call_get_pending_bytes(PaCall *call);
+/* Blocks until every mark of the current generation has been echoed, the
+ * call ends, the sink flushes or @timeout_us passes. TRUE if all played. */
+PA_API gboolean pa_call_wait_played(PaCall *call, gint64 timeout_us);
+PA_API void pa_call_set_sink_flushing(PaCall *call, gboolean flushing);
+
+/* Closes our side of the socket (Twilio then runs the TwiML after
+ * </Connect>, which hangs up). Safe from any thread; idempotent. */
+PA_API void pa_call_close(PaCall *call, gushort code, const char *reason);
+
+/* Signals (emitted on the socket thread):
+ *   "started"  void (PaCall*)                 : the start message arrived
+ *   "ended"    void (PaCall*, const gchar *reason) : stop, close or error
+ */

@@ -1,0 +1,443 @@
+/* gst-phone-agent: Twilio Media Streams messages */
+#include "twilio-protocol.h"
+
+#include <json-glib/json-glib.h>
+
+#include <cstdlib>
+#include <memory>
+
+#include "pa-audio.h"
+
+namespace pa::twilio {
+
+const char *event_name(Event e) {
+  switch (e) {
+  case Event::Connected: return "connected";
+  case Event::Start: return "start";
+  case Event::Media: return "media";
+  case Event::Dtmf: return "dtmf";
+  case Event::Mark: return "mark";
+  case Event::Stop: return "stop";
+  case Event::Clear: return "clear";
+  case Event::Unknown: break;
+  }
+  return "unknown";
+}
+
+const char *parse_result_name(ParseResult r) {
+  switch (r) {
+  case ParseResult::Ok: return "ok";
+  case ParseResult::MalformedJson: return "malformed-json";
+  case ParseResult::MissingField: return "missing-field";
+  case ParseResult::InvalidBase64: return "invalid-base64";
+  case ParseResult::UnknownEvent: return "unknown-event";
+  }
+  return "?";
+}
+
+namespace {
+
+Event event_from_name(std::string_view n) {
+  if (n == "media") return Event::Media;
+  if (n == "mark") return Event::Mark;
+  if (n == "start") return Event::Start;
+  if (n == "connected") return Event::Connected;
+  if (n == "dtmf") return Event::Dtmf;
+  if (n == "stop") return Event::Stop;
+  if (n == "clear") return Event::Clear;
+  return Event::Unknown;
+}
+
+struct ParserDeleter {
+  void operator()(JsonParser *p) const { g_object_unref(p); }
+};
+
+/* Parses @text into an object; nullptr on malformed JSON. The parser owns it. */
+JsonObject *parse_object(std::unique_ptr<JsonParser, ParserDeleter> &parser, std::string_view text,
+                         std::string &error) {
+  parser.reset(json_parser_new_immutable());
+  GError *err = nullptr;
+  if (!json_parser_load_from_data(parser.get(), text.data(), static_cast<gssize>(text.size()), &err)) {
+    error = std::string("not valid JSON: ") + (err ? err->message : "?");
+    g_clear_error(&err);
+    return nullptr;
+  }
+  JsonNode *root = json_parser_get_root(parser.get());
+  if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
+    error = "not a JSON object";
+    return nullptr;
+  }
+  return json_node_get_object(root);
+}
+
+bool get_string(JsonObject *o, const char *name, std::string &out) {
+  JsonNode *n = json_object_get_member(o, name);
+  if (!n || !JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING)
+    return false;
+  out = json_node_get_string(n);
+  return true;
+}
+
+/* Twilio numbers: strings in most messages, JSON numbers in mediaFormat.
+ * Accept either; a string must be all digits (optionally signed). */
+bool get_int(JsonObject *o, const char *name, int64_t &out) {
+  JsonNode *n = json_object_get_member(o, name);
+  if (!n || !JSON_NODE_HOLDS_VALUE(n))
+    return false;
+  GType t = json_node_get_value_type(n);
+  if (t == G_TYPE_INT64) {
+    out = json_node_get_int(n);
+    return true;
+  }
+  if (t == G_TYPE_DOUBLE) {
+    out = static_cast<int64_t>(json_node_get_double(n));
+    return true;
+  }
+  if (t == G_TYPE_STRING) {
+    const char *s = json_node_get_string(n);
+    if (!s || !*s)
+      return false;
+    char *end = nullptr;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end)
+      return false;
+    out = v;
+    return true;
+  }
+  return false;
+}
+
+JsonObject *get_object(JsonObject *o, const char *name) {
+  JsonNode *n = json_object_get_member(o, name);
+  if (!n || !JSON_NODE_HOLDS_OBJECT(n))
+    return nullptr;
+  return json_node_get_object(n);
+}
+
+ParseResult missing(std::string &error, const char *event, const char *field) {
+  error = std::string("'") + event + "' message without a valid '" + field + "'";
+  return ParseResult::MissingField;
+}
+
+} // namespace
+
+ParseResult parse_inbound(std::string_view text, InboundMessage &out, std::string &error) {
+  std::unique_ptr<JsonParser, ParserDeleter> parser;
+  JsonObject *o = parse_object(parser, text, error);
+  if (!o)
+    return ParseResult::MalformedJson;
+
+  out = InboundMessage();
+  if (!get_string(o, "event", out.event_name)) {
+    error = "message without an 'event' string";
+    return ParseResult::MissingField;
+  }
+  out.event = event_from_name(out.event_name);
+  get_string(o, "streamSid", out.stream_sid);
+  get_int(o, "sequenceNumber", out.sequence_number);
+
+  switch (out.event) {
+  case Event::Connected:
+    get_string(o, "protocol", out.protocol);
+    get_string(o, "version", out.version);
+    return ParseResult::Ok;
+  case Event::Start: {
+    JsonObject *s = get_object(o, "start");
+    if (!s)
+      return missing(error, "start", "start");
+    StartInfo &si = out.start;
+    get_string(s, "accountSid", si.account_sid);
+    get_string(s, "callSid", si.call_sid);
+    if (!get_string(s, "streamSid", si.stream_sid))
+      si.stream_sid = out.stream_sid;
+    if (out.stream_sid.empty())
+      out.stream_sid = si.stream_sid;
+    if (out.stream_sid.empty())
+      return missing(error, "start", "streamSid");
+    JsonNode *tracks = json_object_get_member(s, "tracks");
+    if (tracks && JSON_NODE_HOLDS_ARRAY(tracks)) {
+      JsonArray *a = json_node_get_array(tracks);
+      for (guint i = 0; i < json_array_get_length(a); i++) {
+        JsonNode *e = json_array_get_element(a, i);
+        if (JSON_NODE_HOLDS_VALUE(e) && json_node_get_value_type(e) == G_TYPE_STRING)
+          si.tracks.emplace_back(json_node_get_string(e));
+      }
+    }
+    if (JsonObject *cp = get_object(s, "customParameters")) {
+      JsonObjectIter it;
+      const gchar *name;
+      JsonNode *val;
+      json_object_iter_init(&it, cp);
+      while (json_object_iter_next(&it, &name, &val)) {
+        if (JSON_NODE_HOLDS_VALUE(val) && json_node_get_value_type(val) == G_TYPE_STRING)
+          si.custom_parameters.emplace_back(name, json_node_get_string(val));
+      }
+    }
+    if (JsonObject *mf = get_object(s, "mediaFormat")) {
+      int64_t v;
+      get_string(mf, "encoding", si.encoding);
+      if (get_int(mf, "sampleRate", v))
+        si.sample_rate = static_cast<int>(v);
+      if (get_int(mf, "channels", v))
+        si.channels = static_cast<int>(v);
+    }
+    return ParseResult::Ok;
+  }
+  case Event::Media: {
+    JsonObject *m = get_object(o, "media");
+    if (!m)
+      return missing(error, "media", "media");
+    std::string payload;
+    if (!get_string(m, "payload", payload))
+      return missing(error, "media", "media.payload");
+    if (!get_int(m, "timestamp", out.timestamp_ms))
+      return missing(error, "media", "media.timestamp");
+    get_int(m, "chunk", out.chunk);
+    get_string(m, "track", out.track);
+    if (!base64_decode(payload, out.payload)) {
+      error = "media.payload is not valid base64";
+      return ParseResult::InvalidBase64;
+    }
+    return ParseResult::Ok;
+  }
+  case Event::Dtmf: {
+    JsonObject *d = get_object(o, "dtmf");
+    if (!d || !get_string(d, "digit", out.digit) || out.digit.empty())
+      return missing(error, "dtmf", "dtmf.digit");
+    get_string(d, "track", out.track);
+    return ParseResult::Ok;
+  }
+  case Event::Mark: {
+    JsonObject *mk = get_object(o, "mark");
+    if (!mk || !get_string(mk, "name", out.mark_name))
+      return missing(error, "mark", "mark.name");
+    return ParseResult::Ok;
+  }
+  case Event::Stop: {
+    if (JsonObject *st = get_object(o, "stop")) {
+      get_string(st, "accountSid", out.stop_account_sid);
+      get_string(st, "callSid", out.stop_call_sid);
+    }
+    return ParseResult::Ok;
+  }
+  case Event::Clear:
+  case Event::Unknown:
+    break;
+  }
+  error = "unknown event '" + out.event_name + "'";
+  return ParseResult::UnknownEvent;
+}
+
+/* ------------------------------------------------------------ builders */
+
+void json_escape_append(std::string &out, std::string_view s) {
+  static const char hex[] = "0123456789abcdef";
+  for (char ch : s) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    switch (c) {
+    case '"': out += "\\\""; break;
+    case '\\': out += "\\\\"; break;
+    case '\n': out += "\\n"; break;
+    case '\r': out += "\\r"; break;
+    case '\t': out += "\\t"; break;
+    default:
+      if (c < 0x20) {
+        out += "\\u00";
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 15]);
+      } else {
+        out.push_back(ch);
+      }
+    }
+  }
+}
+
+namespace {
+void append_quoted(std::string &out, std::string_view s) {
+  out.push_back('"');
+  json_escape_append(out, s);
+  out.push_back('"');
+}
+} // namespace
+
+std::string build_media(std::string_view stream_sid, const uint8_t *mulaw, size_t len) {
+  std::string out;
+  out.reserve(64 + stream_sid.size() + (len + 2) / 3 * 4);
+  out += "{\"event\":\"media\",\"streamSid\":";
+  append_quoted(out, stream_sid);
+  out += ",\"media\":{\"payload\":\"";
+  out += base64_encode(mulaw, len);
+  out += "\"}}";
+  return out;
+}
+
+std::string build_mark(std::string_view stream_sid, std::string_view name) {
+  std::string out = "{\"event\":\"mark\",\"streamSid\":";
+  append_quoted(out, stream_sid);
+  out += ",\"mark\":{\"name\":";
+  append_quoted(out, name);
+  out += "}}";
+  return out;
+}
+
+std::string build_clear(std::string_view stream_sid) {
+  std::string out = "{\"event\":\"clear\",\"streamSid\":";
+  append_quoted(out, stream_sid);
+  out += "}";
+  return out;
+}
+
+ParseResult parse_outbound(std::string_view text, OutboundMessage &out, std::string &error) {
+  std::unique_ptr<JsonParser, ParserDeleter> parser;
+  JsonObject *o = parse_object(parser, text, error);
+  if (!o)
+    return ParseResult::MalformedJson;
+  out = OutboundMessage();
+  std::string ev;
+  if (!get_string(o, "event", ev)) {
+    error = "message without an 'event' string";
+    return ParseResult::MissingField;
+  }
+  out.event = event_from_name(ev);
+  if (!get_string(o, "streamSid", out.stream_sid)) {
+    error = "'" + ev + "' message without 'streamSid'";
+    return ParseResult::MissingField;
+  }
+  auto expect_members = [&](JsonObject *obj, std::initializer_list<const char *> allowed, const char *where) {
+    GList *members = json_object_get_members(obj);
+    bool ok = true;
+    for (GList *l = members; l; l = l->next) {
+      bool found = false;
+      for (const char *a : allowed)
+        found = found || g_strcmp0(a, static_cast<const char *>(l->data)) == 0;
+      if (!found) {
+        error = std::string("unexpected field '") + static_cast<const char *>(l->data) + "' in " + where;
+        ok = false;
+        break;
+      }
+    }
+    g_list_free(members);
+    return ok;
+  };
+  switch (out.event) {
+  case Event::Media: {
+    if (!expect_members(o, {"event", "streamSid", "media"}, "media message"))
+      return ParseResult::MissingField;
+    JsonObject *m = get_object(o, "media");
+    std::string payload;
+    if (!m || !get_string(m, "payload", payload))
+      return missing(error, "media", "media.payload");
+    if (!expect_members(m, {"payload"}, "media object"))
+      return ParseResult::MissingField;
+    if (!base64_decode(payload, out.payload)) {
+      error = "media.payload is not valid base64";
+      return ParseResult::InvalidBase64;
+    }
+    return ParseResult::Ok;
+  }
+  case Event::Mark: {
+    if (!expect_members(o, {"event", "streamSid", "mark"}, "mark message"))
+      return ParseResult::MissingField;
+    JsonObject *mk = get_object(o, "mark");
+    if (!mk || !get_string(mk, "name", out.mark_name))
+      return missing(error, "mark", "mark.name");
+    if (!expect_members(mk, {"name"}, "mark object"))
+      return ParseResult::MissingField;
+    return ParseResult::Ok;
+  }
+  case Event::Clear:
+    if (!expect_members(o, {"event", "streamSid"}, "clear message"))
+      return ParseResult::MissingField;
+    return ParseResult::Ok;
+  default:
+    break;
+  }
+  error = "event '" + ev + "' cannot be sent to Twilio";
+  return ParseResult::UnknownEvent;
+}
+
+std::string build_connected() { return "{\"event\":\"connected\",\"protocol\":\"Call\",\"version\":\"1.0.0\"}"; }
+
+std::string build_start(int64_t seq, const StartInfo &info) {
+  std::string out = "{\"event\":\"start\",\"sequenceNumber\":\"" + std::to_string(seq) + "\",\"streamSid\":";
+  append_quoted(out, info.stream_sid);
+  out += ",\"start\":{\"accountSid\":";
+  append_quoted(out, info.account_sid);
+  out += ",\"streamSid\":";
+  append_quoted(out, info.stream_sid);
+  out += ",\"callSid\":";
+  append_quoted(out, info.call_sid);
+  out += ",\"tracks\":[";
+  for (size_t i = 0; i < info.tracks.size(); i++) {
+    if (i)
+      out += ",";
+    append_quoted(out, info.tracks[i]);
+  }
+  out += "],\"customParameters\":{";
+  for (size_t i = 0; i < info.custom_parameters.size(); i++) {
+    if (i)
+      out += ",";
+    append_quoted(out, info.custom_parameters[i].first);
+    out += ":";
+    append_quoted(out, info.custom_parameters[i].second);
+  }
+  out += "},\"mediaFormat\":{\"encoding\":";
+  append_quoted(out, info.encoding);
+  out += ",\"sampleRate\":" + std::to_string(info.sample_rate) + ",\"channels\":" + std::to_string(info.channels) +
+         "}}}";
+  return out;
+}
+
+std::string build_inbound_media(int64_t seq, std::string_view stream_sid, int64_t chunk, int64_t timestamp_ms,
+                                const uint8_t *mulaw, size_t len) {
+  std::string out;
+  out.reserve(160 + (len + 2) / 3 * 4);
+  out += "{\"event\":\"media\",\"sequenceNumber\":\"" + std::to_string(seq) + "\",\"streamSid\":";
+  append_quoted(out, stream_sid);
+  out += ",\"media\":{\"track\":\"inbound\",\"chunk\":\"" + std::to_string(chunk) + "\",\"timestamp\":\"" +
+         std::to_string(timestamp_ms) + "\",\"payload\":\"";
+  out += base64_encode(mulaw, len);
+  out += "\"}}";
+  return out;
+}
+
+std::string build_dtmf(int64_t seq, std::string_view stream_sid, std::string_view digit) {
+  std::string out = "{\"event\":\"dtmf\",\"streamSid\":";
+  append_quoted(out, stream_sid);
+  out += ",\"sequenceNumber\":\"" + std::to_string(seq) + "\",\"dtmf\":{\"track\":\"inbound_track\",\"digit\":";
+  append_quoted(out, digit);
+  out += "}}";
+  return out;
+}
+
+std::string build_mark_echo(int64_t seq, std::string_view stream_sid, std::string_view name) {
+  std::string out = "{\"event\":\"mark\",\"sequenceNumber\":\"" + std::to_string(seq) + "\",\"streamSid\":";
+  append_quoted(out, stream_sid);
+  out += ",\"mark\":{\"name\":";
+  append_quoted(out, name);
+  out += "}}";
+  return out;
+}
+
+std::string build_stop(int64_t seq, std::string_view stream_sid, std::string_view account_sid,
+                       std::string_view call_sid) {
+  std::string out = "{\"event\":\"stop\",\"sequenceNumber\":\"" + std::to_string(seq) + "\",\"streamSid\":";
+  append_quoted(out, stream_sid);
+  out += ",\"stop\":{\"accountSid\":";
+  append_quoted(out, account_sid);
+  out += ",\"callSid\":";
+  append_quoted(out, call_sid);
+  out += "}}";
+  return out;
+}
+
+std::string make_sid(const char *prefix) {
+  static const char hex[] = "0123456789abcdef";
+  std::string s = prefix;
+  for (int i = 0; i < 32; i++)
+    s.push_back(hex[g_random_int_range(0, 16)]);
+  return s;
+}
+
+} // namespace pa::twilio

@@ -1,0 +1,591 @@
+/* gst-phone-agent
+ * Copyright (C) 2026 gst-phone-agent contributors
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+/**
+ * SECTION:element-twiliosink
+ * @title: twiliosink
+ * @see_also: twiliosrc, realtimemodel, bargein
+ *
+ * twiliosink plays audio to the caller of a Twilio bidirectional Media
+ * Stream. It finds its call through the "phoneagent.call" #GstContext that
+ * twiliosrc (or the phone-agent server) provides.
+ *
+ * Audio is sent as `media` messages with the call's streamSid, in frames of
+ * #GstTwilioSink:frame-ms (multiples of 20 ms = 160 μ-law bytes), never more
+ * than #GstTwilioSink:lead ms ahead of real time: Twilio plays what it gets
+ * in order, so a small lead keeps what a `clear` throws away small and the
+ * playback position known. After every #GstTwilioSink:mark-interval ms it
+ * sends a `mark`; Twilio echoes it when the caller has heard up to there.
+ * Marks carry a generation that each clear bumps, so the echoes Twilio sends
+ * because of a clear are not taken as played.
+ *
+ * Input is `audio/x-mulaw, rate=8000, channels=1`, or S16LE mono at any rate,
+ * converted inside with GStreamer's audio resampler.
+ *
+ * On EOS, twiliosink pads the last frame with silence, waits (up to
+ * #GstTwilioSink:eos-timeout) until Twilio reports everything played, then
+ * closes the stream when #GstTwilioSink:close-on-eos is set: with
+ * `<Connect>` followed by `<Hangup/>` in the TwiML, that hangs up.
+ *
+ * ## Custom events (upstream elements send them downstream)
+ *
+ * - `phoneagent/item-start` (serialized): the audio that follows belongs to
+ *   a new response item. Fields: `item-id` (gchararray, required),
+ *   `response-id` (gchararray, optional). The pending partial frame of the
+ *   previous item is padded with silence and sent first.
+ * - `phoneagent/clear` (out-of-band, GST_EVENT_CUSTOM_DOWNSTREAM_OOB, so it
+ *   overtakes queued audio): send Twilio `clear`, discard everything held,
+ *   and drop the audio of the current item still on its way (until the next
+ *   `phoneagent/item-start`). Fields: `reason` (gchararray, optional, for
+ *   logs).
+ *
+ * ## Custom query
+ *
+ * - `phoneagent/heard` (GST_QUERY_CUSTOM, answered on the sink pad): what
+ *   the caller actually heard. In: `item-id` (gchararray, optional; default
+ *   the current item). Out: `item-id` (gchararray), `played-ms` (guint64,
+ *   audio of the item Twilio reported played), `sent-ms` (guint64, audio of
+ *   the item sent and not cleared), `generation` (guint), `known`
+ *   (gboolean).
+ *
+ * ## Element messages
+ *
+ * - `twilio-clear`: a clear was sent. `generation` (guint), `reason`
+ *   (gchararray), `discarded-ms` (guint64, audio held here and dropped),
+ *   `running-time` (guint64).
+ * - `twilio-stream-closed`: the sink closed the stream after EOS.
+ *   `all-played` (gboolean), `running-time` (guint64).
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 twiliosrc port=8080 ! twiliosink lead=200
+ * ]| The echo agent.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gsttwiliosink.h"
+
+#include <gst/audio/audio.h>
+
+#include <memory>
+#include <mutex>
+
+#include "gsttwiliocall.h"
+#include "gsttwilioelements.h"
+#include "pa-audio.h"
+#include "pa-call.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_twilio_sink_debug);
+#define GST_CAT_DEFAULT gst_twilio_sink_debug
+
+#define DEFAULT_LEAD 200
+#define DEFAULT_FRAME_MS 20
+#define DEFAULT_MARK_INTERVAL 20
+#define DEFAULT_EOS_TIMEOUT 10000
+#define DEFAULT_CLOSE_ON_EOS TRUE
+
+enum {
+  PROP_0,
+  PROP_LEAD,
+  PROP_FRAME_MS,
+  PROP_MARK_INTERVAL,
+  PROP_EOS_TIMEOUT,
+  PROP_CLOSE_ON_EOS,
+  PROP_STATS,
+};
+
+enum { SIGNAL_CLEAR, N_SIGNALS };
+static guint sink_signals[N_SIGNALS];
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
+    "sink", GST_PAD_SINK, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS("audio/x-mulaw, rate = (int) 8000, channels = (int) 1; "
+                    "audio/x-raw, format = (string) S16LE, layout = (string) interleaved, "
+                    "rate = (int) [ 8000, 48000 ], channels = (int) 1"));
+
+namespace {
+struct Settings {
+  guint lead = DEFAULT_LEAD;
+  guint frame_ms = DEFAULT_FRAME_MS;
+  guint mark_interval = DEFAULT_MARK_INTERVAL;
+  guint eos_timeout = DEFAULT_EOS_TIMEOUT;
+  bool close_on_eos = DEFAULT_CLOSE_ON_EOS;
+};
+
+struct State {
+  PaCall *call = nullptr;
+  bool raw = false;
+  std::unique_ptr<pa::StreamResampler> resampler;
+  std::vector<int16_t> pcm8k;
+  std::vector<uint8_t> held;        /* μ-law not yet sent (less than a frame, or waiting for the lead) */
+  GstClockTime play_end = 0;        /* running time when Twilio will have played all we sent */
+  guint64 since_mark = 0;           /* bytes sent since the last mark */
+  GstClockID wait_id = nullptr;     /* pending lead wait, unscheduled by clear/unlock */
+  bool flushing = false;
+  guint64 clear_epoch = 0;          /* bumped by each clear, to abandon a render in progress */
+  bool dropping_item = false;       /* after clear: drop until the next item-start */
+  std::string item_id;
+  guint64 clears = 0, discarded_bytes = 0, dropped_after_clear = 0, padded_bytes = 0, not_started_bytes = 0;
+};
+} // namespace
+
+struct GstTwilioSinkPrivate {
+  std::mutex lock;
+  Settings settings;
+  State st;
+};
+
+struct _GstTwilioSink {
+  GstBaseSink parent;
+  GstTwilioSinkPrivate *priv;
+};
+
+#define gst_twilio_sink_parent_class parent_class
+G_DEFINE_TYPE_WITH_CODE(GstTwilioSink, gst_twilio_sink, GST_TYPE_BASE_SINK,
+                        GST_DEBUG_CATEGORY_INIT(gst_twilio_sink_debug, "twiliosink", 0, "Twilio Media Streams sink"));
+GST_ELEMENT_REGISTER_DEFINE(twiliosink, "twiliosink", GST_RANK_NONE, GST_TYPE_TWILIO_SINK);
+
+static GstClockTime now_running(GstTwilioSink *self) {
+  return gst_twilio_running_time(GST_ELEMENT(self));
+}
+
+/* ------------------------------------------------------------ properties */
+
+static void gst_twilio_sink_set_property(GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec) {
+  GstTwilioSink *self = GST_TWILIO_SINK(object);
+  std::lock_guard<std::mutex> g(self->priv->lock);
+  Settings &s = self->priv->settings;
+  switch (prop_id) {
+  case PROP_LEAD: s.lead = g_value_get_uint(value); break;
+  case PROP_FRAME_MS: s.frame_ms = g_value_get_uint(value) / 20 * 20; break;
+  case PROP_MARK_INTERVAL: s.mark_interval = g_value_get_uint(value); break;
+  case PROP_EOS_TIMEOUT: s.eos_timeout = g_value_get_uint(value); break;
+  case PROP_CLOSE_ON_EOS: s.close_on_eos = g_value_get_boolean(value); break;
+  default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+  }
+}
+
+static GstStructure *gst_twilio_sink_stats(GstTwilioSink *self) {
+  GstTwilioSinkPrivate *p = self->priv;
+  std::lock_guard<std::mutex> g(p->lock);
+  GstStructure *s = p->st.call ? pa_call_get_stats(p->st.call) : gst_structure_new_empty("twiliosink-stats");
+  gst_structure_set_name(s, "twiliosink-stats");
+  gst_structure_set(s, "clears", G_TYPE_UINT64, p->st.clears, "discarded-ms", G_TYPE_UINT64,
+                    p->st.discarded_bytes / 8, "dropped-after-clear-ms", G_TYPE_UINT64, p->st.dropped_after_clear / 8,
+                    "padded-ms", G_TYPE_UINT64, p->st.padded_bytes / 8, "not-started-ms", G_TYPE_UINT64,
+                    p->st.not_started_bytes / 8, nullptr);
+  return s;
+}
+
+static void gst_twilio_sink_get_property(GObject *object, guint prop_id, GValue *value, GParamSpec *pspec) {
+  GstTwilioSink *self = GST_TWILIO_SINK(object);
+  if (prop_id == PROP_STATS) {
+    g_value_take_boxed(value, gst_twilio_sink_stats(self));
+    return;
+  }
+  std::lock_guard<std::mutex> g(self->priv->lock);
+  const Settings &s = self->priv->settings;
+  switch (prop_id) {
+  case PROP_LEAD: g_value_set_uint(value, s.lead); break;
+  case PROP_FRAME_MS: g_value_set_uint(value, s.frame_ms); break;
+  case PROP_MARK_INTERVAL: g_value_set_uint(value, s.mark_interval); break;
+  case PROP_EOS_TIMEOUT: g_value_set_uint(value, s.eos_timeout); break;
+  case PROP_CLOSE_ON_EOS: g_value_set_boolean(value, s.close_on_eos); break;
+  default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+  }
+}
+
+/* ------------------------------------------------------------ sending */
+
+/* Sends whole frames from st.held, waiting on the clock so that no more than
+ * the lead is queued at Twilio. With @flush, a partial last frame is padded
+ * with silence and sent too. Called with the lock held (released while
+ * waiting). Returns FALSE when flushing. */
+static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, bool flush) {
+  GstTwilioSinkPrivate *p = self->priv;
+  State &st = p->st;
+  const size_t frame = p->settings.frame_ms * 8;
+  guint64 epoch = st.clear_epoch;
+  if (flush && !st.held.empty() && st.held.size() % 160) {
+    size_t pad = 160 - st.held.size() % 160;
+    st.held.insert(st.held.end(), pad, pa::kMulawSilence);
+    st.padded_bytes += pad;
+  }
+  while (!st.held.empty() && (st.held.size() >= frame || flush)) {
+    if (st.flushing || epoch != st.clear_epoch)
+      return !st.flushing;
+    size_t n = std::min(frame, st.held.size());
+    GstClock *clock = gst_element_get_clock(GST_ELEMENT(self));
+    if (clock) {
+      GstClockTime base = gst_element_get_base_time(GST_ELEMENT(self));
+      GstClockTime now = gst_clock_get_time(clock);
+      GstClockTime now_rt = now > base ? now - base : 0;
+      if (st.play_end < now_rt)
+        st.play_end = now_rt; /* Twilio's buffer ran empty */
+      GstClockTime lead = p->settings.lead * GST_MSECOND;
+      if (st.play_end > now_rt + lead) {
+        st.wait_id = gst_clock_new_single_shot_id(clock, base + st.play_end - lead);
+        GstClockID id = st.wait_id;
+        g.unlock();
+        gst_clock_id_wait(id, nullptr);
+        g.lock();
+        gst_clock_id_unref(id);
+        st.wait_id = nullptr;
+        gst_object_unref(clock);
+        continue; /* re-check flushing, clear and the clock */
+      }
+      gst_object_unref(clock);
+    }
+    if (!pa_call_send_media(st.call, st.held.data(), n)) {
+      st.not_started_bytes += n;
+    } else {
+      st.play_end += gst_util_uint64_scale(n, GST_SECOND, 8000);
+      st.since_mark += n;
+      if (st.since_mark >= p->settings.mark_interval * 8u) {
+        pa_call_send_mark(st.call);
+        st.since_mark = 0;
+      }
+    }
+    st.held.erase(st.held.begin(), st.held.begin() + static_cast<long>(n));
+  }
+  if (flush && st.since_mark) {
+    pa_call_send_mark(st.call);
+    st.since_mark = 0;
+  }
+  return TRUE;
+}
+
+static GstFlowReturn gst_twilio_sink_render(GstBaseSink *sink, GstBuffer *buffer) {
+  GstTwilioSink *self = GST_TWILIO_SINK(sink);
+  GstTwilioSinkPrivate *p = self->priv;
+  std::unique_lock<std::mutex> g(p->lock);
+  State &st = p->st;
+  if (!st.call)
+    return GST_FLOW_ERROR;
+  if (st.dropping_item) {
+    st.dropped_after_clear += gst_buffer_get_size(buffer) / (st.raw ? 2 : 1);
+    return GST_FLOW_OK;
+  }
+  if (pa_call_is_ended(st.call)) {
+    GST_DEBUG_OBJECT(self, "call ended; dropping audio");
+    return GST_FLOW_OK;
+  }
+  GstMapInfo map;
+  if (!gst_buffer_map(buffer, &map, GST_MAP_READ))
+    return GST_FLOW_ERROR;
+  if (!st.raw) {
+    st.held.insert(st.held.end(), map.data, map.data + map.size);
+  } else {
+    const auto *pcm = reinterpret_cast<const int16_t *>(map.data);
+    size_t n = map.size / 2;
+    st.pcm8k.clear();
+    if (st.resampler)
+      st.resampler->process(pcm, n, st.pcm8k);
+    else
+      st.pcm8k.assign(pcm, pcm + n);
+    size_t old = st.held.size();
+    st.held.resize(old + st.pcm8k.size());
+    pa::mulaw_encode_block(st.pcm8k.data(), st.held.data() + old, st.pcm8k.size());
+  }
+  gst_buffer_unmap(buffer, &map);
+  return send_held(self, g, false) ? GST_FLOW_OK : GST_FLOW_FLUSHING;
+}
+
+/* Clear: called from any thread (OOB event, action signal). */
+static guint do_clear(GstTwilioSink *self, const char *reason) {
+  GstTwilioSinkPrivate *p = self->priv;
+  guint gen = 0;
+  guint64 discarded;
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    State &st = p->st;
+    discarded = st.held.size();
+    st.discarded_bytes += discarded;
+    st.held.clear();
+    st.since_mark = 0;
+    st.clear_epoch++;
+    st.clears++;
+    st.dropping_item = !st.item_id.empty();
+    st.play_end = 0; /* Twilio's buffer is empty now */
+    if (st.wait_id)
+      gst_clock_id_unschedule(st.wait_id);
+    if (st.call)
+      gen = pa_call_clear(st.call);
+  }
+  GST_INFO_OBJECT(self, "clear (%s): generation %u, %" G_GUINT64_FORMAT " ms discarded here", reason, gen,
+                  discarded / 8);
+  gst_element_post_message(GST_ELEMENT(self),
+      gst_message_new_element(GST_OBJECT(self),
+          gst_structure_new("twilio-clear", "generation", G_TYPE_UINT, gen, "reason", G_TYPE_STRING, reason,
+                            "discarded-ms", G_TYPE_UINT64, discarded / 8, "running-time", G_TYPE_UINT64,
+                            now_running(self), nullptr)));
+  return gen;
+}
+
+static void gst_twilio_sink_clear_action(GstTwilioSink *self) { do_clear(self, "action"); }
+
+static gboolean gst_twilio_sink_event(GstBaseSink *sink, GstEvent *event) {
+  GstTwilioSink *self = GST_TWILIO_SINK(sink);
+  GstTwilioSinkPrivate *p = self->priv;
+  const GstStructure *s = gst_event_get_structure(event);
+  if (GST_EVENT_TYPE(event) == GST_EVENT_CUSTOM_DOWNSTREAM_OOB && s &&
+      gst_structure_has_name(s, "phoneagent/clear")) {
+    const char *reason = gst_structure_get_string(s, "reason");
+    do_clear(self, reason ? reason : "event");
+    gst_event_unref(event);
+    return TRUE;
+  }
+  if (GST_EVENT_TYPE(event) == GST_EVENT_CUSTOM_DOWNSTREAM && s &&
+      gst_structure_has_name(s, "phoneagent/item-start")) {
+    const char *item = gst_structure_get_string(s, "item-id");
+    std::unique_lock<std::mutex> g(p->lock);
+    if (p->st.call && !p->st.dropping_item)
+      send_held(self, g, true); /* finish the previous item's last frame */
+    p->st.dropping_item = false;
+    p->st.item_id = item ? item : "";
+    if (p->st.call)
+      pa_call_begin_item(p->st.call, p->st.item_id);
+    GST_DEBUG_OBJECT(self, "item %s starts", p->st.item_id.c_str());
+    g.unlock();
+    gst_event_unref(event);
+    return TRUE;
+  }
+  if (GST_EVENT_TYPE(event) == GST_EVENT_EOS) {
+    std::unique_lock<std::mutex> g(p->lock);
+    State &st = p->st;
+    if (st.call && !pa_call_is_ended(st.call)) {
+      send_held(self, g, true);
+      guint timeout = p->settings.eos_timeout;
+      bool close = p->settings.close_on_eos;
+      PaCall *call = PA_CALL(g_object_ref(st.call));
+      g.unlock();
+      gboolean played = pa_call_wait_played(call, static_cast<gint64>(timeout) * 1000);
+      if (!played)
+        GST_WARNING_OBJECT(self, "EOS: Twilio did not confirm playback of everything within %u ms", timeout);
+      if (close && !pa_call_is_ended(call)) {
+        pa_call_close(call, SOUP_WEBSOCKET_CLOSE_NORMAL, "done");
+        gst_element_post_message(GST_ELEMENT(self),
+            gst_message_new_element(GST_OBJECT(self),
+                gst_structure_new("twilio-stream-closed", "all-played", G_TYPE_BOOLEAN, played, "running-time",
+                                  G_TYPE_UINT64, now_running(self), nullptr)));
+      }
+      g_object_unref(call);
+    }
+  }
+  return GST_BASE_SINK_CLASS(parent_class)->event(sink, event);
+}
+
+static gboolean gst_twilio_sink_query(GstBaseSink *sink, GstQuery *query) {
+  GstTwilioSink *self = GST_TWILIO_SINK(sink);
+  GstTwilioSinkPrivate *p = self->priv;
+  if (GST_QUERY_TYPE(query) == GST_QUERY_CUSTOM) {
+    GstStructure *s = gst_query_writable_structure(query);
+    if (s && gst_structure_has_name(s, "phoneagent/heard")) {
+      std::lock_guard<std::mutex> g(p->lock);
+      if (!p->st.call)
+        return FALSE;
+      const char *item = gst_structure_get_string(s, "item-id");
+      pa::Heard h = pa_call_get_heard(p->st.call, item ? item : "");
+      gst_structure_set(s, "item-id", G_TYPE_STRING, h.item_id.c_str(), "played-ms", G_TYPE_UINT64, h.played_ms,
+                        "sent-ms", G_TYPE_UINT64, h.sent_ms, "generation", G_TYPE_UINT, h.generation, "known",
+                        G_TYPE_BOOLEAN, h.known, nullptr);
+      return TRUE;
+    }
+  }
+  if (GST_QUERY_TYPE(query) == GST_QUERY_CONTEXT) {
+    std::lock_guard<std::mutex> g(p->lock);
+    if (gst_twilio_answer_context_query(query, p->st.call))
+      return TRUE;
+  }
+  return GST_BASE_SINK_CLASS(parent_class)->query(sink, query);
+}
+
+static void gst_twilio_sink_set_context(GstElement *element, GstContext *context) {
+  GstTwilioSink *self = GST_TWILIO_SINK(element);
+  if (PaCall *call = pa_call_from_context(context)) {
+    std::lock_guard<std::mutex> g(self->priv->lock);
+    if (!self->priv->st.call)
+      self->priv->st.call = call;
+    else
+      g_object_unref(call);
+  }
+  GST_ELEMENT_CLASS(parent_class)->set_context(element, context);
+}
+
+static gboolean gst_twilio_sink_set_caps(GstBaseSink *sink, GstCaps *caps) {
+  GstTwilioSink *self = GST_TWILIO_SINK(sink);
+  std::lock_guard<std::mutex> g(self->priv->lock);
+  State &st = self->priv->st;
+  GstStructure *s = gst_caps_get_structure(caps, 0);
+  st.raw = gst_structure_has_name(s, "audio/x-raw");
+  int rate = 8000;
+  if (st.raw && !gst_structure_get_int(s, "rate", &rate))
+    return FALSE;
+  st.resampler.reset(st.raw && rate != 8000 ? new pa::StreamResampler(rate, 8000) : nullptr);
+  GST_INFO_OBJECT(self, "input %s at %d Hz", st.raw ? "S16LE" : "mu-law", rate);
+  return TRUE;
+}
+
+/* basesink starts in NULL->READY, before twiliosrc (upstream) has made its
+ * call: look for the call when going to PAUSED, when all are READY. */
+static gboolean find_call(GstTwilioSink *self) {
+  {
+    std::lock_guard<std::mutex> g(self->priv->lock);
+    if (self->priv->st.call)
+      return TRUE;
+  }
+  PaCall *call = gst_twilio_find_call(GST_ELEMENT(self), GST_BASE_SINK_PAD(self));
+  std::lock_guard<std::mutex> g(self->priv->lock);
+  if (!self->priv->st.call)
+    self->priv->st.call = call;
+  else if (call)
+    g_object_unref(call);
+  if (!self->priv->st.call) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("twiliosink has no call to play to."),
+                      ("No phoneagent.call context: put a twiliosrc in the same pipeline, or set the context from "
+                       "the application or server"));
+    return FALSE;
+  }
+  pa_call_set_sink_flushing(self->priv->st.call, FALSE);
+  return TRUE;
+}
+
+static GstStateChangeReturn gst_twilio_sink_change_state(GstElement *element, GstStateChange transition) {
+  GstTwilioSink *self = GST_TWILIO_SINK(element);
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && !find_call(self))
+    return GST_STATE_CHANGE_FAILURE;
+  GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
+  if (transition == GST_STATE_CHANGE_READY_TO_NULL) {
+    std::lock_guard<std::mutex> g(self->priv->lock);
+    if (self->priv->st.call) {
+      pa_call_set_sink_flushing(self->priv->st.call, TRUE);
+      g_object_unref(self->priv->st.call);
+      self->priv->st.call = nullptr;
+    }
+  }
+  return ret;
+}
+
+static gboolean gst_twilio_sink_start(GstBaseSink *sink) {
+  GstTwilioSink *self = GST_TWILIO_SINK(sink);
+  std::lock_guard<std::mutex> g(self->priv->lock);
+  State &st = self->priv->st;
+  st.flushing = false;
+  st.held.clear();
+  st.play_end = 0;
+  st.since_mark = 0;
+  st.dropping_item = false;
+  return TRUE;
+}
+
+static gboolean gst_twilio_sink_stop(GstBaseSink *sink) {
+  GstTwilioSink *self = GST_TWILIO_SINK(sink);
+  std::lock_guard<std::mutex> g(self->priv->lock);
+  self->priv->st.held.clear();
+  return TRUE;
+}
+
+static gboolean gst_twilio_sink_unlock(GstBaseSink *sink) {
+  GstTwilioSink *self = GST_TWILIO_SINK(sink);
+  std::lock_guard<std::mutex> g(self->priv->lock);
+  State &st = self->priv->st;
+  st.flushing = true;
+  if (st.wait_id)
+    gst_clock_id_unschedule(st.wait_id);
+  if (st.call)
+    pa_call_set_sink_flushing(st.call, TRUE);
+  return TRUE;
+}
+
+static gboolean gst_twilio_sink_unlock_stop(GstBaseSink *sink) {
+  GstTwilioSink *self = GST_TWILIO_SINK(sink);
+  std::lock_guard<std::mutex> g(self->priv->lock);
+  self->priv->st.flushing = false;
+  if (self->priv->st.call)
+    pa_call_set_sink_flushing(self->priv->st.call, FALSE);
+  return TRUE;
+}
+
+/* ------------------------------------------------------------ class */
+
+static void gst_twilio_sink_finalize(GObject *object) {
+  GstTwilioSink *self = GST_TWILIO_SINK(object);
+  if (self->priv->st.call)
+    g_object_unref(self->priv->st.call);
+  delete self->priv;
+  G_OBJECT_CLASS(parent_class)->finalize(object);
+}
+
+static void gst_twilio_sink_init(GstTwilioSink *self) {
+  self->priv = new GstTwilioSinkPrivate();
+  /* pacing is ours (the lead), not basesink's sync */
+  gst_base_sink_set_sync(GST_BASE_SINK(self), FALSE);
+  gst_base_sink_set_async_enabled(GST_BASE_SINK(self), FALSE);
+}
+
+static void gst_twilio_sink_class_init(GstTwilioSinkClass *klass) {
+  GObjectClass *gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS(klass);
+  GstBaseSinkClass *basesink_class = GST_BASE_SINK_CLASS(klass);
+
+  gobject_class->set_property = gst_twilio_sink_set_property;
+  gobject_class->get_property = gst_twilio_sink_get_property;
+  gobject_class->finalize = gst_twilio_sink_finalize;
+
+  const auto rw = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
+  g_object_class_install_property(gobject_class, PROP_LEAD,
+      g_param_spec_uint("lead", "Lead",
+                        "Most audio (ms) sent ahead of real time; what a clear throws away at Twilio is at most this",
+                        20, 10000, DEFAULT_LEAD, rw));
+  g_object_class_install_property(gobject_class, PROP_FRAME_MS,
+      g_param_spec_uint("frame-ms", "Frame duration",
+                        "Audio per media message (ms, rounded down to a multiple of 20 = 160 bytes)", 20, 1000,
+                        DEFAULT_FRAME_MS, rw));
+  g_object_class_install_property(gobject_class, PROP_MARK_INTERVAL,
+      g_param_spec_uint("mark-interval", "Mark interval",
+                        "Send a mark after this much audio (ms); the played position is known to this precision",
+                        20, 10000, DEFAULT_MARK_INTERVAL, rw));
+  g_object_class_install_property(gobject_class, PROP_EOS_TIMEOUT,
+      g_param_spec_uint("eos-timeout", "EOS timeout",
+                        "On EOS, longest wait (ms) for Twilio to confirm the queued audio was played", 0, G_MAXUINT,
+                        DEFAULT_EOS_TIMEOUT, rw));
+  g_object_class_install_property(gobject_class, PROP_CLOSE_ON_EOS,
+      g_param_spec_boolean("close-on-eos", "Close on EOS",
+                           "Close the stream after EOS once everything played (hangs up with the default TwiML)",
+                           DEFAULT_CLOSE_ON_EOS, rw));
+  g_object_class_install_property(gobject_class, PROP_STATS,
+      g_param_spec_boxed("stats", "Statistics",
+                         "Counters: media frames and bytes sent, marks sent/played/cleared, clears, audio discarded "
+                         "by clears, audio dropped before the stream started",
+                         GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+
+  /**
+   * GstTwilioSink::clear:
+   *
+   * Action signal: send Twilio `clear` now and discard everything held, as
+   * the `phoneagent/clear` event does.
+   */
+  sink_signals[SIGNAL_CLEAR] = g_signal_new_class_handler("clear", G_TYPE_FROM_CLASS(klass),
+      static_cast<GSignalFlags>(G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION), G_CALLBACK(gst_twilio_sink_clear_action),
+      nullptr, nullptr, nullptr, G_TYPE_NONE, 0);
+
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_set_static_metadata(element_class, "Twilio Media Streams sink", "Sink/Audio/Network",
+                                        "Plays audio to a phone caller over a Twilio bidirectional Media Stream, "
+                                        "paced with a bounded lead, with marks and clear",
+                                        "gst-phone-agent contributors");
+
+  element_class->set_context = GST_DEBUG_FUNCPTR(gst_twilio_sink_set_context);
+  element_class->change_state = GST_DEBUG_FUNCPTR(gst_twilio_sink_change_state);
+  basesink_class->start = GST_DEBUG_FUNCPTR(gst_twilio_sink_start);
+  basesink_class->stop = GST_DEBUG_FUNCPTR(gst_twilio_sink_stop);
+  basesink_class->unlock = GST_DEBUG_FUNCPTR(gst_twilio_sink_unlock);
+  basesink_class->unlock_stop = GST_DEBUG_FUNCPTR(gst_twilio_sink_unlock_stop);
+  basesink_class->render = GST_DEBUG_FUNCPTR(gst_twilio_sink_render);
+  basesink_class->event = GST_DEBUG_FUNCPTR(gst_twilio_sink_event);
+  basesink_class->query = GST_DEBUG_FUNCPTR(gst_twilio_sink_query);
+  basesink_class->set_caps = GST_DEBUG_FUNCPTR(gst_twilio_sink_set_caps);
+}

@@ -1,0 +1,274 @@
+/* gst-phone-agent: twiliosink with GstHarness on a test clock, writing to a
+ * call with a test transport (no network). */
+#include <gst/check/gstharness.h>
+
+#include <mutex>
+#include <thread>
+
+#include "../common/pa-check.h"
+#include "pa-audio.h"
+#include "pa-call.h"
+#include "twilio-protocol.h"
+
+using namespace pa;
+using namespace pa::twilio;
+
+namespace {
+struct Fixture {
+  GstHarness *h = nullptr;
+  PaCall *call = nullptr;
+  GstBus *bus = nullptr;
+  std::mutex lock;
+  std::vector<OutboundMessage> sent;
+  std::vector<gushort> closes;
+
+  explicit Fixture(guint lead = 100, const char *caps = "audio/x-mulaw, rate=8000, channels=1") {
+    call = pa_call_new(CallConfig());
+    pa_call_set_test_transport(
+        call,
+        [this](const std::string &s) {
+          OutboundMessage o;
+          std::string err;
+          fail_unless(parse_outbound(s, o, err) == ParseResult::Ok, "sent something Twilio rejects: %s", err.c_str());
+          std::lock_guard<std::mutex> g(lock);
+          sent.push_back(o);
+        },
+        [this](gushort code, const std::string &) {
+          std::lock_guard<std::mutex> g(lock);
+          closes.push_back(code);
+        });
+    StartInfo si;
+    si.stream_sid = "MZ7";
+    si.call_sid = "CA7";
+    feed(build_start(1, si));
+    /* the harness plays a sink as soon as it wraps it: give it its call first */
+    GstElement *sink = gst_element_factory_make("twiliosink", nullptr);
+    bus = gst_bus_new();
+    gst_element_set_bus(sink, bus);
+    GstContext *ctx = pa_call_context_new(call);
+    gst_element_set_context(sink, ctx);
+    gst_context_unref(ctx);
+    g_object_set(sink, "lead", lead, nullptr);
+    h = gst_harness_new_with_element(sink, "sink", nullptr);
+    gst_object_unref(sink);
+    gst_harness_use_testclock(h);
+    gst_harness_set_src_caps_str(h, caps);
+  }
+  ~Fixture() {
+    gst_harness_teardown(h);
+    gst_object_unref(bus);
+    g_object_unref(call);
+  }
+  void feed(const std::string &s) { pa_call_handle_text(call, s.data(), s.size()); }
+  size_t count(Event e) {
+    std::lock_guard<std::mutex> g(lock);
+    size_t n = 0;
+    for (auto &o : sent)
+      n += o.event == e;
+    return n;
+  }
+  std::vector<OutboundMessage> snapshot() {
+    std::lock_guard<std::mutex> g(lock);
+    return sent;
+  }
+  /* pushes @ms of audio of byte @fill from a thread (render blocks on the lead) */
+  std::thread push_async(int ms, uint8_t fill) {
+    GstBuffer *b = gst_buffer_new_allocate(nullptr, ms * 8, nullptr);
+    gst_buffer_memset(b, 0, fill, ms * 8);
+    return std::thread([this, b] { gst_harness_push(h, b); });
+  }
+  void echo_all_marks() {
+    for (auto &o : snapshot())
+      if (o.event == Event::Mark)
+        feed(build_mark_echo(99, "MZ7", o.mark_name));
+  }
+};
+
+GstStructure *heard(GstHarness *h, const char *item) {
+  GstStructure *s = gst_structure_new("phoneagent/heard", nullptr, nullptr);
+  if (item)
+    gst_structure_set(s, "item-id", G_TYPE_STRING, item, nullptr);
+  GstQuery *q = gst_query_new_custom(GST_QUERY_CUSTOM, s);
+  fail_unless(gst_pad_peer_query(h->srcpad, q));
+  GstStructure *out = gst_structure_copy(gst_query_get_structure(q));
+  gst_query_unref(q);
+  return out;
+}
+
+guint64 u64(const GstStructure *s, const char *f) {
+  guint64 v = 0;
+  fail_unless(gst_structure_get_uint64(s, f, &v), "no field %s", f);
+  return v;
+}
+} // namespace
+
+GST_START_TEST(test_lead_bounds_what_is_queued) {
+  Fixture f(100);
+  std::thread t = f.push_async(400, 0x42); /* 20 frames at once */
+  /* at time 0 it may send up to the lead: frames for 0..100 ms (6 frames) */
+  fail_unless(gst_harness_wait_for_clock_id_waits(f.h, 1, 5));
+  fail_unless_equals_int(f.count(Event::Media), 6);
+  /* each 20 ms of real time lets one more frame go */
+  for (int i = 1; i <= 5; i++) {
+    fail_unless(gst_harness_crank_single_clock_wait(f.h));
+    fail_unless(gst_harness_wait_for_clock_id_waits(f.h, 1, 5));
+    fail_unless_equals_int(f.count(Event::Media), 6 + i);
+  }
+  /* run the rest out */
+  while (f.count(Event::Media) < 20) {
+    gst_harness_crank_single_clock_wait(f.h);
+    gst_harness_wait_for_clock_id_waits(f.h, 1, 1);
+  }
+  t.join();
+  /* every media message: 160 bytes, our streamSid, exactly Twilio's fields */
+  for (auto &o : f.snapshot()) {
+    assert_str(o.stream_sid, "MZ7");
+    if (o.event == Event::Media) {
+      fail_unless_equals_int(o.payload.size(), 160);
+      fail_unless_equals_int(o.payload[0], 0x42);
+    }
+  }
+  /* a mark after each 20 ms frame (mark-interval=20) */
+  fail_unless_equals_int(f.count(Event::Mark), 20);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_frames_are_whole_and_eos_pads) {
+  Fixture f(10000);
+  g_object_set(f.h->element, "frame-ms", 40, nullptr);
+  GstBuffer *b = gst_buffer_new_allocate(nullptr, 100, nullptr); /* 12.5 ms: less than a frame */
+  gst_buffer_memset(b, 0, 0x42, 100);
+  fail_unless_equals_int(gst_harness_push(f.h, b), GST_FLOW_OK);
+  fail_unless_equals_int(f.count(Event::Media), 0); /* held until a whole frame */
+  b = gst_buffer_new_allocate(nullptr, 300, nullptr);
+  gst_buffer_memset(b, 0, 0x43, 300);
+  fail_unless_equals_int(gst_harness_push(f.h, b), GST_FLOW_OK);
+  fail_unless_equals_int(f.count(Event::Media), 1); /* 320 of 400 bytes out, as one 40 ms frame */
+  /* EOS: the 80-byte tail is padded to 160 with silence, then we wait for the echo */
+  std::thread t([&f] { gst_harness_push_event(f.h, gst_event_new_eos()); });
+  for (int i = 0; i < 500 && f.count(Event::Mark) < 2; i++)
+    g_usleep(2000);
+  auto s = f.snapshot();
+  fail_unless_equals_int(f.count(Event::Media), 2);
+  const OutboundMessage *tail = nullptr;
+  for (auto &o : s)
+    if (o.event == Event::Media)
+      tail = &o;
+  fail_unless_equals_int(tail->payload.size(), 160);
+  fail_unless_equals_int(tail->payload[79], 0x43);
+  fail_unless_equals_int(tail->payload[80], kMulawSilence);
+  fail_unless_equals_int(f.closes.size(), 0); /* not closed before Twilio played it */
+  f.echo_all_marks();
+  t.join();
+  fail_unless_equals_int(f.closes.size(), 1);
+  fail_unless_equals_int(f.closes[0], 1000);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_clear_event_discards_and_heard_query) {
+  Fixture f(100);
+  gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+      gst_structure_new("phoneagent/item-start", "item-id", G_TYPE_STRING, "item_A", nullptr)));
+  std::thread t = f.push_async(1000, 0x42);
+  fail_unless(gst_harness_wait_for_clock_id_waits(f.h, 1, 5));
+  fail_unless_equals_int(f.count(Event::Media), 6);
+  /* Twilio played 3 frames */
+  auto s = f.snapshot();
+  int echoed = 0;
+  for (auto &o : s)
+    if (o.event == Event::Mark && echoed < 3) {
+      f.feed(build_mark_echo(50 + echoed, "MZ7", o.mark_name));
+      echoed++;
+    }
+  GstStructure *hq = heard(f.h, "item_A");
+  assert_str(gst_structure_get_string(hq, "item-id"), "item_A");
+  fail_unless_equals_uint64(u64(hq, "played-ms"), 60);
+  fail_unless_equals_uint64(u64(hq, "sent-ms"), 120);
+  gst_structure_free(hq);
+
+  /* barge-in: clear overtakes the queued audio, the blocked render gives up */
+  fail_unless(gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_OOB,
+      gst_structure_new("phoneagent/clear", "reason", G_TYPE_STRING, "barge-in", nullptr))));
+  t.join();
+  auto after = f.snapshot();
+  fail_unless(after.back().event == Event::Clear);
+  fail_unless_equals_int(f.count(Event::Media), 6); /* nothing of the old response after clear */
+  /* late echoes of the cleared marks do not count as played */
+  f.echo_all_marks();
+  hq = heard(f.h, nullptr);
+  fail_unless_equals_uint64(u64(hq, "played-ms"), 60);
+  fail_unless_equals_uint64(u64(hq, "sent-ms"), 60);
+  guint gen = 0;
+  gst_structure_get_uint(hq, "generation", &gen);
+  fail_unless_equals_int(gen, 1);
+  gst_structure_free(hq);
+  /* the rest of the cleared item, still in flight, is dropped */
+  GstBuffer *b = gst_buffer_new_allocate(nullptr, 160, nullptr);
+  gst_buffer_memset(b, 0, 0x42, 160);
+  gst_harness_push(f.h, b);
+  fail_unless_equals_int(f.count(Event::Media), 6);
+  /* a new item plays again */
+  gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+      gst_structure_new("phoneagent/item-start", "item-id", G_TYPE_STRING, "item_B", nullptr)));
+  b = gst_buffer_new_allocate(nullptr, 160, nullptr);
+  gst_buffer_memset(b, 0, 0x44, 160);
+  gst_harness_push(f.h, b);
+  fail_unless_equals_int(f.count(Event::Media), 7);
+  /* the clear was announced on the bus */
+  bool msg = false;
+  while (GstMessage *m = gst_bus_pop_filtered(f.bus, GST_MESSAGE_ELEMENT)) {
+    msg |= gst_structure_has_name(gst_message_get_structure(m), "twilio-clear");
+    gst_message_unref(m);
+  }
+  fail_unless(msg);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_clear_action_signal) {
+  Fixture f(1000);
+  GstBuffer *b = gst_buffer_new_allocate(nullptr, 320, nullptr);
+  gst_buffer_memset(b, 0, 0x42, 320);
+  gst_harness_push(f.h, b);
+  g_signal_emit_by_name(f.h->element, "clear");
+  auto s = f.snapshot();
+  fail_unless(s.back().event == Event::Clear);
+  assert_str(s.back().stream_sid, "MZ7");
+  /* without items (the echo agent), audio keeps flowing after a clear */
+  b = gst_buffer_new_allocate(nullptr, 160, nullptr);
+  gst_buffer_memset(b, 0, 0x42, 160);
+  gst_harness_push(f.h, b);
+  fail_unless(f.snapshot().back().event == Event::Mark);
+  fail_unless_equals_int(f.count(Event::Media), 3);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_s16_input_converted) {
+  Fixture f(10000, "audio/x-raw, format=S16LE, layout=interleaved, rate=24000, channels=1");
+  g_object_set(f.h->element, "eos-timeout", 0, nullptr);
+  /* 200 ms of silence at 24 kHz -> about 10 frames of μ-law silence */
+  GstBuffer *b = gst_buffer_new_allocate(nullptr, 24000 / 5 * 2, nullptr);
+  gst_buffer_memset(b, 0, 0, 24000 / 5 * 2);
+  gst_harness_push(f.h, b);
+  gst_harness_push_event(f.h, gst_event_new_eos());
+  /* EOS waits for echoes: none come, eos-timeout 0 lets it go */
+  size_t media = f.count(Event::Media);
+  fail_unless(media >= 9 && media <= 10, "%zu frames", media);
+  for (auto &o : f.snapshot())
+    if (o.event == Event::Media)
+      fail_unless_equals_int(o.payload[0], kMulawSilence);
+}
+GST_END_TEST;
+
+static Suite *twiliosink_suite(void) {
+  Suite *s = suite_create("twiliosink");
+  TCase *tc = tcase_create("general");
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_lead_bounds_what_is_queued);
+  tcase_add_test(tc, test_frames_are_whole_and_eos_pads);
+  tcase_add_test(tc, test_clear_event_discards_and_heard_query);
+  tcase_add_test(tc, test_clear_action_signal);
+  tcase_add_test(tc, test_s16_input_converted);
+  return s;
+}
+
+GST_CHECK_MAIN(twiliosink);

@@ -1,0 +1,279 @@
+/* gst-phone-agent: twiliosrc with GstHarness, fed by a call with a test
+ * transport (no network), on a test clock. */
+#include <gst/base/gstbasesrc.h>
+#include <gst/check/gstharness.h>
+
+#include <cmath>
+
+#include "../common/pa-check.h"
+#include "pa-audio.h"
+#include "pa-call.h"
+#include "twilio-protocol.h"
+
+using namespace pa;
+using namespace pa::twilio;
+
+namespace {
+struct Fixture {
+  GstHarness *h = nullptr;
+  PaCall *call = nullptr;
+  GstBus *bus = nullptr;
+
+  explicit Fixture(const char *caps = "audio/x-mulaw, rate=8000, channels=1") {
+    call = pa_call_new(CallConfig());
+    pa_call_set_test_transport(call, [](const std::string &) {}, nullptr);
+    h = gst_harness_new("twiliosrc");
+    bus = gst_bus_new();
+    gst_element_set_bus(h->element, bus);
+    /* as the server does: the call comes through the context, no listener */
+    GstContext *ctx = pa_call_context_new(call);
+    gst_element_set_context(h->element, ctx);
+    gst_context_unref(ctx);
+    gst_harness_set_sink_caps_str(h, caps);
+    gst_harness_use_testclock(h);
+    gst_harness_play(h);
+  }
+  ~Fixture() {
+    gst_harness_teardown(h);
+    gst_object_unref(bus);
+    g_object_unref(call);
+  }
+  void feed(const std::string &s) { pa_call_handle_text(call, s.data(), s.size()); }
+  void start() {
+    StartInfo si;
+    si.stream_sid = "MZ1";
+    si.call_sid = "CA1";
+    si.account_sid = "AC1";
+    si.tracks = {"inbound"};
+    si.custom_parameters = {{"from", "+14155551212"}, {"to", "+15005550006"}, {"tenant", "acme"}};
+    feed(build_connected());
+    feed(build_start(1, si));
+  }
+  void media(int64_t ts, uint8_t fill, size_t n = 160) {
+    std::vector<uint8_t> f(n, fill);
+    feed(build_inbound_media(seq++, "MZ1", chunk++, ts, f.data(), f.size()));
+  }
+  GstStructure *pop_message(const char *name) {
+    for (;;) {
+      GstMessage *m = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT);
+      if (!m)
+        return nullptr;
+      const GstStructure *s = gst_message_get_structure(m);
+      if (gst_structure_has_name(s, name)) {
+        GstStructure *copy = gst_structure_copy(s);
+        gst_message_unref(m);
+        return copy;
+      }
+      gst_message_unref(m);
+    }
+  }
+  int64_t seq = 2, chunk = 1;
+};
+
+void check_buffer(GstBuffer *b, GstClockTime pts, size_t size, uint8_t fill, bool gap) {
+  fail_unless(b != nullptr);
+  fail_unless_equals_uint64(GST_BUFFER_PTS(b), pts);
+  fail_unless_equals_uint64(GST_BUFFER_DURATION(b), gst_util_uint64_scale(size, GST_SECOND, 8000));
+  fail_unless_equals_int(gst_buffer_get_size(b), size);
+  GstMapInfo map;
+  gst_buffer_map(b, &map, GST_MAP_READ);
+  for (size_t i = 0; i < map.size; i++)
+    fail_unless_equals_int(map.data[i], fill);
+  gst_buffer_unmap(b, &map);
+  fail_unless_equals_int(GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_GAP), gap);
+  gst_buffer_unref(b);
+}
+} // namespace
+
+GST_START_TEST(test_mulaw_passthrough_and_started_message) {
+  Fixture f;
+  f.start();
+  f.media(0, 0x10);
+  f.media(20, 0x20);
+  f.media(40, 0x30);
+  /* bit-exact, 20 ms apart from the first frame */
+  check_buffer(gst_harness_pull(f.h), 0, 160, 0x10, false);
+  check_buffer(gst_harness_pull(f.h), 20 * GST_MSECOND, 160, 0x20, false);
+  check_buffer(gst_harness_pull(f.h), 40 * GST_MSECOND, 160, 0x30, false);
+
+  GstStructure *s = f.pop_message("twilio-call-started");
+  fail_unless(s != nullptr);
+  assert_str(gst_structure_get_string(s, "call-sid"), "CA1");
+  assert_str(gst_structure_get_string(s, "stream-sid"), "MZ1");
+  assert_str(gst_structure_get_string(s, "from"), "+14155551212");
+  assert_str(gst_structure_get_string(s, "to"), "+15005550006");
+  const GstStructure *params = gst_value_get_structure(gst_structure_get_value(s, "custom-parameters"));
+  assert_str(gst_structure_get_string(params, "tenant"), "acme");
+  fail_unless(gst_structure_has_field(s, "running-time"));
+  gst_structure_free(s);
+
+  GstCaps *caps = gst_pad_get_current_caps(f.h->sinkpad);
+  fail_unless(gst_structure_has_name(gst_caps_get_structure(caps, 0), "audio/x-mulaw"));
+  gst_caps_unref(caps);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_gaps_filled_with_silence) {
+  Fixture f;
+  f.start();
+  f.media(0, 0x10);
+  f.media(20, 0x20);
+  f.media(100, 0x30); /* Twilio skipped 40..100 ms (silence suppression) */
+  f.media(120, 0x40);
+  check_buffer(gst_harness_pull(f.h), 0, 160, 0x10, false);
+  check_buffer(gst_harness_pull(f.h), 20 * GST_MSECOND, 160, 0x20, false);
+  for (int ms = 40; ms < 100; ms += 20)
+    check_buffer(gst_harness_pull(f.h), ms * GST_MSECOND, 160, kMulawSilence, true);
+  check_buffer(gst_harness_pull(f.h), 100 * GST_MSECOND, 160, 0x30, false);
+  check_buffer(gst_harness_pull(f.h), 120 * GST_MSECOND, 160, 0x40, false);
+  GstStructure *stats;
+  g_object_get(f.h->element, "stats", &stats, nullptr);
+  guint64 gaps = 0, gap_ms = 0;
+  gst_structure_get_uint64(stats, "gaps-filled", &gaps);
+  gst_structure_get_uint64(stats, "gap-fill-ms", &gap_ms);
+  fail_unless_equals_uint64(gaps, 1);
+  fail_unless_equals_uint64(gap_ms, 60);
+  gst_structure_free(stats);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_duplicates_and_jitter) {
+  Fixture f;
+  f.start();
+  f.media(0, 0x10);
+  f.media(0, 0x11);  /* a duplicate: dropped */
+  f.media(25, 0x20); /* 5 ms of jitter is not a gap: continues at 20 ms */
+  f.media(45, 0x30);
+  check_buffer(gst_harness_pull(f.h), 0, 160, 0x10, false);
+  check_buffer(gst_harness_pull(f.h), 20 * GST_MSECOND, 160, 0x20, false);
+  check_buffer(gst_harness_pull(f.h), 40 * GST_MSECOND, 160, 0x30, false);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_dtmf_and_stop) {
+  Fixture f;
+  f.start();
+  f.media(0, 0x10);
+  f.feed(build_dtmf(f.seq++, "MZ1", "5"));
+  f.media(20, 0x20);
+  f.feed(build_stop(f.seq++, "MZ1", "AC1", "CA1"));
+  check_buffer(gst_harness_pull(f.h), 0, 160, 0x10, false);
+  check_buffer(gst_harness_pull(f.h), 20 * GST_MSECOND, 160, 0x20, false);
+  /* the dtmf went downstream in order, as a custom event */
+  bool found = false, eos = false;
+  while (GstEvent *ev = gst_harness_try_pull_event(f.h)) {
+    eos |= GST_EVENT_TYPE(ev) == GST_EVENT_EOS;
+    const GstStructure *s = gst_event_get_structure(ev);
+    if (GST_EVENT_TYPE(ev) == GST_EVENT_CUSTOM_DOWNSTREAM && gst_structure_has_name(s, "phoneagent/dtmf")) {
+      assert_str(gst_structure_get_string(s, "digit"), "5");
+      found = true;
+    }
+    gst_event_unref(ev);
+  }
+  fail_unless(found);
+  GstStructure *m = f.pop_message("twilio-dtmf");
+  fail_unless(m != nullptr);
+  assert_str(gst_structure_get_string(m, "digit"), "5");
+  guint64 rt = 0;
+  gst_structure_get_uint64(m, "running-time", &rt);
+  fail_unless_equals_uint64(rt, 20 * GST_MSECOND); /* where it fell in the stream */
+  gst_structure_free(m);
+  /* stop -> EOS and a stopped message */
+  for (int i = 0; i < 100 && !f.pop_message("twilio-call-stopped"); i++) {
+    if (i == 99)
+      fail("no twilio-call-stopped message");
+    g_usleep(10000);
+  }
+  for (int i = 0; i < 200 && !eos; i++) {
+    while (GstEvent *ev = gst_harness_try_pull_event(f.h)) {
+      eos |= GST_EVENT_TYPE(ev) == GST_EVENT_EOS;
+      gst_event_unref(ev);
+    }
+    if (!eos)
+      g_usleep(5000);
+  }
+  fail_unless(eos);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_socket_close_gives_eos) {
+  Fixture f;
+  f.start();
+  f.media(0, 0x10);
+  check_buffer(gst_harness_pull(f.h), 0, 160, 0x10, false);
+  pa_call_handle_closed(f.call, 1006, "");
+  GstStructure *m = nullptr;
+  for (int i = 0; i < 200 && !(m = f.pop_message("twilio-call-stopped")); i++)
+    g_usleep(5000);
+  fail_unless(m != nullptr);
+  assert_str(gst_structure_get_string(m, "reason"), "connection-lost");
+  gst_structure_free(m);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_s16_output_resampled) {
+  Fixture f("audio/x-raw, format=S16LE, layout=interleaved, rate=16000, channels=1");
+  f.start();
+  /* 1 s of a 500 Hz tone in μ-law */
+  std::vector<int16_t> pcm(8000);
+  for (int i = 0; i < 8000; i++)
+    pcm[i] = static_cast<int16_t>(6000 * sin(2 * M_PI * 500 * i / 8000.0));
+  std::vector<uint8_t> u(8000);
+  mulaw_encode_block(pcm.data(), u.data(), u.size());
+  for (int k = 0; k < 50; k++)
+    f.feed(build_inbound_media(f.seq++, "MZ1", k + 1, k * 20, u.data() + k * 160, 160));
+  std::vector<int16_t> out;
+  GstClockTime last_end = 0;
+  for (int k = 0; k < 50; k++) {
+    GstBuffer *b = gst_harness_pull(f.h);
+    /* continuous timestamps in the output domain */
+    if (k)
+      fail_unless_equals_uint64(GST_BUFFER_PTS(b), last_end);
+    last_end = GST_BUFFER_PTS(b) + GST_BUFFER_DURATION(b);
+    GstMapInfo map;
+    gst_buffer_map(b, &map, GST_MAP_READ);
+    const auto *s = reinterpret_cast<const int16_t *>(map.data);
+    out.insert(out.end(), s, s + map.size / 2);
+    gst_buffer_unmap(b, &map);
+    gst_buffer_unref(b);
+  }
+  /* about twice the samples (the resampler holds back a few) */
+  fail_unless(out.size() > 15800 && out.size() <= 16000, "%zu samples", out.size());
+  int crossings = 0;
+  for (size_t i = 400; i + 1 < out.size() - 400; i++)
+    crossings += (out[i] < 0) != (out[i + 1] < 0);
+  double seconds = (out.size() - 801) / 16000.0;
+  double freq = crossings / 2.0 / seconds;
+  fail_unless(fabs(freq - 500) < 10, "tone at %.1f Hz", freq);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_live_and_latency) {
+  Fixture f;
+  fail_unless(gst_base_src_is_live(GST_BASE_SRC(f.h->element)));
+  GstQuery *q = gst_query_new_latency();
+  fail_unless(gst_element_query(f.h->element, q));
+  gboolean live;
+  GstClockTime min, max;
+  gst_query_parse_latency(q, &live, &min, &max);
+  fail_unless(live);
+  fail_unless_equals_uint64(min, 20 * GST_MSECOND);
+  gst_query_unref(q);
+}
+GST_END_TEST;
+
+static Suite *twiliosrc_suite(void) {
+  Suite *s = suite_create("twiliosrc");
+  TCase *tc = tcase_create("general");
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_mulaw_passthrough_and_started_message);
+  tcase_add_test(tc, test_gaps_filled_with_silence);
+  tcase_add_test(tc, test_duplicates_and_jitter);
+  tcase_add_test(tc, test_dtmf_and_stop);
+  tcase_add_test(tc, test_socket_close_gives_eos);
+  tcase_add_test(tc, test_s16_output_resampled);
+  tcase_add_test(tc, test_live_and_latency);
+  return s;
+}
+
+GST_CHECK_MAIN(twiliosrc);
