@@ -524,6 +524,8 @@ static void gst_twilio_sink_init(GstTwilioSink *self) {
   /* pacing is ours (the lead), not basesink's sync */
   gst_base_sink_set_sync(GST_BASE_SINK(self), FALSE);
   gst_base_sink_set_async_enabled(GST_BASE_SINK(self), FALSE);
+  /* nobody needs the last buffer of a phone call kept alive */
+  gst_base_sink_set_last_sample_enabled(GST_BASE_SINK(self), FALSE);
 }
 
 static void gst_twilio_sink_class_init(GstTwilioSinkClass *klass) {

@@ -1,0 +1,104 @@
+#!/bin/sh
+# Pacing benchmark of tools/twilio-emulator: N concurrent calls against a
+# trivial loopback peer that echoes every media frame back with a mark.
+#
+# usage: bench/emulator-pacing/run.sh [BUILD_DIR]        (default ./build)
+# env:   CALLS=500 AUDIO_MS=20000 RAMP_MS=2000 TRANSPORTS="libsoup raw"
+#
+# Builds nothing: run `ninja -C BUILD_DIR` first. Everything stays on
+# 127.0.0.1 and every process is bounded in time. Prints, per transport:
+# the pacing error of the frames the emulator sent (p50/p99/max, ms), the
+# emulator's CPU time (user+sys) per call-second and its peak RSS, and the
+# peer's CPU for reference.
+set -eu
+
+BUILD=${1:-./build}
+CALLS=${CALLS:-500}
+AUDIO_MS=${AUDIO_MS:-20000}
+RAMP_MS=${RAMP_MS:-2000}
+TRANSPORTS=${TRANSPORTS:-libsoup raw}
+EMU=$BUILD/tools/twilio-emulator/twilio-emulator
+PEER=$BUILD/bench/emulator-pacing/emulator-pacing-peer
+
+for exe in "$EMU" "$PEER"; do
+  if [ ! -x "$exe" ]; then
+    echo "run.sh: $exe not found: build first (ninja -C $BUILD)" >&2
+    exit 2
+  fi
+done
+
+LIMIT_S=$((AUDIO_MS / 1000 + 90))
+TMP=$(mktemp -d)
+PEER_PID=
+# shellcheck disable=SC2317  # called by the trap
+cleanup() {
+  if [ -n "$PEER_PID" ]; then kill "$PEER_PID" 2>/dev/null || true; fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+# field NAME LINE: the number after "NAME " or "NAME=" in LINE
+field() { printf '%s\n' "$2" | sed -n "s/.*$1[ =]\([0-9.][0-9.]*\).*/\1/p"; }
+
+# CPU already busy on this machine (other work skews the figures): 1 s sample
+busy_now() {
+  [ -r /proc/stat ] || { echo "?"; return; }
+  # shellcheck disable=SC2046  # split the line into fields on purpose
+  set -- $(head -n 1 /proc/stat)
+  t1=$(($2 + $3 + $4 + $5 + $6 + $7 + $8)); i1=$5
+  sleep 1
+  # shellcheck disable=SC2046
+  set -- $(head -n 1 /proc/stat)
+  t2=$(($2 + $3 + $4 + $5 + $6 + $7 + $8)); i2=$5
+  echo $(( (t2 - t1 - (i2 - i1)) * 100 / (t2 - t1 + 1) ))
+}
+
+echo "emulator-pacing: $CALLS calls x $((AUDIO_MS / 1000)) s of synthetic audio, starts spread over $RAMP_MS ms;"
+echo "the peer echoes every 20 ms frame back and sends a mark per frame"
+echo "machine: $(nproc 2>/dev/null || echo '?') CPUs, $(busy_now)% busy before the run"
+status=0
+for transport in $TRANSPORTS; do
+  "$PEER" --max-duration-s "$LIMIT_S" > "$TMP/peer.out" 2> "$TMP/peer.err" &
+  PEER_PID=$!
+  port=
+  for _ in $(seq 50); do
+    port=$(sed -n 's/^PORT \([0-9]*\)$/\1/p' "$TMP/peer.out")
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  if [ -z "$port" ]; then
+    echo "run.sh: the peer did not start:" >&2
+    cat "$TMP/peer.err" >&2
+    exit 1
+  fi
+
+  rc=0
+  "$EMU" --url "http://127.0.0.1:$port/voice" --calls "$CALLS" --ramp-ms "$RAMP_MS" \
+    --audio "synth:$AUDIO_MS" --tail-ms 500 --transport "$transport" --max-duration-s "$LIMIT_S" \
+    --report "$TMP/report-$transport.json" --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" || rc=$?
+
+  kill -TERM "$PEER_PID" 2>/dev/null || true
+  wait "$PEER_PID" 2>/dev/null || true
+  PEER_PID=
+
+  out=$(cat "$TMP/emu.out")
+  outcomes=$(printf '%s\n' "$out" | sed -n 's/^outcomes: //p')
+  pacing=$(printf '%s\n' "$out" | grep '^pacing error' || true)
+  process=$(printf '%s\n' "$out" | grep '^process:' || true)
+  peer=$(grep '^PEER_CPU' "$TMP/peer.out" || true)
+
+  call_s=$(printf '%s\n' "$process" | sed -n 's/.*(\([0-9.]*\) call-seconds).*/\1/p')
+  peer_cpu=$(awk -v u="$(field user_s "$peer")" -v s="$(field sys_s "$peer")" -v c="${call_s:-0}" \
+    'BEGIN { if (c > 0) printf "%.2f s user + %.2f s sys = %.2f ms per call-second", u, s, (u + s) * 1000 / c; else printf "%s s user + %s s sys", u, s }')
+
+  echo
+  echo "[$transport]  outcomes: ${outcomes:-?}  (exit $rc)"
+  echo "  pacing error (ms):  p50 $(field p50 "$pacing")  p99 $(field p99 "$pacing")  max $(field max "$pacing")"
+  echo "  emulator:           $(printf '%s\n' "$process" | sed 's/^process: //')"
+  echo "  peer (reference):   $peer_cpu"
+  if [ "$rc" -ne 0 ]; then
+    sed 's/^/  /' "$TMP/emu.err" | head -5
+    status=1
+  fi
+done
+exit $status

@@ -1,0 +1,35 @@
+/* twilio-emulator: synthetic caller audio */
+#include "synth.h"
+
+#include <cmath>
+
+#include "pa-audio.h"
+
+namespace emu {
+
+std::vector<uint8_t> synth_caller_mulaw(int64_t ms) {
+  constexpr int kRate = pa::kMulawRate;
+  constexpr int64_t kLead = 500, kSpeech = 1200, kPause = 1300;
+  const size_t n = static_cast<size_t>(ms < 0 ? 0 : ms) * kRate / 1000;
+  std::vector<int16_t> pcm(n, 0);
+  for (size_t i = 0; i < n; i++) {
+    double t = static_cast<double>(i) / kRate;
+    int64_t t_ms = static_cast<int64_t>(i) * 1000 / kRate;
+    if (t_ms < kLead)
+      continue;
+    int64_t in_cycle = (t_ms - kLead) % (kSpeech + kPause);
+    if (in_cycle >= kSpeech)
+      continue;
+    double u = static_cast<double>(in_cycle) / kSpeech; /* 0..1 over the utterance */
+    double envelope = std::sin(M_PI * u) * (0.55 + 0.45 * std::sin(2 * M_PI * 4.0 * t));
+    double v = 0;
+    for (int h = 1; h <= 8; h++)
+      v += std::sin(2 * M_PI * 140.0 * h * t) / h;
+    pcm[i] = static_cast<int16_t>(std::lround(v * envelope * 4500.0));
+  }
+  std::vector<uint8_t> out(n);
+  pa::mulaw_encode_block(pcm.data(), out.data(), n);
+  return out;
+}
+
+} // namespace emu

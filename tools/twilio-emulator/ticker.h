@@ -1,0 +1,49 @@
+/* twilio-emulator: the one shared 20 ms tick of a run.
+ *
+ * Absolute deadlines on the monotonic clock (tick k is due at
+ * origin + k * period), so lateness never accumulates into drift. On Linux a
+ * timerfd armed with TFD_TIMER_ABSTIME wakes the main loop with microsecond
+ * precision; elsewhere g_source_set_ready_time (millisecond precision).
+ * A dispatch that finds several ticks due runs them in order (each with its
+ * own ideal time), at most kMaxCatchUp per wake-up so I/O is not starved.
+ */
+#pragma once
+
+#include <glib.h>
+
+#include <cstdint>
+#include <functional>
+
+namespace emu {
+
+class Ticker {
+public:
+  /* @index counts from 0; @ideal_us is the tick's deadline (monotonic µs). */
+  using Callback = std::function<void(int64_t index, int64_t ideal_us)>;
+
+  Ticker(int64_t period_us, Callback cb);
+  ~Ticker();
+  Ticker(const Ticker &) = delete;
+  Ticker &operator=(const Ticker &) = delete;
+
+  /* Starts with tick 0 due at @origin_us, on the thread-default context. */
+  void start(int64_t origin_us);
+  void stop();
+  int64_t period_us() const { return period_us_; }
+  /* Deadline of the next tick not yet run (monotonic µs). */
+  int64_t next_deadline_us() const { return origin_us_ + index_ * period_us_; }
+
+private:
+  static constexpr int kMaxCatchUp = 5;
+  static gboolean dispatch(gpointer data);
+  void arm();
+
+  int64_t period_us_;
+  Callback cb_;
+  GSource *source_ = nullptr;
+  int timer_fd_ = -1;
+  int64_t origin_us_ = 0;
+  int64_t index_ = 0;
+};
+
+} // namespace emu
