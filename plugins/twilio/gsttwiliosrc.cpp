@@ -49,6 +49,11 @@
  * A key press is also sent downstream as a serialized custom event
  * `phoneagent/dtmf` with the field `digit` (gchararray).
  *
+ * Right after the stream's start message, a serialized custom event
+ * `phoneagent/call-info` goes downstream with the fields `call-sid`,
+ * `stream-sid`, `account-sid`, `from` and `to` (gchararray), so that
+ * elements downstream (realtimemodel, for transfers) know the call.
+ *
  * EOS follows the stream's stop or the socket closing.
  *
  * ## Example launch lines
@@ -562,6 +567,23 @@ static void post_call_started(GstTwilioSrc *self, const pa::twilio::StartInfo &i
   gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
 }
 
+/* Tells downstream which call this is (serialized, before the call's audio). */
+static void push_call_info(GstTwilioSrc *self, const pa::twilio::StartInfo &info) {
+  std::string from, to;
+  for (const auto &[k, v] : info.custom_parameters) {
+    if (k == "from")
+      from = v;
+    else if (k == "to")
+      to = v;
+  }
+  gst_pad_push_event(GST_BASE_SRC_PAD(self),
+      gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+          gst_structure_new("phoneagent/call-info", "call-sid", G_TYPE_STRING, info.call_sid.c_str(), "stream-sid",
+                            G_TYPE_STRING, info.stream_sid.c_str(), "account-sid", G_TYPE_STRING,
+                            info.account_sid.c_str(), "from", G_TYPE_STRING, from.c_str(), "to", G_TYPE_STRING,
+                            to.c_str(), nullptr)));
+}
+
 /* Running time of Twilio position @sample (8 kHz samples). */
 static GstClockTime position_time(const Stream &st, guint64 sample) {
   return st.base_running + gst_util_uint64_scale(sample - st.base_sample, GST_SECOND, 8000);
@@ -632,6 +654,7 @@ static GstFlowReturn gst_twilio_src_create(GstPushSrc *src, GstBuffer **outbuf) 
     switch (item.kind) {
     case pa::InboundItem::Kind::Start:
       post_call_started(self, item.start);
+      push_call_info(self, item.start);
       continue;
     case pa::InboundItem::Kind::Dtmf: {
       GstClockTime rt = st.timing ? position_time(st, st.next_sample) : gst_twilio_running_time(GST_ELEMENT(self));

@@ -110,6 +110,23 @@ GST_START_TEST(test_mulaw_passthrough_and_started_message) {
   GstCaps *caps = gst_pad_get_current_caps(f.h->sinkpad);
   fail_unless(gst_structure_has_name(gst_caps_get_structure(caps, 0), "audio/x-mulaw"));
   gst_caps_unref(caps);
+
+  /* downstream learns the call: phoneagent/call-info, serialized */
+  bool call_info = false;
+  while (GstEvent *e = gst_harness_try_pull_event(f.h)) {
+    const GstStructure *ci = gst_event_get_structure(e);
+    if (ci && gst_structure_has_name(ci, "phoneagent/call-info")) {
+      fail_unless_equals_int(GST_EVENT_TYPE(e), GST_EVENT_CUSTOM_DOWNSTREAM);
+      assert_str(gst_structure_get_string(ci, "call-sid"), "CA1");
+      assert_str(gst_structure_get_string(ci, "stream-sid"), "MZ1");
+      assert_str(gst_structure_get_string(ci, "account-sid"), "AC1");
+      assert_str(gst_structure_get_string(ci, "from"), "+14155551212");
+      assert_str(gst_structure_get_string(ci, "to"), "+15005550006");
+      call_info = true;
+    }
+    gst_event_unref(e);
+  }
+  fail_unless(call_info);
 }
 GST_END_TEST;
 

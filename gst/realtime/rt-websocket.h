@@ -1,0 +1,104 @@
+/* gst-phone-agent
+ * Copyright (C) 2026 gst-phone-agent contributors
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * A WebSocket client for the model side, on libwebsockets.
+ *
+ * One libwebsockets context and one service thread serve every connection
+ * in the process (one per call): model I/O never waits on an application's
+ * main loop, and 300 calls do not cost 300 threads. The service thread only
+ * moves bytes: it reassembles messages and hands them to the callbacks,
+ * which must return quickly (queue the text for another thread).
+ * libwebsockets is not thread-safe, so every operation a client asks for
+ * from another thread is queued and the service is woken with
+ * lws_cancel_service().
+ *
+ * Host names are resolved on the calling thread (GResolver, cancellable)
+ * before the service is asked to connect: libwebsockets' own lookup would
+ * block the shared thread. TLS (wss://) uses OpenSSL with the system's CA
+ * store (plus an optional extra CA file); certificate and host name are
+ * checked.
+ *
+ * Header values (the API key) are never logged, here or by libwebsockets
+ * (its log goes to the "rtws" debug category, at levels that do not dump
+ * headers).
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "rt-api.h"
+
+namespace pa::rt {
+
+struct WsUrl {
+  bool tls = false;
+  std::string host;  /* without brackets for IPv6 */
+  int port = 0;
+  std::string path;  /* path and query, at least "/" */
+};
+
+/* Parses ws:// and wss:// URLs. */
+RT_API bool parse_ws_url(const std::string &url, WsUrl &out, std::string &error);
+
+struct WsOptions {
+  std::string url;
+  /* Extra handshake headers: name (without colon), value. */
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string ca_file;          /* extra trusted CA (PEM), optional */
+  size_t max_message = 16 * 1024 * 1024; /* larger inbound messages are dropped */
+};
+
+struct WsCallbacks {
+  std::function<void()> on_open;
+  std::function<void(std::string &&text)> on_message;
+  /* The connection could not be made (or the upgrade was refused).
+   * @http_status is the upgrade's HTTP status when there was one, else 0. */
+  std::function<void(int http_status, const std::string &why)> on_fail;
+  /* An open connection closed; @code is the peer's close code (1006 if none). */
+  std::function<void(int code, const std::string &reason)> on_closed;
+};
+
+struct WsStats {
+  uint64_t messages_in = 0, bytes_in = 0, messages_out = 0, bytes_out = 0;
+  uint64_t binary_dropped = 0, oversized_dropped = 0;
+  size_t queued_bytes = 0;
+};
+
+class RT_API WsClient {
+public:
+  explicit WsClient(WsCallbacks callbacks);
+  /* Detaches the callbacks and asks for a close (no wait). */
+  ~WsClient();
+  WsClient(const WsClient &) = delete;
+  WsClient &operator=(const WsClient &) = delete;
+
+  /* Resolves the host (blocking this thread, cancellable) and starts the
+   * connection on the service thread. Callbacks follow on that thread. */
+  bool open(const WsOptions &options, GCancellable *cancellable, GError **error);
+  /* Queues a text message; any thread. FALSE once closing or closed. */
+  bool send(std::string text);
+  /* Sends what is queued, then a close frame; any thread, idempotent. */
+  void close(int code = 1000, const std::string &reason = "");
+  /* Waits until the socket is gone (closed, failed or never opened). */
+  bool wait_closed(int64_t timeout_us);
+  /* No callback runs after this returns. */
+  void detach();
+  bool is_open() const;
+  WsStats stats() const;
+
+  struct Conn;
+
+private:
+  std::shared_ptr<Conn> conn_;
+  std::shared_ptr<void> svc_; /* the process-wide service, held while we may use it */
+};
+
+} // namespace pa::rt
