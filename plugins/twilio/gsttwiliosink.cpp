@@ -38,7 +38,16 @@
  *   overtakes queued audio): send Twilio `clear`, discard everything held,
  *   and drop the audio of the current item still on its way (until the next
  *   `phoneagent/item-start`). Fields: `reason` (gchararray, optional, for
- *   logs).
+ *   logs). A clear does not end a pause.
+ * - `phoneagent/pause` (out-of-band, e.g. from bargein at the first sign of
+ *   the caller's speech): stop sending media; audio that arrives is held
+ *   (rendering blocks, so upstream queues it) and Twilio only plays out what
+ *   it already has, at most #GstTwilioSink:lead. Fields: any (bargein sends
+ *   `onset-running-time`, `running-time`, `source`); ignored here.
+ * - `phoneagent/resume` (out-of-band): end the pause; sending goes on exactly
+ *   where it stopped, nothing lost (unless a clear came in between). Fields:
+ *   any (bargein sends `running-time`, `reason`). A pause that nobody ends
+ *   ends by itself after #GstTwilioSink:max-pause-ms.
  *
  * ## Custom query
  *
@@ -47,7 +56,9 @@
  *   the current item). Out: `item-id` (gchararray), `played-ms` (guint64,
  *   audio of the item Twilio reported played), `sent-ms` (guint64, audio of
  *   the item sent and not cleared), `generation` (guint), `known`
- *   (gboolean).
+ *   (gboolean), `level-db` (gdouble, RMS level in dBFS of the agent audio
+ *   sent lately, about the last 100 ms; -100 when none: bargein's echo
+ *   guard).
  *
  * ## Element messages
  *
@@ -70,6 +81,10 @@
 
 #include <gst/audio/audio.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 
@@ -86,6 +101,7 @@ GST_DEBUG_CATEGORY_STATIC(gst_twilio_sink_debug);
 #define DEFAULT_MARK_INTERVAL 20
 #define DEFAULT_EOS_TIMEOUT 10000
 #define DEFAULT_CLOSE_ON_EOS TRUE
+#define DEFAULT_MAX_PAUSE_MS 3000
 
 enum {
   PROP_0,
@@ -94,6 +110,7 @@ enum {
   PROP_MARK_INTERVAL,
   PROP_EOS_TIMEOUT,
   PROP_CLOSE_ON_EOS,
+  PROP_MAX_PAUSE_MS,
   PROP_STATS,
 };
 
@@ -113,6 +130,7 @@ struct Settings {
   guint mark_interval = DEFAULT_MARK_INTERVAL;
   guint eos_timeout = DEFAULT_EOS_TIMEOUT;
   bool close_on_eos = DEFAULT_CLOSE_ON_EOS;
+  guint max_pause_ms = DEFAULT_MAX_PAUSE_MS;
 };
 
 struct State {
@@ -127,13 +145,18 @@ struct State {
   bool flushing = false;
   guint64 clear_epoch = 0;          /* bumped by each clear, to abandon a render in progress */
   bool dropping_item = false;       /* after clear: drop until the next item-start */
+  bool paused = false;              /* phoneagent/pause: send nothing until resume */
+  guint64 pause_serial = 0;         /* bumped by each pause, for the max-pause timeout */
   std::string item_id;
   guint64 clears = 0, discarded_bytes = 0, dropped_after_clear = 0, padded_bytes = 0, not_started_bytes = 0;
+  guint64 pauses = 0, pause_timeouts = 0;
+  double level_pow = 0;             /* mean square (full scale 1.0) of the audio sent, ~100 ms average */
 };
 } // namespace
 
 struct GstTwilioSinkPrivate {
   std::mutex lock;
+  std::condition_variable cond; /* pause ended, clear, flushing */
   Settings settings;
   State st;
 };
@@ -164,6 +187,7 @@ static void gst_twilio_sink_set_property(GObject *object, guint prop_id, const G
   case PROP_MARK_INTERVAL: s.mark_interval = g_value_get_uint(value); break;
   case PROP_EOS_TIMEOUT: s.eos_timeout = g_value_get_uint(value); break;
   case PROP_CLOSE_ON_EOS: s.close_on_eos = g_value_get_boolean(value); break;
+  case PROP_MAX_PAUSE_MS: s.max_pause_ms = g_value_get_uint(value); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }
@@ -176,7 +200,8 @@ static GstStructure *gst_twilio_sink_stats(GstTwilioSink *self) {
   gst_structure_set(s, "clears", G_TYPE_UINT64, p->st.clears, "discarded-ms", G_TYPE_UINT64,
                     p->st.discarded_bytes / 8, "dropped-after-clear-ms", G_TYPE_UINT64, p->st.dropped_after_clear / 8,
                     "padded-ms", G_TYPE_UINT64, p->st.padded_bytes / 8, "not-started-ms", G_TYPE_UINT64,
-                    p->st.not_started_bytes / 8, nullptr);
+                    p->st.not_started_bytes / 8, "pauses", G_TYPE_UINT64, p->st.pauses, "pause-timeouts",
+                    G_TYPE_UINT64, p->st.pause_timeouts, nullptr);
   return s;
 }
 
@@ -194,6 +219,7 @@ static void gst_twilio_sink_get_property(GObject *object, guint prop_id, GValue 
   case PROP_MARK_INTERVAL: g_value_set_uint(value, s.mark_interval); break;
   case PROP_EOS_TIMEOUT: g_value_set_uint(value, s.eos_timeout); break;
   case PROP_CLOSE_ON_EOS: g_value_set_boolean(value, s.close_on_eos); break;
+  case PROP_MAX_PAUSE_MS: g_value_set_uint(value, s.max_pause_ms); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }
@@ -217,6 +243,20 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
   while (!st.held.empty() && (st.held.size() >= frame || flush)) {
     if (st.flushing || epoch != st.clear_epoch)
       return !st.flushing;
+    if (st.paused) {
+      /* hold everything until resume (or clear, flushing, max-pause-ms) */
+      guint64 serial = st.pause_serial;
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(p->settings.max_pause_ms);
+      bool woken = p->cond.wait_until(g, deadline, [&st, epoch, serial] {
+        return !st.paused || st.flushing || epoch != st.clear_epoch || serial != st.pause_serial;
+      });
+      if (!woken && st.paused && serial == st.pause_serial) {
+        GST_WARNING_OBJECT(self, "paused for %u ms without a resume: resuming", p->settings.max_pause_ms);
+        st.paused = false;
+        st.pause_timeouts++;
+      }
+      continue; /* re-check flushing, clear and the clock */
+    }
     size_t n = std::min(frame, st.held.size());
     GstClock *clock = gst_element_get_clock(GST_ELEMENT(self));
     if (clock) {
@@ -242,6 +282,12 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
     if (!pa_call_send_media(st.call, st.held.data(), n)) {
       st.not_started_bytes += n;
     } else {
+      double e = 0;
+      for (size_t i = 0; i < n; i++) {
+        double v = pa::mulaw_decode(st.held[i]) / 32768.0;
+        e += v * v;
+      }
+      st.level_pow += (e / static_cast<double>(n) - st.level_pow) * std::min(1.0, n / 800.0);
       st.play_end += gst_util_uint64_scale(n, GST_SECOND, 8000);
       st.since_mark += n;
       if (st.since_mark >= p->settings.mark_interval * 8u) {
@@ -310,8 +356,10 @@ static guint do_clear(GstTwilioSink *self, const char *reason) {
     st.clears++;
     st.dropping_item = !st.item_id.empty();
     st.play_end = 0; /* Twilio's buffer is empty now */
+    st.level_pow = 0;
     if (st.wait_id)
       gst_clock_id_unschedule(st.wait_id);
+    p->cond.notify_all();
     if (st.call)
       gen = pa_call_clear(st.call);
   }
@@ -327,6 +375,20 @@ static guint do_clear(GstTwilioSink *self, const char *reason) {
 
 static void gst_twilio_sink_clear_action(GstTwilioSink *self) { do_clear(self, "action"); }
 
+/* Pause / resume: called from any thread (OOB events). */
+static void set_paused(GstTwilioSink *self, bool paused) {
+  GstTwilioSinkPrivate *p = self->priv;
+  std::lock_guard<std::mutex> g(p->lock);
+  State &st = p->st;
+  if (paused && !st.paused) {
+    st.pause_serial++;
+    st.pauses++;
+  }
+  GST_DEBUG_OBJECT(self, "%s (%zu bytes held)", paused ? "pause" : "resume", st.held.size());
+  st.paused = paused;
+  p->cond.notify_all();
+}
+
 static gboolean gst_twilio_sink_event(GstBaseSink *sink, GstEvent *event) {
   GstTwilioSink *self = GST_TWILIO_SINK(sink);
   GstTwilioSinkPrivate *p = self->priv;
@@ -335,6 +397,12 @@ static gboolean gst_twilio_sink_event(GstBaseSink *sink, GstEvent *event) {
       gst_structure_has_name(s, "phoneagent/clear")) {
     const char *reason = gst_structure_get_string(s, "reason");
     do_clear(self, reason ? reason : "event");
+    gst_event_unref(event);
+    return TRUE;
+  }
+  if (GST_EVENT_TYPE(event) == GST_EVENT_CUSTOM_DOWNSTREAM_OOB && s &&
+      (gst_structure_has_name(s, "phoneagent/pause") || gst_structure_has_name(s, "phoneagent/resume"))) {
+    set_paused(self, gst_structure_has_name(s, "phoneagent/pause"));
     gst_event_unref(event);
     return TRUE;
   }
@@ -389,9 +457,10 @@ static gboolean gst_twilio_sink_query(GstBaseSink *sink, GstQuery *query) {
         return FALSE;
       const char *item = gst_structure_get_string(s, "item-id");
       pa::Heard h = pa_call_get_heard(p->st.call, item ? item : "");
+      double level = p->st.level_pow > 1e-10 ? 10.0 * std::log10(p->st.level_pow) : -100.0;
       gst_structure_set(s, "item-id", G_TYPE_STRING, h.item_id.c_str(), "played-ms", G_TYPE_UINT64, h.played_ms,
                         "sent-ms", G_TYPE_UINT64, h.sent_ms, "generation", G_TYPE_UINT, h.generation, "known",
-                        G_TYPE_BOOLEAN, h.known, nullptr);
+                        G_TYPE_BOOLEAN, h.known, "level-db", G_TYPE_DOUBLE, level, nullptr);
       return TRUE;
     }
   }
@@ -478,6 +547,7 @@ static gboolean gst_twilio_sink_start(GstBaseSink *sink) {
   st.play_end = 0;
   st.since_mark = 0;
   st.dropping_item = false;
+  st.paused = false;
   return TRUE;
 }
 
@@ -495,6 +565,7 @@ static gboolean gst_twilio_sink_unlock(GstBaseSink *sink) {
   st.flushing = true;
   if (st.wait_id)
     gst_clock_id_unschedule(st.wait_id);
+  self->priv->cond.notify_all();
   if (st.call)
     pa_call_set_sink_flushing(st.call, TRUE);
   return TRUE;
@@ -558,10 +629,14 @@ static void gst_twilio_sink_class_init(GstTwilioSinkClass *klass) {
       g_param_spec_boolean("close-on-eos", "Close on EOS",
                            "Close the stream after EOS once everything played (hangs up with the default TwiML)",
                            DEFAULT_CLOSE_ON_EOS, rw));
+  g_object_class_install_property(gobject_class, PROP_MAX_PAUSE_MS,
+      g_param_spec_uint("max-pause-ms", "Maximum pause",
+                        "A phoneagent/pause that no phoneagent/resume ends within this (ms) ends by itself", 100,
+                        600000, DEFAULT_MAX_PAUSE_MS, rw));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
                          "Counters: media frames and bytes sent, marks sent/played/cleared, clears, audio discarded "
-                         "by clears, audio dropped before the stream started",
+                         "by clears, audio dropped before the stream started, pauses, pauses ended by max-pause-ms",
                          GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   /**

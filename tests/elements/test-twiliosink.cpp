@@ -184,6 +184,11 @@ GST_START_TEST(test_clear_event_discards_and_heard_query) {
   assert_str(gst_structure_get_string(hq, "item-id"), "item_A");
   fail_unless_equals_uint64(u64(hq, "played-ms"), 60);
   fail_unless_equals_uint64(u64(hq, "sent-ms"), 120);
+  /* the agent's level, for bargein's echo guard: μ-law 0x42 is -25.4 dBFS, the
+   * average over ~100 ms is still rising after 6 frames */
+  gdouble level = 0;
+  fail_unless(gst_structure_get_double(hq, "level-db", &level));
+  fail_unless(level > -28 && level < -25, "level %f", level);
   gst_structure_free(hq);
 
   /* barge-in: clear overtakes the queued audio, the blocked render gives up */
@@ -259,6 +264,93 @@ GST_START_TEST(test_s16_input_converted) {
 }
 GST_END_TEST;
 
+namespace {
+GstEvent *oob(const char *name) {
+  return gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_OOB, gst_structure_new_empty(name));
+}
+GstBuffer *filled(int ms, uint8_t fill) {
+  GstBuffer *b = gst_buffer_new_allocate(nullptr, ms * 8, nullptr);
+  gst_buffer_memset(b, 0, fill, ms * 8);
+  return b;
+}
+} // namespace
+
+GST_START_TEST(test_pause_holds_and_resume_sends_in_order) {
+  Fixture f(10000); /* no lead waits: only the pause holds audio back */
+  gst_harness_push(f.h, filled(40, 0x10));
+  fail_unless_equals_int(f.count(Event::Media), 2);
+  fail_unless(gst_harness_push_event(f.h, oob("phoneagent/pause")));
+  /* render blocks while paused: push from a thread, in order */
+  std::thread t([&f] {
+    gst_harness_push(f.h, filled(60, 0x11));
+    gst_harness_push(f.h, filled(40, 0x12));
+  });
+  g_usleep(100 * 1000);
+  fail_unless_equals_int(f.count(Event::Media), 2); /* nothing sent while paused */
+  fail_unless(gst_harness_push_event(f.h, oob("phoneagent/resume")));
+  t.join();
+  auto s = f.snapshot();
+  std::vector<int> fills;
+  for (auto &o : s)
+    if (o.event == Event::Media) {
+      fail_unless_equals_int(o.payload.size(), 160);
+      fills.push_back(o.payload[0]);
+    }
+  std::vector<int> want = {0x10, 0x10, 0x11, 0x11, 0x11, 0x12, 0x12};
+  fail_unless(fills == want, "audio lost or out of order over the pause (%zu frames)", fills.size());
+  GstStructure *st = nullptr;
+  g_object_get(f.h->element, "stats", &st, nullptr);
+  fail_unless_equals_uint64(u64(st, "pauses"), 1);
+  fail_unless_equals_uint64(u64(st, "pause-timeouts"), 0);
+  gst_structure_free(st);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_clear_while_paused_discards) {
+  Fixture f(10000);
+  gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+      gst_structure_new("phoneagent/item-start", "item-id", G_TYPE_STRING, "item_A", nullptr)));
+  gst_harness_push(f.h, filled(20, 0x10));
+  fail_unless(gst_harness_push_event(f.h, oob("phoneagent/pause")));
+  std::thread t([&f] { gst_harness_push(f.h, filled(100, 0x11)); });
+  g_usleep(50 * 1000);
+  fail_unless_equals_int(f.count(Event::Media), 1);
+  /* the barge-in is confirmed: clear throws the held audio away and the
+   * blocked render gives up, even before the resume */
+  fail_unless(gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_OOB,
+      gst_structure_new("phoneagent/clear", "reason", G_TYPE_STRING, "barge-in", nullptr))));
+  t.join();
+  fail_unless(gst_harness_push_event(f.h, oob("phoneagent/resume")));
+  fail_unless_equals_int(f.count(Event::Media), 1);
+  fail_unless(f.snapshot().back().event == Event::Clear);
+  /* the rest of the cleared item is dropped, the next item plays */
+  gst_harness_push(f.h, filled(20, 0x11));
+  fail_unless_equals_int(f.count(Event::Media), 1);
+  gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+      gst_structure_new("phoneagent/item-start", "item-id", G_TYPE_STRING, "item_B", nullptr)));
+  gst_harness_push(f.h, filled(20, 0x13));
+  fail_unless_equals_int(f.count(Event::Media), 2);
+  GstStructure *st = nullptr;
+  g_object_get(f.h->element, "stats", &st, nullptr);
+  fail_unless_equals_uint64(u64(st, "discarded-ms"), 100);
+  gst_structure_free(st);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_pause_ends_by_itself) {
+  Fixture f(10000);
+  g_object_set(f.h->element, "max-pause-ms", 100, nullptr);
+  fail_unless(gst_harness_push_event(f.h, oob("phoneagent/pause")));
+  std::thread t([&f] { gst_harness_push(f.h, filled(40, 0x11)); });
+  t.join(); /* returns after max-pause-ms without a resume */
+  fail_unless_equals_int(f.count(Event::Media), 2);
+  GstStructure *st = nullptr;
+  g_object_get(f.h->element, "stats", &st, nullptr);
+  fail_unless_equals_uint64(u64(st, "pause-timeouts"), 1);
+  gst_structure_free(st);
+}
+GST_END_TEST;
+
 static Suite *twiliosink_suite(void) {
   Suite *s = suite_create("twiliosink");
   TCase *tc = tcase_create("general");
@@ -268,6 +360,9 @@ static Suite *twiliosink_suite(void) {
   tcase_add_test(tc, test_clear_event_discards_and_heard_query);
   tcase_add_test(tc, test_clear_action_signal);
   tcase_add_test(tc, test_s16_input_converted);
+  tcase_add_test(tc, test_pause_holds_and_resume_sends_in_order);
+  tcase_add_test(tc, test_clear_while_paused_discards);
+  tcase_add_test(tc, test_pause_ends_by_itself);
   return s;
 }
 

@@ -1,0 +1,276 @@
+/* gst-phone-agent
+ * Copyright (C) 2026 gst-phone-agent contributors
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "bargein-detector.h"
+
+#include <webrtc/modules/audio_processing/include/audio_processing.h>
+#include <webrtc/modules/interface/module_common_types.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace bargein {
+
+/* ------------------------------------------------------------ the VAD */
+
+/* webrtc-audio-processing's VoiceDetection (the GMM voice activity detector
+ * from WebRTC's common_audio/vad), with every other processing stage off. */
+class Vad {
+public:
+  Vad(int rate, int aggressiveness) : apm_(webrtc::AudioProcessing::Create()) {
+    if (!apm_)
+      return;
+    static const webrtc::VoiceDetection::Likelihood modes[] = {
+        webrtc::VoiceDetection::kHighLikelihood, webrtc::VoiceDetection::kModerateLikelihood,
+        webrtc::VoiceDetection::kLowLikelihood, webrtc::VoiceDetection::kVeryLowLikelihood};
+    webrtc::VoiceDetection *vd = apm_->voice_detection();
+    vd->set_likelihood(modes[std::clamp(aggressiveness, 0, 3)]);
+    vd->set_frame_size_ms(10);
+    vd->Enable(true);
+    frame_.sample_rate_hz_ = rate;
+    frame_.num_channels_ = 1;
+    frame_.samples_per_channel_ = static_cast<size_t>(rate / 100);
+  }
+  ~Vad() { delete apm_; }
+  bool ok() const { return apm_ != nullptr; }
+  bool voiced(const int16_t *pcm) {
+    std::copy(pcm, pcm + frame_.samples_per_channel_, frame_.data_);
+    frame_.sample_rate_hz_ = static_cast<int>(frame_.samples_per_channel_ * 100);
+    frame_.num_channels_ = 1;
+    if (apm_->ProcessStream(&frame_) != webrtc::AudioProcessing::kNoError)
+      return false;
+    return apm_->voice_detection()->stream_has_voice();
+  }
+
+private:
+  webrtc::AudioProcessing *apm_;
+  webrtc::AudioFrame frame_;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+double level_db(const int16_t *pcm, size_t n) {
+  if (!n)
+    return -100.0;
+  double e = 0;
+  for (size_t i = 0; i < n; i++)
+    e += static_cast<double>(pcm[i]) * pcm[i];
+  e /= static_cast<double>(n) * 32768.0 * 32768.0;
+  return e > 1e-10 ? 10.0 * std::log10(e) : -100.0;
+}
+
+static double goertzel(const int16_t *pcm, size_t n, double freq, int rate) {
+  const double c = 2.0 * std::cos(2.0 * M_PI * freq / rate);
+  double s1 = 0, s2 = 0;
+  for (size_t i = 0; i < n; i++) {
+    double s = pcm[i] + c * s1 - s2;
+    s2 = s1;
+    s1 = s;
+  }
+  return s1 * s1 + s2 * s2 - c * s1 * s2;
+}
+
+static const double kRows[] = {697, 770, 852, 941};
+static const double kCols[] = {1209, 1336, 1477, 1633};
+
+/* fraction of the frame's energy in the strongest row and column tone,
+ * row and column separately */
+static void dtmf_parts(const int16_t *pcm, size_t n, int rate, double &row, double &col) {
+  double e = 0;
+  for (size_t i = 0; i < n; i++)
+    e += static_cast<double>(pcm[i]) * pcm[i];
+  row = col = 0;
+  if (e <= 0)
+    return;
+  /* a sinusoid of amplitude A: Goertzel power (A n / 2)^2, energy n A^2 / 2 */
+  const double norm = 2.0 / (static_cast<double>(n) * e);
+  for (double f : kRows)
+    row = std::max(row, goertzel(pcm, n, f, rate) * norm);
+  for (double f : kCols)
+    col = std::max(col, goertzel(pcm, n, f, rate) * norm);
+}
+
+double dtmf_ratio(const int16_t *pcm, size_t n, int rate) {
+  double row, col;
+  dtmf_parts(pcm, n, rate, row, col);
+  return row + col;
+}
+
+double periodicity(const int16_t *x, size_t n, size_t win, int rate) {
+  const size_t kmin = static_cast<size_t>(rate / 400), kmax = static_cast<size_t>(rate / 60);
+  if (n < win + kmax)
+    return 0;
+  const int16_t *w = x + n - win;
+  double e0 = 0;
+  for (size_t i = 0; i < win; i++)
+    e0 += static_cast<double>(w[i]) * w[i];
+  if (e0 <= 0)
+    return 0;
+  double best = 0;
+  for (size_t k = kmin; k <= kmax; k++) {
+    double c = 0, ek = 0;
+    for (size_t i = 0; i < win; i++) {
+      c += static_cast<double>(w[i]) * w[i - k];
+      ek += static_cast<double>(w[i - k]) * w[i - k];
+    }
+    if (ek > 0)
+      best = std::max(best, c / std::sqrt(e0 * ek));
+  }
+  return best;
+}
+
+/* ------------------------------------------------------------ detector */
+
+static const unsigned kTurnGapMs = 600;
+static const double kMinPeriodicity = 0.5;
+static const unsigned kMaxCandidateMs = 1000;
+
+Detector::Detector(int rate, const Params &params) : rate_(rate), p_(params) {
+  vad_.reset(new Vad(rate, p_.vad_aggressiveness));
+  if (!vad_->ok())
+    vad_.reset();
+}
+
+Detector::~Detector() = default;
+
+bool Detector::vad_is_webrtc() const { return vad_ != nullptr; }
+
+Decision Detector::process(const int16_t *pcm, const std::function<AgentState()> &agent) {
+  const size_t n = frame_samples();
+  const unsigned frame_ms = 10;
+  Decision d;
+  const uint64_t start = pos_;
+  pos_ += n;
+  d.at = pos_;
+
+  FrameInfo &fi = info_;
+  fi.level_db = level_db(pcm, n);
+  fi.dtmf = false;
+  if (p_.ignore_dtmf && fi.level_db > p_.min_level_db) {
+    double row, col;
+    dtmf_parts(pcm, n, rate_, row, col);
+    /* 80 % of the energy in one row and one column tone, twist under ~8 dB */
+    if (row + col > 0.8 && row > 0.15 && col > 0.15)
+      fi.dtmf = true;
+  }
+  if (fi.dtmf)
+    dtmf_hold_ = 5; /* the tone's ragged end and a little more */
+  else if (dtmf_hold_)
+    dtmf_hold_--;
+  fi.vad = vad_ ? vad_->voiced(pcm) : false;
+  /* 40 ms of history: a 20 ms window and lags down to 60 Hz */
+  hist_.insert(hist_.end(), pcm, pcm + n);
+  if (hist_.size() > 4 * n)
+    hist_.erase(hist_.begin(), hist_.end() - static_cast<long>(4 * n));
+  fi.periodicity = periodicity(hist_.data(), hist_.size(), 2 * n, rate_);
+
+  /* noise floor: follows drops at once, rises by at most 0.2 dB per frame
+   * between bursts and 0.02 dB per frame within one (so steady line noise is
+   * learnt in a second or two, and speech barely lifts it) */
+  if (!have_floor_) {
+    floor_db_ = fi.level_db;
+    have_floor_ = true;
+  } else if (fi.level_db < floor_db_) {
+    floor_db_ = fi.level_db;
+  } else {
+    bool in_burst = state_ == State::Candidate || (state_ == State::Idle && loud_run_ > 0);
+    double rise = in_burst ? 0.02 : 0.2;
+    floor_db_ += std::min(fi.level_db - floor_db_, rise);
+  }
+  fi.floor_db = floor_db_;
+
+  double threshold = std::max(floor_db_ + p_.snr_db, p_.min_level_db);
+  if (state_ != State::Idle)
+    threshold = std::max(threshold, echo_db_ - p_.echo_margin_db);
+  fi.loud = fi.level_db > threshold && !fi.dtmf && dtmf_hold_ == 0;
+  /* voiced speech: the VAD says speech and the sound has a pitch (noise
+   * bursts, coughs and hiss don't, whatever the VAD thinks early on) */
+  const bool voiced = fi.loud && (vad_ ? fi.vad : true) && fi.periodicity >= kMinPeriodicity;
+
+  switch (state_) {
+  case State::Idle:
+    if (!fi.loud) {
+      loud_run_ = 0;
+      break;
+    }
+    if (loud_run_++ == 0) {
+      onset_ = start;
+      voiced_ms_ = 0;
+      loud_ms_ = 0;
+    }
+    loud_ms_ += frame_ms;
+    if (voiced)
+      voiced_ms_ += frame_ms;
+    if (loud_run_ * frame_ms < p_.onset_ms)
+      break;
+    {
+      AgentState a = agent ? agent() : AgentState();
+      echo_db_ = a.level_db;
+      quiet_ms_ = 0;
+      loud_run_ = 0;
+      if (!a.speaking) {
+        state_ = State::Ignored;
+        break;
+      }
+      /* the onset frames were judged without the echo guard: judge again */
+      if (fi.level_db <= echo_db_ - p_.echo_margin_db) {
+        state_ = State::Idle;
+        break;
+      }
+      state_ = State::Candidate;
+      candidate_ms_ = 0;
+      d.action = Action::Pause;
+      d.onset = onset_;
+      d.voiced_ms = voiced_ms_;
+      d.reason = "onset";
+    }
+    break;
+  case State::Candidate: {
+    candidate_ms_ += frame_ms;
+    if (fi.loud)
+      loud_ms_ += frame_ms;
+    if (voiced)
+      voiced_ms_ += frame_ms;
+    quiet_ms_ = fi.loud ? 0 : quiet_ms_ + frame_ms;
+    unsigned needed = p_.backchannel ? std::max(p_.min_speech_ms, p_.backchannel_max_ms + frame_ms) : p_.min_speech_ms;
+    d.onset = onset_;
+    d.voiced_ms = voiced_ms_;
+    d.sound_ms = loud_ms_;
+    /* speech: that much sound, at least half of it voiced ("stop" is a short
+     * vowel between unvoiced consonants; a cough has no voicing at all) */
+    if (loud_ms_ >= needed && voiced_ms_ * 2 >= needed) {
+      state_ = State::Confirmed;
+      d.action = Action::Confirm;
+      d.reason = "speech";
+    } else if (candidate_ms_ >= std::max(3 * needed, kMaxCandidateMs)) {
+      /* loud for long but without a pitch: a change of line noise, not a
+       * caller; wait for a quiet gap (the floor meanwhile learns it) */
+      state_ = State::Ignored;
+      d.action = Action::Resume;
+      d.reason = "not-speech";
+    } else if (quiet_ms_ >= p_.hangover_ms) {
+      state_ = State::Idle;
+      d.action = Action::Resume;
+      if (fi.dtmf || dtmf_hold_)
+        d.reason = "dtmf";
+      else if (p_.backchannel && loud_ms_ >= p_.min_speech_ms && voiced_ms_ * 2 >= p_.min_speech_ms)
+        d.reason = "backchannel";
+      else
+        d.reason = "too-short";
+    }
+    break;
+  }
+  case State::Confirmed:
+  case State::Ignored:
+    /* the caller's turn goes on across the gaps between words: a new burst
+     * (and a new question to downstream) only after a real pause */
+    quiet_ms_ = fi.loud ? 0 : quiet_ms_ + frame_ms;
+    if (quiet_ms_ >= std::max(p_.hangover_ms, kTurnGapMs))
+      state_ = State::Idle;
+    break;
+  }
+  return d;
+}
+
+} // namespace bargein

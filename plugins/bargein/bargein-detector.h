@@ -1,0 +1,107 @@
+/* gst-phone-agent
+ * Copyright (C) 2026 gst-phone-agent contributors
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The barge-in decision, without GStreamer objects: 10 ms frames of the
+ * caller's PCM in, pause / confirm / resume decisions out. bargein (the
+ * element), its tests and bench/bargein use it. Not a GObject.
+ */
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace bargein {
+
+struct Params {
+  unsigned min_speech_ms = 200;      /* speech needed to confirm (at least half of it voiced) */
+  unsigned onset_ms = 20;            /* loud frames in a row before pausing */
+  unsigned hangover_ms = 120;        /* quiet that ends a burst */
+  double snr_db = 12.0;              /* above the tracked noise floor */
+  double min_level_db = -50.0;       /* absolute floor (dBFS) */
+  double echo_margin_db = 20.0;      /* below the agent's level: echo */
+  int vad_aggressiveness = 2;        /* 0..3, webrtc VAD mode */
+  bool ignore_dtmf = true;
+  bool backchannel = false;          /* short voiced bursts don't interrupt */
+  unsigned backchannel_max_ms = 700; /* voiced bursts up to this are backchannel */
+};
+
+enum class Action { None, Pause, Confirm, Resume };
+
+/* What a frame led to. Times are sample offsets from the first sample fed
+ * (the element turns them into running times). */
+struct Decision {
+  Action action = Action::None;
+  uint64_t onset = 0;     /* first sample of the burst */
+  uint64_t at = 0;        /* sample after the frame that decided */
+  unsigned voiced_ms = 0; /* voiced speech in the burst so far */
+  unsigned sound_ms = 0;  /* loud frames in the burst so far */
+  const char *reason = "";
+};
+
+/* Per-frame analysis, exposed for tests and the benchmark. */
+struct FrameInfo {
+  double level_db = -100.0; /* RMS, dBFS (full-scale sine: -3 dB) */
+  double floor_db = -100.0; /* tracked noise floor */
+  bool dtmf = false;        /* dual-tone energy dominates */
+  bool vad = false;         /* the VAD's verdict */
+  double periodicity = 0;   /* best normalized autocorrelation at a pitch lag (60-400 Hz), last 20 ms */
+  bool loud = false;        /* above floor + snr, min level and echo level, not DTMF */
+};
+
+/* Whether the agent is audible right now, asked at the start of each burst:
+ * speaking is false only when downstream answered "nothing is playing";
+ * level_db is the agent's recent level when known (echo guard), else
+ * below -99. */
+struct AgentState {
+  bool speaking = true;
+  double level_db = -100.0;
+};
+
+class Vad; /* webrtc-audio-processing's VoiceDetection */
+
+class Detector {
+public:
+  /* @rate: 8000 or 16000 */
+  Detector(int rate, const Params &params);
+  ~Detector();
+  Detector(const Detector &) = delete;
+  Detector &operator=(const Detector &) = delete;
+
+  size_t frame_samples() const { return static_cast<size_t>(rate_ / 100); }
+  /* one frame of frame_samples() samples */
+  Decision process(const int16_t *pcm, const std::function<AgentState()> &agent);
+  const FrameInfo &last() const { return info_; }
+  bool vad_is_webrtc() const;
+  /* the burst that paused is still open (a resume or confirm is owed) */
+  bool paused() const { return state_ == State::Candidate; }
+  uint64_t position() const { return pos_; }
+
+private:
+  enum class State { Idle, Candidate, Confirmed, Ignored };
+  int rate_;
+  Params p_;
+  std::unique_ptr<Vad> vad_;
+  std::vector<int16_t> hist_; /* the last 40 ms, for periodicity */
+  FrameInfo info_;
+  State state_ = State::Idle;
+  bool have_floor_ = false;
+  double floor_db_ = -100.0;
+  double echo_db_ = -100.0;
+  unsigned loud_run_ = 0, quiet_ms_ = 0, candidate_ms_ = 0, loud_ms_ = 0, voiced_ms_ = 0, dtmf_hold_ = 0;
+  uint64_t pos_ = 0, onset_ = 0;
+};
+
+/* Goertzel check on one frame: energy at the strongest DTMF row and column
+ * frequencies over the frame's energy (1.0 for a clean dual tone). */
+double dtmf_ratio(const int16_t *pcm, size_t n, int rate);
+double level_db(const int16_t *pcm, size_t n);
+/* voicing: the best normalized autocorrelation of the last @win samples of
+ * @x (which holds at least @win + rate/60 samples) at lags of 60-400 Hz */
+double periodicity(const int16_t *x, size_t n, size_t win, int rate);
+
+} // namespace bargein

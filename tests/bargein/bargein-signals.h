@@ -1,0 +1,185 @@
+/* gst-phone-agent: synthetic caller audio for bargein's tests and benchmark
+ * (8 kHz PCM): line noise, voiced speech-like sound, coughs, DTMF, and
+ * espeak-ng speech when the program is installed. */
+#pragma once
+
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "pa-audio.h"
+
+namespace sig {
+
+constexpr int kRate = 8000;
+using Pcm = std::vector<double>;
+
+inline size_t samples(int ms) { return static_cast<size_t>(ms) * kRate / 1000; }
+
+inline void scale_to(Pcm &x, double db) {
+  double e = 0;
+  for (double v : x)
+    e += v * v;
+  if (x.empty() || e <= 0)
+    return;
+  double rms = std::sqrt(e / x.size());
+  double want = 32768.0 * std::pow(10.0, db / 20.0);
+  for (double &v : x)
+    v *= want / rms;
+}
+
+/* white noise with an RMS level of @db dBFS (deterministic per @seed) */
+inline Pcm noise(int ms, double db, guint32 seed = 1) {
+  GRand *r = g_rand_new_with_seed(seed);
+  Pcm x(samples(ms));
+  for (double &v : x) {
+    double s = 0;
+    for (int k = 0; k < 4; k++)
+      s += g_rand_double_range(r, -1, 1); /* roughly gaussian */
+    v = s;
+  }
+  g_rand_free(r);
+  scale_to(x, db);
+  return x;
+}
+
+/* a two-pole resonator */
+inline void resonate(Pcm &x, double f, double bw) {
+  double rr = std::exp(-M_PI * bw / kRate);
+  double a1 = 2 * rr * std::cos(2 * M_PI * f / kRate), a2 = -rr * rr;
+  double y1 = 0, y2 = 0;
+  for (double &v : x) {
+    double y = v + a1 * y1 + a2 * y2;
+    y2 = y1;
+    y1 = y;
+    v = y;
+  }
+}
+
+/* speech-like voiced sound: a glottal pulse train (F0 gliding around
+ * @f0 Hz) through three formants that move, syllables at ~4 Hz */
+inline Pcm voiced(int ms, double db, double f0 = 120, guint32 seed = 7) {
+  Pcm x(samples(ms));
+  GRand *r = g_rand_new_with_seed(seed);
+  double phase = 0;
+  for (size_t i = 0; i < x.size(); i++) {
+    double t = static_cast<double>(i) / kRate;
+    double f = f0 * (1.0 + 0.1 * std::sin(2 * M_PI * 1.3 * t));
+    phase += f / kRate;
+    if (phase >= 1.0) {
+      phase -= 1.0;
+      x[i] = 1.0;
+    }
+    x[i] += 0.02 * g_rand_double_range(r, -1, 1); /* breath */
+  }
+  g_rand_free(r);
+  Pcm a = x, b = x;
+  resonate(a, 700, 90);  /* an "a" */
+  resonate(a, 1200, 110);
+  resonate(b, 300, 70);  /* an "i" */
+  resonate(b, 2300, 150);
+  for (size_t i = 0; i < x.size(); i++) {
+    double t = static_cast<double>(i) / kRate;
+    double w = 0.5 + 0.5 * std::sin(2 * M_PI * 2.1 * t); /* vowel change */
+    double env = 0.55 + 0.45 * std::sin(2 * M_PI * 4.0 * t - M_PI / 2); /* syllables */
+    x[i] = (w * a[i] + (1 - w) * b[i]) * (0.2 + env);
+  }
+  resonate(x, 2600, 250); /* F3 */
+  /* 10 ms fades */
+  size_t fade = std::min(samples(10), x.size() / 2);
+  for (size_t i = 0; i < fade; i++) {
+    x[i] *= static_cast<double>(i) / fade;
+    x[x.size() - 1 - i] *= static_cast<double>(i) / fade;
+  }
+  scale_to(x, db);
+  return x;
+}
+
+/* a cough or a click: a noise burst with a fast attack and decay */
+inline Pcm burst(int ms, double db, guint32 seed = 3) {
+  Pcm x = noise(ms, 0, seed);
+  resonate(x, 500, 800);
+  for (size_t i = 0; i < x.size(); i++) {
+    double t = static_cast<double>(i) / x.size();
+    x[i] *= std::min(1.0, t * 20) * (1.0 - 0.7 * t);
+  }
+  scale_to(x, db);
+  return x;
+}
+
+/* one DTMF key: low and high tone, @db dBFS each */
+inline Pcm dtmf(int ms, double low, double high, double db) {
+  Pcm x(samples(ms));
+  double a = 32768.0 * std::pow(10.0, db / 20.0) * std::sqrt(2.0);
+  for (size_t i = 0; i < x.size(); i++) {
+    double t = static_cast<double>(i) / kRate;
+    x[i] = a * (std::sin(2 * M_PI * low * t) + std::sin(2 * M_PI * high * t));
+  }
+  return x;
+}
+
+inline Pcm silence(int ms) { return Pcm(samples(ms), 0.0); }
+
+inline Pcm &append(Pcm &a, const Pcm &b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+/* @b mixed into @a from @at_ms */
+inline void mix(Pcm &a, const Pcm &b, int at_ms) {
+  size_t o = samples(at_ms);
+  if (a.size() < o + b.size())
+    a.resize(o + b.size(), 0.0);
+  for (size_t i = 0; i < b.size(); i++)
+    a[o + i] += b[i];
+}
+
+inline std::vector<int16_t> to_s16(const Pcm &x) {
+  std::vector<int16_t> out(x.size());
+  for (size_t i = 0; i < x.size(); i++)
+    out[i] = static_cast<int16_t>(std::lround(std::clamp(x[i], -32768.0, 32767.0)));
+  return out;
+}
+
+inline std::vector<uint8_t> to_mulaw(const Pcm &x) {
+  std::vector<int16_t> s = to_s16(x);
+  std::vector<uint8_t> out(s.size());
+  pa::mulaw_encode_block(s.data(), out.data(), s.size());
+  return out;
+}
+
+/* espeak-ng speaking @text at 8 kHz, scaled to @db; empty when espeak-ng is
+ * missing or fails */
+inline Pcm espeak(const std::string &text, double db) {
+  gchar *path = nullptr;
+  int fd = g_file_open_tmp("bargein-XXXXXX.wav", &path, nullptr);
+  if (fd < 0)
+    return {};
+  close(fd);
+  gchar *quoted = g_shell_quote(text.c_str());
+  std::string cmd = std::string("espeak-ng -w ") + path + " " + quoted + " 2>/dev/null";
+  g_free(quoted);
+  Pcm out;
+  if (system(cmd.c_str()) == 0) {
+    std::vector<uint8_t> mu;
+    std::string err;
+    if (pa::wav_to_mulaw8k(path, mu, err)) {
+      out.resize(mu.size());
+      for (size_t i = 0; i < mu.size(); i++)
+        out[i] = pa::mulaw_decode(mu[i]);
+      scale_to(out, db);
+    }
+  }
+  g_unlink(path);
+  g_free(path);
+  return out;
+}
+
+} // namespace sig
