@@ -331,7 +331,8 @@ static void push_inbound_locked(PaCallPrivate *p, pa::InboundItem &&item) {
     }
   }
   p->inbound.push_back(std::move(item));
-  p->inbound_cond.notify_one();
+  /* the caller wakes the source once it released the lock, so that the
+   * source does not wake up only to wait for the lock */
 }
 
 /* Marks the call ended (once) and wakes everyone waiting on it. */
@@ -359,7 +360,7 @@ void pa_call_handle_text(PaCall *call, const char *data, size_t len) {
 
   using pa::twilio::Event;
   using pa::twilio::ParseResult;
-  bool emit_started = false, emit_ended = false;
+  bool emit_started = false, emit_ended = false, pushed = false;
   std::string end_reason;
   {
     std::lock_guard<std::mutex> g(p->lock);
@@ -416,6 +417,7 @@ void pa_call_handle_text(PaCall *call, const char *data, size_t len) {
       item.kind = pa::InboundItem::Kind::Start;
       item.start = msg.start;
       push_inbound_locked(p, std::move(item));
+      pushed = true;
       emit_started = true;
       GST_INFO("%s: stream %s started", p->start.call_sid.c_str(), p->start.stream_sid.c_str());
       break;
@@ -431,6 +433,7 @@ void pa_call_handle_text(PaCall *call, const char *data, size_t len) {
       item.timestamp_ms = msg.timestamp_ms;
       item.payload = std::move(msg.payload);
       push_inbound_locked(p, std::move(item));
+      pushed = true;
       break;
     case Event::Dtmf:
       if (!p->started) {
@@ -442,6 +445,7 @@ void pa_call_handle_text(PaCall *call, const char *data, size_t len) {
       item.kind = pa::InboundItem::Kind::Dtmf;
       item.digit = msg.digit;
       push_inbound_locked(p, std::move(item));
+      pushed = true;
       break;
     case Event::Mark: {
       auto it = p->pending.find(msg.mark_name);
@@ -468,6 +472,7 @@ void pa_call_handle_text(PaCall *call, const char *data, size_t len) {
       item.kind = pa::InboundItem::Kind::Stop;
       item.reason = "stop";
       push_inbound_locked(p, std::move(item));
+      pushed = true;
       emit_ended = end_locked(p, "stop");
       end_reason = "stop";
       break;
@@ -475,6 +480,8 @@ void pa_call_handle_text(PaCall *call, const char *data, size_t len) {
       return;
     }
   }
+  if (pushed)
+    p->inbound_cond.notify_one();
   if (emit_started)
     g_signal_emit(call, signals[SIGNAL_STARTED], 0);
   if (emit_ended)
@@ -509,6 +516,7 @@ void pa_call_handle_closed(PaCall *call, gushort code, const std::string &reason
     }
     GST_INFO("%s: socket closed (code %u%s%s)", p->serial.c_str(), code, reason.empty() ? "" : ", ", reason.c_str());
   }
+  p->inbound_cond.notify_one();
   if (emit)
     g_signal_emit(call, signals[SIGNAL_ENDED], 0, why.c_str());
 }

@@ -74,6 +74,10 @@ struct Listener::Impl {
 
   static void reply(SoupServerMessage *msg, guint status, const char *content_type, const std::string &body) {
     soup_server_message_set_status(msg, status, nullptr);
+    /* one request per connection: libsoup 3.2's server never notices a
+     * keep-alive connection the client closed after a response, and keeps
+     * its socket forever (one per webhook or health check) */
+    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection", "close");
     soup_server_message_set_response(msg, content_type, SOUP_MEMORY_COPY, body.data(), body.size());
   }
 
@@ -98,6 +102,8 @@ struct Listener::Impl {
     WebhookInfo info;
     info.form = twilio::parse_form(std::string_view(data ? data : "", len));
     g_bytes_unref(bytes);
+    if (const char *q = g_uri_get_query(soup_server_message_get_uri(msg)))
+      info.query = twilio::parse_form(q);
     if (!signature_ok(msg, path, info.form, false)) {
       bad_signatures++;
       GST_WARNING("webhook from %s refused: missing or invalid X-Twilio-Signature (check auth-token and public-url)",
@@ -126,6 +132,8 @@ struct Listener::Impl {
     cs.url = twilio::stream_url(config.public_url, host ? host : "localhost", config.stream_path);
     cs.say_before = config.greeting;
     cs.parameters = {{"from", info.from}, {"to", info.to}};
+    if (hooks.stream_parameters)
+      hooks.stream_parameters(info, cs.parameters);
     cs.hangup_after = true;
     GST_INFO("call %s from %s admitted, stream %s", info.call_sid.c_str(), info.from.c_str(), cs.url.c_str());
     reply(msg, SOUP_STATUS_OK, "text/xml", twilio::build_connect_stream(cs));
@@ -135,7 +143,10 @@ struct Listener::Impl {
 static void on_default(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *, gpointer user_data) {
   auto *impl = static_cast<Listener::Impl *>(user_data);
   if (g_strcmp0(path, "/healthz") == 0) {
-    Listener::Impl::reply(msg, SOUP_STATUS_OK, "text/plain", "ok\n");
+    if (impl->hooks.ready && !impl->hooks.ready())
+      Listener::Impl::reply(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "text/plain", "draining\n");
+    else
+      Listener::Impl::reply(msg, SOUP_STATUS_OK, "text/plain", "ok\n");
     return;
   }
   impl->not_found++;
@@ -174,11 +185,19 @@ static void on_stream(SoupServer *, SoupServerMessage *msg, const char *path, So
   if (!call) {
     impl->streams_refused++;
     GST_WARNING("stream from %s refused: no call can take it (busy)", Listener::Impl::peer(msg).c_str());
-    soup_websocket_connection_close(ws, 1013 /* try again later */, "busy");
+    /* libsoup drops its reference when we return: keep the socket until
+     * the close handshake is over, or the client sees an abrupt end */
+    g_object_ref(ws);
+    g_signal_connect(ws, "closed", G_CALLBACK(+[](SoupWebsocketConnection *w, gpointer) { g_object_unref(w); }),
+                     nullptr);
+    /* 1008: libsoup 3.2 cannot send 1013 (try again later), it sends 1002 */
+    soup_websocket_connection_close(ws, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, "busy");
     return;
   }
   impl->streams++;
   pa_call_attach_websocket(call, ws);
+  if (impl->hooks.attached)
+    impl->hooks.attached(call, ws);
   g_object_unref(call);
 }
 

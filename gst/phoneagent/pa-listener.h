@@ -36,6 +36,7 @@ struct ListenerConfig {
  * the stream: the caller's and callee's numbers and the call direction. */
 struct WebhookInfo {
   twilio::Params form;   /* every form parameter as received */
+  twilio::Params query;  /* the webhook URL's query parameters (signed by Twilio too) */
   std::string call_sid, from, to;
 };
 
@@ -46,8 +47,17 @@ public:
      * FALSE turns the caller away with the busy message. */
     std::function<bool(const WebhookInfo &)> admit;
     /* A stream connected: return a call (new reference) to attach the
-     * socket to, or nullptr to refuse it (closed with 1013, try again). */
+     * socket to, or nullptr to refuse it (closed with 1008 "busy"). */
     std::function<PaCall *()> take_stream;
+    /* Optional. An admitted call: may append <Parameter>s to the TwiML
+     * (after from/to); they come back in the stream's start message. */
+    std::function<void(const WebhookInfo &, twilio::Params &)> stream_parameters;
+    /* Optional. FALSE makes GET /healthz answer 503 "draining" so that load
+     * balancers stop sending new calls here. */
+    std::function<bool()> ready;
+    /* Optional. Called right after a stream's socket was handed to the call
+     * that take_stream returned (so the owner can tell when it is closed). */
+    std::function<void(PaCall *, SoupWebsocketConnection *)> attached;
   };
 
   Listener(ListenerConfig config, Hooks hooks);

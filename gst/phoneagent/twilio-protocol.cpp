@@ -3,7 +3,9 @@
 
 #include <json-glib/json-glib.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include "pa-audio.h"
@@ -120,9 +122,214 @@ ParseResult missing(std::string &error, const char *event, const char *field) {
   return ParseResult::MissingField;
 }
 
+/* ---- the fast path: media and mark messages without json-glib ----
+ * Accepts only a strict subset of JSON: one object whose member values are
+ * strings or (for "media" and "mark") objects of string members; strings
+ * without escapes, control characters or non-ASCII bytes; no duplicate
+ * members among those read. Anything else, and every message that is not a
+ * valid media or mark, goes to parse_inbound_reference(), so the results
+ * are the reference's. */
+struct Field {
+  std::string_view v;
+  int count = 0;
+};
+
+struct InnerFields {
+  Field payload, timestamp, chunk, track, name;
+};
+
+struct TopFields {
+  Field event, stream_sid, sequence;
+  int media_count = 0, mark_count = 0;
+  InnerFields media, mark;
+};
+
+class Scanner {
+public:
+  explicit Scanner(std::string_view t) : p_(t.data()), end_(t.data() + t.size()) {}
+  void ws() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r'))
+      p_++;
+  }
+  bool lit(char c) {
+    ws();
+    if (p_ < end_ && *p_ == c) {
+      p_++;
+      return true;
+    }
+    return false;
+  }
+  bool peek(char c) {
+    ws();
+    return p_ < end_ && *p_ == c;
+  }
+  bool string(std::string_view &out) {
+    if (!lit('"'))
+      return false;
+    const char *s = p_;
+    while (p_ < end_) {
+      unsigned char c = static_cast<unsigned char>(*p_);
+      if (c == '"') {
+        out = std::string_view(s, static_cast<size_t>(p_ - s));
+        p_++;
+        return true;
+      }
+      if (c == '\\' || c < 0x20 || c >= 0x80)
+        return false;
+      p_++;
+    }
+    return false;
+  }
+  bool at_end() {
+    ws();
+    return p_ == end_;
+  }
+
+private:
+  const char *p_, *end_;
+};
+
+void take(Field &f, std::string_view v) {
+  f.v = v;
+  f.count++;
+}
+
+bool scan_inner(Scanner &sc, InnerFields &in) {
+  if (!sc.lit('{'))
+    return false;
+  if (sc.lit('}'))
+    return true;
+  for (;;) {
+    std::string_view k, v;
+    if (!sc.string(k) || !sc.lit(':') || !sc.string(v))
+      return false;
+    if (k == "payload")
+      take(in.payload, v);
+    else if (k == "timestamp")
+      take(in.timestamp, v);
+    else if (k == "chunk")
+      take(in.chunk, v);
+    else if (k == "track")
+      take(in.track, v);
+    else if (k == "name")
+      take(in.name, v);
+    if (sc.lit(','))
+      continue;
+    return sc.lit('}');
+  }
+}
+
+bool scan_top(Scanner &sc, TopFields &t) {
+  if (!sc.lit('{'))
+    return false;
+  if (sc.lit('}'))
+    return sc.at_end();
+  for (;;) {
+    std::string_view k;
+    if (!sc.string(k) || !sc.lit(':'))
+      return false;
+    if (sc.peek('{')) {
+      if (k == "media") {
+        t.media_count++;
+        if (!scan_inner(sc, t.media))
+          return false;
+      } else if (k == "mark") {
+        t.mark_count++;
+        if (!scan_inner(sc, t.mark))
+          return false;
+      } else {
+        return false;
+      }
+    } else {
+      std::string_view v;
+      if (!sc.string(v))
+        return false;
+      if (k == "event")
+        take(t.event, v);
+      else if (k == "streamSid")
+        take(t.stream_sid, v);
+      else if (k == "sequenceNumber")
+        take(t.sequence, v);
+      else if (k == "media" || k == "mark")
+        return false; /* the reference decides what a non-object means */
+    }
+    if (sc.lit(','))
+      continue;
+    return sc.lit('}') && sc.at_end();
+  }
+}
+
+/* get_int()'s rule for a string value. */
+bool string_to_int(std::string_view s, int64_t &out) {
+  char buf[32];
+  if (s.empty() || s.size() >= sizeof(buf))
+    return false;
+  memcpy(buf, s.data(), s.size());
+  buf[s.size()] = '\0';
+  char *end = nullptr;
+  errno = 0;
+  long long v = strtoll(buf, &end, 10);
+  if (errno || *end)
+    return false;
+  out = v;
+  return true;
+}
+
+/* TRUE when the fast path fully handled @text (always a valid message). */
+bool parse_inbound_fast(std::string_view text, InboundMessage &out) {
+  Scanner sc(text);
+  TopFields t;
+  if (!scan_top(sc, t))
+    return false;
+  if (t.event.count != 1 || t.stream_sid.count > 1 || t.sequence.count > 1 || t.media_count > 1 || t.mark_count > 1)
+    return false;
+  Event ev = event_from_name(t.event.v);
+  int64_t seq = -1;
+  if (t.sequence.count && !string_to_int(t.sequence.v, seq))
+    return false;
+  if (ev == Event::Media) {
+    const InnerFields &m = t.media;
+    if (t.media_count != 1 || m.payload.count != 1 || m.timestamp.count != 1 || m.chunk.count > 1 ||
+        m.track.count > 1)
+      return false;
+    int64_t ts = -1, chunk = -1;
+    if (!string_to_int(m.timestamp.v, ts) || (m.chunk.count && !string_to_int(m.chunk.v, chunk)))
+      return false;
+    out = InboundMessage();
+    if (!base64_decode(m.payload.v, out.payload))
+      return false;
+    out.event = ev;
+    out.event_name.assign(t.event.v);
+    out.stream_sid.assign(t.stream_sid.v);
+    out.sequence_number = seq;
+    out.timestamp_ms = ts;
+    out.chunk = chunk;
+    out.track.assign(m.track.v);
+    return true;
+  }
+  if (ev == Event::Mark) {
+    if (t.mark_count != 1 || t.mark.name.count != 1)
+      return false;
+    out = InboundMessage();
+    out.event = ev;
+    out.event_name.assign(t.event.v);
+    out.stream_sid.assign(t.stream_sid.v);
+    out.sequence_number = seq;
+    out.mark_name.assign(t.mark.name.v);
+    return true;
+  }
+  return false;
+}
+
 } // namespace
 
 ParseResult parse_inbound(std::string_view text, InboundMessage &out, std::string &error) {
+  if (parse_inbound_fast(text, out))
+    return ParseResult::Ok;
+  return parse_inbound_reference(text, out, error);
+}
+
+ParseResult parse_inbound_reference(std::string_view text, InboundMessage &out, std::string &error) {
   std::unique_ptr<JsonParser, ParserDeleter> parser;
   JsonObject *o = parse_object(parser, text, error);
   if (!o)

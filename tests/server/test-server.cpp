@@ -1,0 +1,750 @@
+/* gst-phone-agent: the per-call server end to end.
+ *
+ * PaServer runs in this process on a GMainContext of the test's own; the
+ * twilio-emulator plays the callers as subprocesses. The test waits on
+ * events (signals, subprocess exits, the server's stats) by iterating that
+ * context with a deadline, never by sleeping. Everything is 127.0.0.1. */
+#include <gst/gst.h>
+#include <libsoup/soup.h>
+
+#include <cmath>
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "../common/pa-e2e.h"
+#include "pa-audio.h"
+#include "pa-call.h"
+#include "pa-server.h"
+#include "twilio-protocol.h"
+#include "twilio-signature.h"
+
+using namespace pa_e2e;
+
+namespace {
+
+const char *kEcho = "twiliosrc ! twiliosink";
+
+/* Caller audio whose bytes we know, different for every @index: a tone
+ * sweep at its own pitch plus a per-call noise pattern, as a μ-law WAV
+ * (0x7F, the negative-zero alias the emulator would turn into 0xFF, is
+ * avoided). */
+std::vector<uint8_t> write_caller(const std::string &path, int ms, int index) {
+  std::vector<uint8_t> u(static_cast<size_t>(ms) * 8);
+  uint32_t lcg = 0x9E3779B9u * static_cast<uint32_t>(index + 1);
+  for (size_t i = 0; i < u.size(); i++) {
+    double t = static_cast<double>(i) / 8000;
+    double f = 220 + 31 * index + 120 * sin(2 * M_PI * 0.9 * t);
+    lcg = lcg * 1664525u + 1013904223u;
+    double noise = static_cast<double>(static_cast<int>(lcg >> 20) - 2048);
+    uint8_t b = pa::mulaw_encode(static_cast<int16_t>(8000 * sin(2 * M_PI * f * t) + noise));
+    u[i] = b == 0x7F ? 0xFF : b;
+  }
+  std::string err;
+  fail_unless(pa::wav_write_mulaw(path, u.data(), u.size(), err), "%s", err.c_str());
+  return u;
+}
+
+gint64 now_ms() { return g_get_monotonic_time() / 1000; }
+
+int count_dir(const char *path) {
+  GDir *d = g_dir_open(path, 0, nullptr);
+  int n = 0;
+  while (d && g_dir_read_name(d))
+    n++;
+  if (d)
+    g_dir_close(d);
+  return n;
+}
+int count_threads() { return count_dir("/proc/self/task"); }
+int count_fds() { return count_dir("/proc/self/fd") - 1; /* the GDir's own */ }
+/* What the open file descriptors are, for a failure message. */
+std::string describe_fds() {
+  std::map<std::string, int> kinds;
+  GDir *d = g_dir_open("/proc/self/fd", 0, nullptr);
+  while (const char *n = d ? g_dir_read_name(d) : nullptr) {
+    gchar *target = g_file_read_link((std::string("/proc/self/fd/") + n).c_str(), nullptr);
+    std::string t = target ? target : "?";
+    g_free(target);
+    size_t colon = t.find(":[");
+    kinds[colon == std::string::npos ? t : t.substr(0, colon)]++;
+  }
+  if (d)
+    g_dir_close(d);
+  std::string out;
+  for (auto &[k, v] : kinds)
+    out += k + " x" + std::to_string(v) + "; ";
+  return out;
+}
+
+/* A subprocess whose exit is reported on the thread-default context. */
+class Process {
+public:
+  Process(const std::vector<std::string> &argv, const std::string &log_path) : state_(std::make_shared<State>()) {
+    std::vector<const gchar *> args;
+    for (auto &a : argv)
+      args.push_back(a.c_str());
+    args.push_back(nullptr);
+    GSubprocessLauncher *l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDERR_MERGE);
+    g_subprocess_launcher_set_stdout_file_path(l, log_path.c_str());
+    GError *err = nullptr;
+    proc_ = g_subprocess_launcher_spawnv(l, args.data(), &err);
+    g_object_unref(l);
+    fail_unless(proc_ != nullptr, "cannot run %s: %s", argv[0].c_str(), err ? err->message : "?");
+    g_subprocess_wait_async(proc_, nullptr, on_exit, new std::shared_ptr<State>(state_));
+    log_ = log_path;
+  }
+  ~Process() {
+    if (!state_->done) {
+      g_subprocess_force_exit(proc_);
+      g_subprocess_wait(proc_, nullptr, nullptr);
+    }
+    g_object_unref(proc_);
+  }
+  bool done() const { return state_->done; }
+  int status() const { return state_->status; }
+  std::string output() const {
+    gchar *c = nullptr;
+    g_file_get_contents(log_.c_str(), &c, nullptr, nullptr);
+    std::string s = c ? c : "";
+    g_free(c);
+    return s;
+  }
+
+private:
+  struct State {
+    bool done = false;
+    int status = -1;
+  };
+  static void on_exit(GObject *source, GAsyncResult *res, gpointer data) {
+    auto *sp = static_cast<std::shared_ptr<State> *>(data);
+    GSubprocess *p = G_SUBPROCESS(source);
+    if (g_subprocess_wait_finish(p, res, nullptr)) {
+      (*sp)->done = true;
+      (*sp)->status = g_subprocess_get_if_exited(p) ? g_subprocess_get_exit_status(p) : -1;
+    }
+    delete sp;
+  }
+  GSubprocess *proc_ = nullptr;
+  std::shared_ptr<State> state_;
+  std::string log_;
+};
+
+struct Http {
+  guint status = 0;
+  std::string body;
+};
+
+/* The server in this process, on a context of its own. */
+struct Fixture {
+  GMainContext *ctx = nullptr;
+  PaServer *server = nullptr;
+  SoupSession *session = nullptr;
+  int port = 0;
+  int configured = 0;
+  std::vector<std::string> ended_reasons;
+  bool drained = false;
+
+  explicit Fixture(const char *tmpl, guint max_calls = 50, std::function<void(PaServer *)> setup = nullptr) {
+    ctx = g_main_context_new();
+    g_main_context_push_thread_default(ctx);
+    server = pa_server_new();
+    g_object_set(server, "address", "127.0.0.1", "port", 0, "max-calls", max_calls, nullptr);
+    GError *err = nullptr;
+    fail_unless(pa_server_set_pipeline_template(server, tmpl, &err), "%s", err ? err->message : "");
+    g_signal_connect(server, "call-configure", G_CALLBACK(+[](PaServer *, GstElement *, PaCall *, gpointer d) {
+                       static_cast<Fixture *>(d)->configured++;
+                     }),
+                     this);
+    g_signal_connect(server, "call-ended",
+                     G_CALLBACK(+[](PaServer *, GstElement *, PaCall *, const gchar *reason, gpointer d) {
+                       static_cast<Fixture *>(d)->ended_reasons.emplace_back(reason);
+                     }),
+                     this);
+    g_signal_connect(server, "drained", G_CALLBACK(+[](PaServer *, gpointer d) {
+                       static_cast<Fixture *>(d)->drained = true;
+                     }),
+                     this);
+    if (setup)
+      setup(server);
+    fail_unless(pa_server_start(server, &err), "%s", err ? err->message : "");
+    port = pa_server_get_bound_port(server);
+    fail_unless(port > 0);
+    session = soup_session_new();
+  }
+  ~Fixture() {
+    g_object_unref(session);
+    pa_server_stop(server);
+    g_object_unref(server);
+    /* let what is left (idle callbacks, closed connections) run */
+    while (g_main_context_iteration(ctx, FALSE)) {
+    }
+    g_main_context_pop_thread_default(ctx);
+    g_main_context_unref(ctx);
+  }
+
+  std::string url(const std::string &path = "/twilio/voice") const {
+    return "http://127.0.0.1:" + std::to_string(port) + path;
+  }
+
+  /* Iterates the server's context until @done or @timeout_ms passed. */
+  bool run_until(const std::function<bool()> &done, int timeout_ms) {
+    gint64 deadline = now_ms() + timeout_ms;
+    /* wakes the blocking iteration up so that the deadline is seen */
+    GSource *tick = g_timeout_source_new(20);
+    g_source_set_callback(tick, [](gpointer) -> gboolean { return G_SOURCE_CONTINUE; }, nullptr, nullptr);
+    g_source_attach(tick, ctx);
+    bool ok;
+    while (!(ok = done()) && now_ms() < deadline)
+      g_main_context_iteration(ctx, TRUE);
+    g_source_destroy(tick);
+    g_source_unref(tick);
+    return ok;
+  }
+
+  guint64 stat(const char *name) {
+    GstStructure *s = pa_server_get_stats(server);
+    const GValue *v = gst_structure_get_value(s, name);
+    fail_unless(v != nullptr, "no stat %s", name);
+    guint64 r = G_VALUE_HOLDS_UINT64(v) ? g_value_get_uint64(v)
+                : G_VALUE_HOLDS_UINT(v) ? g_value_get_uint(v)
+                                        : static_cast<guint64>(g_value_get_int(v));
+    gst_structure_free(s);
+    return r;
+  }
+
+  /* No call in any state, and every pipeline and call object finalized. */
+  bool idle() {
+    return stat("calls-active") == 0 && stat("calls-connecting") == 0 && stat("calls-closing") == 0 &&
+           stat("pipelines-live") == 0 && stat("call-objects-live") == 0;
+  }
+  void wait_idle(int timeout_ms = 15000) {
+    fail_unless(run_until([this] { return idle(); }, timeout_ms),
+                "the server did not become idle: %" G_GUINT64_FORMAT " active, %" G_GUINT64_FORMAT
+                " connecting, %" G_GUINT64_FORMAT " closing, %" G_GUINT64_FORMAT " pipelines, %" G_GUINT64_FORMAT
+                " call objects",
+                stat("calls-active"), stat("calls-connecting"), stat("calls-closing"), stat("pipelines-live"),
+                stat("call-objects-live"));
+  }
+
+  void wait_processes(std::vector<std::unique_ptr<Process>> &procs, int timeout_ms) {
+    bool ok = run_until(
+        [&] {
+          for (auto &p : procs)
+            if (!p->done())
+              return false;
+          return true;
+        },
+        timeout_ms);
+    if (!ok)
+      for (auto &p : procs)
+        if (!p->done())
+          fail("a subprocess did not finish in %d ms:\n%s", timeout_ms, p->output().c_str());
+  }
+
+  /* An HTTP request from this thread (async: the server runs here too). */
+  Http http(const char *method, const std::string &u, const std::string &form = "") {
+    SoupMessage *msg = soup_message_new(method, u.c_str());
+    if (!form.empty()) {
+      GBytes *b = g_bytes_new(form.data(), form.size());
+      soup_message_set_request_body_from_bytes(msg, "application/x-www-form-urlencoded", b);
+      g_bytes_unref(b);
+    }
+    struct Pending {
+      bool done = false;
+      GBytes *body = nullptr;
+    } pending;
+    soup_session_send_and_read_async(session, msg, G_PRIORITY_DEFAULT, nullptr,
+        [](GObject *src, GAsyncResult *res, gpointer d) {
+          auto *pd = static_cast<Pending *>(d);
+          pd->body = soup_session_send_and_read_finish(SOUP_SESSION(src), res, nullptr);
+          pd->done = true;
+        },
+        &pending);
+    fail_unless(run_until([&] { return pending.done; }, 10000), "no HTTP answer from %s", u.c_str());
+    Http r;
+    r.status = soup_message_get_status(msg);
+    if (pending.body) {
+      r.body.assign(static_cast<const char *>(g_bytes_get_data(pending.body, nullptr)),
+                    g_bytes_get_size(pending.body));
+      g_bytes_unref(pending.body);
+    }
+    g_object_unref(msg);
+    return r;
+  }
+
+  Http webhook(const std::string &call_sid, const std::string &query = "") {
+    pa::twilio::Params form = {{"CallSid", call_sid}, {"From", "+14155551212"}, {"To", "+15005550006"},
+                               {"AccountSid", "AC0123"}, {"CallStatus", "ringing"}};
+    return http("POST", url("/twilio/voice") + query, pa::twilio::form_encode(form));
+  }
+
+  std::vector<std::string> emulator(const std::vector<std::string> &extra, const std::string &query = "") const {
+    std::vector<std::string> argv = {emulator_path(), "--url", url("/twilio/voice") + query, "--quiet",
+                                     "--max-duration-s", "60"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  }
+};
+
+/* A WebSocket client in this process (for what the emulator never does). */
+struct WsClient {
+  SoupWebsocketConnection *ws = nullptr;
+  bool connected = false, failed = false, closed = false;
+  gushort close_code = 0;
+
+  WsClient(Fixture &f) {
+    SoupMessage *msg = soup_message_new("GET", f.url("/twilio/media").c_str());
+    soup_session_websocket_connect_async(f.session, msg, nullptr, nullptr, G_PRIORITY_DEFAULT, nullptr,
+        [](GObject *src, GAsyncResult *res, gpointer d) {
+          auto *self = static_cast<WsClient *>(d);
+          self->ws = soup_session_websocket_connect_finish(SOUP_SESSION(src), res, nullptr);
+          if (!self->ws) {
+            self->failed = true;
+            return;
+          }
+          self->connected = true;
+          g_signal_connect(self->ws, "closed", G_CALLBACK(+[](SoupWebsocketConnection *w, gpointer d2) {
+                             auto *s2 = static_cast<WsClient *>(d2);
+                             s2->closed = true;
+                             s2->close_code = soup_websocket_connection_get_close_code(w);
+                           }),
+                           self);
+        },
+        this);
+    g_object_unref(msg);
+    fail_unless(f.run_until([this] { return connected || failed; }, 5000), "no WebSocket answer");
+  }
+  ~WsClient() {
+    if (ws) {
+      g_signal_handlers_disconnect_by_data(ws, this);
+      g_object_unref(ws);
+    }
+  }
+  void send(const std::string &text) { soup_websocket_connection_send_text(ws, text.c_str()); }
+};
+
+void check_echo(const std::string &dir, const std::vector<uint8_t> &sent, const char *what) {
+  Report r(dir + "/report.json");
+  assert_str(r.outcome(0), "completed");
+  std::vector<uint8_t> received = read_bytes(dir + "/call-1-received.ulaw");
+  fail_unless(received.size() >= sent.size(), "%s: only %zu of %zu bytes came back", what, received.size(),
+              sent.size());
+  for (size_t i = 0; i < sent.size(); i++)
+    fail_unless(received[i] == sent[i], "%s: byte %zu differs: sent 0x%02x, got 0x%02x", what, i, sent[i],
+                received[i]);
+}
+
+} // namespace
+
+/* 20 calls at once on the echo template: every caller gets exactly their own
+ * audio back (each call's audio is different, so cross-talk would show). */
+GST_START_TEST(test_twenty_concurrent_calls_bitexact) {
+  const int n = 20;
+  TempDir tmp;
+  Fixture f(kEcho, 25);
+  std::vector<std::vector<uint8_t>> sent;
+  std::vector<std::unique_ptr<Process>> procs;
+  for (int i = 0; i < n; i++) {
+    std::string dir = tmp.file("c" + std::to_string(i));
+    g_mkdir(dir.c_str(), 0755);
+    sent.push_back(write_caller(dir + "/caller.wav", 1500, i));
+    procs.push_back(std::make_unique<Process>(
+        f.emulator({"--audio", dir + "/caller.wav", "--tail-ms", "1000", "--out-dir", dir, "--report",
+                    dir + "/report.json"}),
+        dir + "/emulator.log"));
+  }
+  f.wait_processes(procs, 60000);
+  for (int i = 0; i < n; i++) {
+    std::string dir = tmp.file("c" + std::to_string(i));
+    fail_unless_equals_int(procs[i]->status(), 0);
+    check_echo(dir, sent[i], dir.c_str());
+  }
+  f.wait_idle();
+  fail_unless_equals_int(f.configured, n);
+  fail_unless_equals_int(f.stat("calls-started"), n);
+  fail_unless_equals_int(f.stat("calls-completed"), n);
+  fail_unless_equals_int(f.stat("calls-failed"), 0);
+  for (auto &r : f.ended_reasons)
+    assert_str(r, "eos");
+}
+GST_END_TEST;
+
+/* The recording example of docs/server.md: per-call files named after the
+ * call (${out_dir}, ${call_sid}), holding exactly what the caller said. */
+GST_START_TEST(test_recording_template) {
+  TempDir tmp;
+  std::string rec = tmp.file("rec");
+  g_mkdir(rec.c_str(), 0755);
+  const char *tmpl = "twiliosrc ! tee name=caller "
+                     "  caller. ! queue ! tee name=agent "
+                     "    agent. ! queue ! twiliosink "
+                     "    agent. ! queue ! wavenc ! filesink location=${out_dir}/${call_sid}-agent.wav "
+                     "  caller. ! queue ! wavenc ! filesink location=${out_dir}/${call_sid}-caller.wav";
+  Fixture f(tmpl, 10, [&](PaServer *s) { g_object_set(s, "out-dir", rec.c_str(), nullptr); });
+  std::vector<uint8_t> sent = write_caller(tmp.file("caller.wav"), 1500, 3);
+  std::vector<std::unique_ptr<Process>> procs;
+  procs.push_back(std::make_unique<Process>(
+      f.emulator({"--audio", tmp.file("caller.wav"), "--tail-ms", "1000", "--out-dir", tmp.path, "--report",
+                  tmp.file("report.json")}),
+      tmp.file("emulator.log")));
+  f.wait_processes(procs, 30000);
+  check_echo(tmp.path, sent, "the recorded call");
+  f.wait_idle();
+  Report r(tmp.file("report.json"));
+  std::string sid = json_object_get_string_member(r.call(0), "call_sid");
+  for (const char *side : {"caller", "agent"}) {
+    std::string path = rec + "/" + sid + "-" + side + ".wav";
+    pa::WavData wav;
+    std::string err;
+    fail_unless(pa::wav_read(path, wav, err), "%s: %s", path.c_str(), err.c_str());
+    fail_unless_equals_int(wav.rate, 8000);
+    fail_unless(wav.samples.size() >= sent.size(), "%s: %zu samples", side, wav.samples.size());
+    for (size_t i = 0; i < sent.size(); i++)
+      fail_unless(pa::mulaw_encode(wav.samples[i]) == sent[i], "%s: sample %zu differs", side, i);
+  }
+}
+GST_END_TEST;
+
+/* Over the limit: the webhook answers the busy TwiML (no stream), and a
+ * stream that arrives anyway is closed cleanly (1008 "busy"; libsoup 3.2
+ * cannot send 1013). */
+GST_START_TEST(test_over_limit_turned_away) {
+  TempDir tmp;
+  Fixture f(kEcho, 2);
+  write_caller(tmp.file("caller.wav"), 1500, 0);
+  std::vector<std::unique_ptr<Process>> procs;
+  procs.push_back(std::make_unique<Process>(
+      f.emulator({"--audio", tmp.file("caller.wav"), "--tail-ms", "300", "--calls", "3", "--report",
+                  tmp.file("report.json")}),
+      tmp.file("emulator.log")));
+  /* while the two admitted calls run, one more stream comes without a webhook */
+  fail_unless(f.run_until([&] { return f.stat("calls-active") == 2; }, 10000));
+  {
+    WsClient intruder(f);
+    fail_unless(intruder.connected);
+    fail_unless(f.run_until([&] { return intruder.closed; }, 5000), "the refused stream was not closed");
+    fail_unless_equals_int(intruder.close_code, 1008);
+  }
+  f.wait_processes(procs, 30000);
+  Report r(tmp.file("report.json"));
+  int completed = 0, busy = 0;
+  for (guint i = 0; i < 3; i++) {
+    std::string o = r.outcome(i);
+    completed += o == "completed";
+    busy += o == "busy";
+    if (o == "busy") {
+      JsonObject *twiml = json_object_get_object_member(r.call(i), "twiml");
+      fail_if(json_object_get_boolean_member(twiml, "has_stream"));
+      fail_unless(json_object_get_boolean_member(twiml, "hangup"));
+      fail_unless(strstr(json_object_get_string_member(twiml, "says"), "busy") != nullptr);
+    }
+  }
+  fail_unless_equals_int(completed, 2);
+  fail_unless_equals_int(busy, 1);
+  fail_unless_equals_int(f.stat("calls-turned-away"), 1);
+  fail_unless_equals_int(f.stat("streams-refused"), 1);
+  f.wait_idle();
+}
+GST_END_TEST;
+
+/* A webhook holds a place until its stream comes, or until the
+ * reservation times out. */
+GST_START_TEST(test_reservations) {
+  Fixture f(kEcho, 1, [](PaServer *s) { g_object_set(s, "reservation-timeout", 300u, nullptr); });
+  Http a = f.webhook("CA0001");
+  fail_unless_equals_int(a.status, 200);
+  fail_unless(a.body.find("<Stream url=\"wss://127.0.0.1:") != std::string::npos, "%s", a.body.c_str());
+  fail_unless_equals_int(f.stat("calls-reserved"), 1);
+  /* a second caller while the first one's stream is on its way: busy */
+  Http b = f.webhook("CA0002");
+  fail_unless(b.body.find("<Stream") == std::string::npos && b.body.find("<Hangup/>") != std::string::npos, "%s",
+              b.body.c_str());
+  /* a retry of the first webhook keeps its place */
+  fail_unless(f.webhook("CA0001").body.find("<Stream") != std::string::npos);
+  /* the first stream never comes: after the timeout the place is free */
+  gint64 t0 = now_ms();
+  f.run_until([&] { return now_ms() - t0 > 350; }, 1000);
+  fail_unless(f.webhook("CA0003").body.find("<Stream") != std::string::npos);
+}
+GST_END_TEST;
+
+/* Per-call data in <Parameter>s: the webhook URL's query parameters and what
+ * a call-admit handler adds; a handler can also refuse the call. */
+GST_START_TEST(test_call_admit_and_parameters) {
+  Fixture f(kEcho, 10, [](PaServer *s) {
+    g_signal_connect(s, "call-admit",
+                     G_CALLBACK(+[](PaServer *, GstStructure *webhook, GstStructure *params, gpointer) -> gboolean {
+                       const char *sid = gst_structure_get_string(webhook, "CallSid");
+                       if (g_strcmp0(sid, "CAblocked") == 0)
+                         return FALSE;
+                       gst_structure_set(params, "tenant", G_TYPE_STRING, "acme & co", nullptr);
+                       return TRUE;
+                     }),
+                     nullptr);
+  });
+  Http a = f.webhook("CA0001", "?agent=sales");
+  fail_unless(a.body.find("<Parameter name=\"from\" value=\"+14155551212\"/>") != std::string::npos, "%s",
+              a.body.c_str());
+  fail_unless(a.body.find("<Parameter name=\"agent\" value=\"sales\"/>") != std::string::npos, "%s", a.body.c_str());
+  fail_unless(a.body.find("<Parameter name=\"tenant\" value=\"acme &amp; co\"/>") != std::string::npos, "%s",
+              a.body.c_str());
+  Http b = f.webhook("CAblocked");
+  fail_unless(b.body.find("<Stream") == std::string::npos, "%s", b.body.c_str());
+  fail_unless_equals_int(f.stat("calls-turned-away"), 1);
+  /* health checks */
+  Http h = f.http("GET", f.url("/healthz"));
+  fail_unless_equals_int(h.status, 200);
+}
+GST_END_TEST;
+
+/* A stream that connects but never says start is closed (1008); a stream
+ * that closes before its start leaves nothing behind. */
+GST_START_TEST(test_stream_without_start) {
+  Fixture f(kEcho, 10, [](PaServer *s) { g_object_set(s, "start-timeout", 300u, nullptr); });
+  {
+    WsClient c(f);
+    c.send(pa::twilio::build_connected());
+    fail_unless(f.run_until([&] { return c.closed; }, 5000));
+    fail_unless_equals_int(c.close_code, 1008);
+  }
+  {
+    WsClient c(f);
+    soup_websocket_connection_close(c.ws, 1000, nullptr);
+    fail_unless(f.run_until([&] { return c.closed; }, 5000));
+  }
+  f.wait_idle();
+  fail_unless_equals_int(f.stat("streams-without-start"), 1);
+  fail_unless_equals_int(f.stat("calls-started"), 0);
+  fail_unless(f.ended_reasons.empty());
+}
+GST_END_TEST;
+
+/* A pipeline that fails mid-call, and one that does not build, end their own
+ * call only (socket closed, 1011); the other call and the server go on.
+ * ${param.error_after} comes from the webhook URL's query. */
+GST_START_TEST(test_failing_pipeline_ends_one_call) {
+  TempDir tmp;
+  Fixture f("twiliosrc ! identity error-after=${param.error_after:--1} ! twiliosink", 10);
+  std::vector<uint8_t> good = write_caller(tmp.file("good.wav"), 2000, 1);
+  write_caller(tmp.file("bad.wav"), 2000, 2);
+  std::vector<std::unique_ptr<Process>> procs;
+  procs.push_back(std::make_unique<Process>(
+      f.emulator({"--audio", tmp.file("good.wav"), "--tail-ms", "1000", "--out-dir", tmp.path, "--report",
+                  tmp.file("report.json")}),
+      tmp.file("good.log")));
+  procs.push_back(std::make_unique<Process>(
+      f.emulator({"--audio", tmp.file("bad.wav"), "--tail-ms", "300", "--report", tmp.file("mid.json")},
+                 "?error_after=25"),
+      tmp.file("mid.log")));
+  procs.push_back(std::make_unique<Process>(
+      f.emulator({"--audio", tmp.file("bad.wav"), "--tail-ms", "300", "--report", tmp.file("build.json")},
+                 "?error_after=many"),
+      tmp.file("build.log")));
+  f.wait_processes(procs, 30000);
+  check_echo(tmp.path, good, "the good call");
+  /* mid-call error: closed by the server after some audio */
+  Report mid(tmp.file("mid.json"));
+  assert_str(mid.outcome(0), "ws-closed-1011");
+  assert_str(json_object_get_string_member(mid.call(0), "closed_by"), "server");
+  gint64 mid_bytes = json_object_get_int_member(mid.call(0), "bytes_received");
+  fail_unless(mid_bytes > 0 && mid_bytes <= 25 * 160, "%" G_GINT64_FORMAT " bytes", mid_bytes);
+  /* does not build: closed right away */
+  Report build(tmp.file("build.json"));
+  assert_str(build.outcome(0), "ws-closed-1011");
+  fail_unless_equals_int(json_object_get_int_member(build.call(0), "bytes_received"), 0);
+
+  f.wait_idle();
+  fail_unless_equals_int(f.stat("calls-failed"), 2);
+  fail_unless_equals_int(f.stat("calls-completed"), 1);
+  std::sort(f.ended_reasons.begin(), f.ended_reasons.end());
+  fail_unless_equals_int(f.ended_reasons.size(), 3);
+  assert_str(f.ended_reasons[0], "build-failed");
+  assert_str(f.ended_reasons[1], "eos");
+  assert_str(f.ended_reasons[2], "error");
+
+  /* and the server takes the next call */
+  std::vector<std::unique_ptr<Process>> again;
+  again.push_back(std::make_unique<Process>(
+      f.emulator({"--audio", tmp.file("good.wav"), "--tail-ms", "1000", "--out-dir", tmp.path, "--report",
+                  tmp.file("report.json")}),
+      tmp.file("again.log")));
+  f.wait_processes(again, 30000);
+  check_echo(tmp.path, good, "the call after the failures");
+  f.wait_idle();
+}
+GST_END_TEST;
+
+/* A pipeline that takes seconds to stop (here identity sleeping 1.5 s per
+ * buffer, so that going to NULL waits for it) must not hold up the other
+ * calls: state changes run on worker threads, not on the server's context.
+ * The other call's audio goes on without a gap. */
+GST_START_TEST(test_slow_pipeline_does_not_stall_others) {
+  TempDir tmp;
+  Fixture f("twiliosrc ! identity sleep-time=${param.sleep_us:-0} ! twiliosink", 10,
+            [](PaServer *s) { g_object_set(s, "end-timeout", 300u, nullptr); });
+  write_caller(tmp.file("slow.wav"), 4000, 5);
+  std::vector<uint8_t> good = write_caller(tmp.file("good.wav"), 5000, 6);
+  std::vector<std::unique_ptr<Process>> procs;
+  procs.push_back(std::make_unique<Process>(
+      f.emulator({"--audio", tmp.file("good.wav"), "--tail-ms", "1000", "--out-dir", tmp.path, "--report",
+                  tmp.file("report.json")}),
+      tmp.file("good.log")));
+  procs.push_back(std::make_unique<Process>(
+      f.emulator({"--audio", tmp.file("slow.wav"), "--hangup-ms", "1000", "--report", tmp.file("slow.json")},
+                 "?sleep_us=1500000"),
+      tmp.file("slow.log")));
+  f.wait_processes(procs, 30000);
+  check_echo(tmp.path, good, "the call next to the slow one");
+  Report r(tmp.file("report.json"));
+  fail_unless_equals_int(json_object_get_int_member(r.call(0), "underruns"), 0);
+  f.wait_idle();
+  std::sort(f.ended_reasons.begin(), f.ended_reasons.end());
+  fail_unless_equals_int(f.ended_reasons.size(), 2);
+  assert_str(f.ended_reasons[0], "end-timeout");
+  assert_str(f.ended_reasons[1], "eos");
+}
+GST_END_TEST;
+
+/* Draining with calls that finish within the grace period: they are not
+ * cut; new callers hear the busy message; /healthz says 503. */
+GST_START_TEST(test_drain_lets_calls_finish) {
+  TempDir tmp;
+  Fixture f(kEcho, 10);
+  std::vector<std::vector<uint8_t>> sent;
+  std::vector<std::unique_ptr<Process>> procs;
+  for (int i = 0; i < 2; i++) {
+    std::string dir = tmp.file("c" + std::to_string(i));
+    g_mkdir(dir.c_str(), 0755);
+    sent.push_back(write_caller(dir + "/caller.wav", 1500, i));
+    procs.push_back(std::make_unique<Process>(
+        f.emulator({"--audio", dir + "/caller.wav", "--tail-ms", "1000", "--out-dir", dir, "--report",
+                    dir + "/report.json"}),
+        dir + "/emulator.log"));
+  }
+  fail_unless(f.run_until([&] { return f.configured == 2; }, 10000));
+  pa_server_drain(f.server, 20000);
+  Http h = f.http("GET", f.url("/healthz"));
+  fail_unless_equals_int(h.status, 503);
+  Http w = f.webhook("CAlate");
+  fail_unless(w.body.find("<Stream") == std::string::npos && w.body.find("busy") != std::string::npos);
+  gint64 t0 = now_ms();
+  fail_unless(f.run_until([&] { return f.drained; }, 15000), "not drained");
+  fail_unless(now_ms() - t0 < 10000, "drained only after %" G_GINT64_FORMAT " ms", now_ms() - t0);
+  f.wait_processes(procs, 10000);
+  for (int i = 0; i < 2; i++)
+    check_echo(tmp.file("c" + std::to_string(i)), sent[i], "a call during the drain");
+  for (auto &r : f.ended_reasons)
+    assert_str(r, "eos");
+  f.wait_idle();
+}
+GST_END_TEST;
+
+/* Draining with calls longer than the grace period: after it they are ended
+ * cleanly (EOS: twiliosink plays out and closes with 1000), and "drained"
+ * follows. */
+GST_START_TEST(test_drain_ends_long_calls_cleanly) {
+  TempDir tmp;
+  Fixture f(kEcho, 10);
+  std::vector<std::vector<uint8_t>> sent;
+  std::vector<std::unique_ptr<Process>> procs;
+  for (int i = 0; i < 3; i++) {
+    std::string dir = tmp.file("c" + std::to_string(i));
+    g_mkdir(dir.c_str(), 0755);
+    sent.push_back(write_caller(dir + "/caller.wav", 20000, i));
+    procs.push_back(std::make_unique<Process>(
+        f.emulator({"--audio", dir + "/caller.wav", "--out-dir", dir, "--report", dir + "/report.json"}),
+        dir + "/emulator.log"));
+  }
+  fail_unless(f.run_until([&] { return f.configured == 3; }, 10000));
+  gint64 t0 = now_ms();
+  pa_server_drain(f.server, 1500);
+  fail_unless(f.run_until([&] { return f.drained; }, 10000), "not drained");
+  gint64 took = now_ms() - t0;
+  fail_unless(took >= 1500 && took < 6000, "drained after %" G_GINT64_FORMAT " ms", took);
+  f.wait_processes(procs, 10000);
+  fail_unless_equals_int(f.ended_reasons.size(), 3);
+  for (int i = 0; i < 3; i++) {
+    assert_str(f.ended_reasons[i], "shutdown");
+    std::string dir = tmp.file("c" + std::to_string(i));
+    Report r(dir + "/report.json");
+    /* closed by the server, cleanly, with what the caller said so far echoed */
+    assert_str(r.outcome(0), "completed");
+    assert_str(json_object_get_string_member(r.call(0), "closed_by"), "server");
+    fail_unless_equals_int(json_object_get_int_member(r.call(0), "close_code"), 1000);
+    std::vector<uint8_t> received = read_bytes(dir + "/call-1-received.ulaw");
+    fail_unless(received.size() > 8000 && received.size() < sent[i].size(), "call %d: %zu bytes came back", i,
+                received.size());
+    fail_unless(memcmp(received.data(), sent[i].data(), received.size()) == 0, "call %d: echo differs", i);
+  }
+  fail_unless_equals_int(f.stat("calls-forced"), 0);
+  f.wait_idle();
+}
+GST_END_TEST;
+
+/* 200 calls, in 4 lanes of 50 one after another: no pipeline, call object,
+ * socket or thread is left behind. */
+GST_START_TEST(test_no_leaks_after_200_calls) {
+  TempDir tmp;
+  Fixture f(kEcho, 10);
+  write_caller(tmp.file("caller.wav"), 100, 0);
+  auto run_lanes = [&](int lanes, int calls_each, const char *tag) {
+    std::vector<std::unique_ptr<Process>> procs;
+    for (int l = 0; l < lanes; l++)
+      procs.push_back(std::make_unique<Process>(
+          f.emulator({"--audio", tmp.file("caller.wav"), "--tail-ms", "0", "--calls", std::to_string(calls_each),
+                      "--sequential", "--report", tmp.file(std::string(tag) + std::to_string(l) + ".json")}),
+          tmp.file(std::string(tag) + std::to_string(l) + ".log")));
+    f.wait_processes(procs, 120000);
+    for (int l = 0; l < lanes; l++) {
+      Report r(tmp.file(std::string(tag) + std::to_string(l) + ".json"));
+      JsonObject *totals = json_object_get_object_member(r.root, "totals");
+      JsonObject *outcomes = json_object_get_object_member(totals, "outcomes");
+      fail_unless(json_object_has_member(outcomes, "completed"), "lane %d: no completed call", l);
+      fail_unless_equals_int(json_object_get_int_member(outcomes, "completed"), calls_each);
+    }
+  };
+  /* warm up: thread pools and caches reach their steady size */
+  run_lanes(4, 2, "warm");
+  f.wait_idle();
+  int threads0 = count_threads(), fds0 = count_fds();
+
+  gint64 t0 = now_ms();
+  run_lanes(4, 50, "lane");
+  gint64 took = now_ms() - t0;
+  f.wait_idle();
+  fail_unless_equals_int(f.stat("calls-started"), 208);
+  fail_unless_equals_int(f.stat("calls-completed"), 208);
+  /* sockets: the emulators are gone, so their connections close too */
+  bool fds_ok = f.run_until([&] { return count_fds() <= fds0; }, 5000);
+  fail_unless(fds_ok, "%d file descriptors open, %d before the 200 calls: %s", count_fds(), fds0,
+              describe_fds().c_str());
+  /* threads: GStreamer's task pool keeps a couple of idle ones at most */
+  bool threads_ok = f.run_until([&] { return count_threads() <= threads0 + 2; }, 5000);
+  fail_unless(threads_ok, "%d threads, %d before the 200 calls", count_threads(), threads0);
+  GST_INFO("200 calls in %" G_GINT64_FORMAT " ms; threads %d -> %d, fds %d -> %d", took, threads0, count_threads(),
+           fds0, count_fds());
+}
+GST_END_TEST;
+
+static Suite *server_suite(void) {
+  Suite *s = suite_create("server");
+  TCase *tc = tcase_create("general");
+  tcase_set_timeout(tc, 180);
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_twenty_concurrent_calls_bitexact);
+  tcase_add_test(tc, test_recording_template);
+  tcase_add_test(tc, test_over_limit_turned_away);
+  tcase_add_test(tc, test_reservations);
+  tcase_add_test(tc, test_call_admit_and_parameters);
+  tcase_add_test(tc, test_stream_without_start);
+  tcase_add_test(tc, test_failing_pipeline_ends_one_call);
+  tcase_add_test(tc, test_slow_pipeline_does_not_stall_others);
+  tcase_add_test(tc, test_drain_lets_calls_finish);
+  tcase_add_test(tc, test_drain_ends_long_calls_cleanly);
+  tcase_add_test(tc, test_no_leaks_after_200_calls);
+  return s;
+}
+
+GST_CHECK_MAIN(server);
