@@ -40,6 +40,17 @@ trap cleanup EXIT INT TERM
 # field NAME LINE: the number after "NAME " or "NAME=" in LINE
 field() { printf '%s\n' "$2" | sed -n "s/.*$1[ =]\([0-9.][0-9.]*\).*/\1/p"; }
 
+# busy and total CPU time of the whole machine so far, in clock ticks
+cpu_ticks() {
+  if [ ! -r /proc/stat ]; then
+    echo "0 0"
+    return
+  fi
+  # shellcheck disable=SC2046  # split the line into fields on purpose
+  set -- $(head -n 1 /proc/stat)
+  echo "$(($2 + $3 + $4 + $7 + $8)) $(($2 + $3 + $4 + $5 + $6 + $7 + $8))"
+}
+
 # CPU already busy on this machine (other work skews the figures): 1 s sample
 busy_now() {
   [ -r /proc/stat ] || { echo "?"; return; }
@@ -72,11 +83,13 @@ for transport in $TRANSPORTS; do
     exit 1
   fi
 
+  before=$(cpu_ticks)
   rc=0
   "$EMU" --url "http://127.0.0.1:$port/voice" --calls "$CALLS" --ramp-ms "$RAMP_MS" \
     --audio "synth:$AUDIO_MS" --tail-ms 500 --transport "$transport" --max-duration-s "$LIMIT_S" \
     --report "$TMP/report-$transport.json" --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" || rc=$?
 
+  after=$(cpu_ticks)
   kill -TERM "$PEER_PID" 2>/dev/null || true
   wait "$PEER_PID" 2>/dev/null || true
   PEER_PID=
@@ -96,6 +109,19 @@ for transport in $TRANSPORTS; do
   echo "  pacing error (ms):  p50 $(field p50 "$pacing")  p99 $(field p99 "$pacing")  max $(field max "$pacing")"
   echo "  emulator:           $(printf '%s\n' "$process" | sed 's/^process: //')"
   echo "  peer (reference):   $peer_cpu"
+  # what the rest of the machine did meanwhile (busy CPU minus the two processes)
+  hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+  printf '%s %s %s\n' "$before" "$after" "$process $peer" | awk -v hz="$hz" '{
+      busy = ($3 - $1) / hz; total = ($4 - $2) / hz
+      ours = 0
+      for (i = 5; i <= NF; i++) {
+        if (($i == "user" || $i == "sys") && $(i - 1) == "s") ours += $(i - 2)
+        if ($i ~ /^(user|sys)_s=/) { split($i, kv, "="); ours += kv[2] }
+      }
+      other = busy - ours
+      if (other < 0) other = 0
+      if (total > 0) printf "  other load:         %.1f CPU-s used by other processes during the run (%.0f%% of the machine)\n", other, 100 * other / total
+    }'
   if [ "$rc" -ne 0 ]; then
     sed 's/^/  /' "$TMP/emu.err" | head -5
     status=1

@@ -306,11 +306,10 @@ std::vector<int16_t> resample_to_mono(const std::vector<int16_t> &in, int in_rat
     convert(conv, zeros.data(), latency, out);
   }
   gst_audio_converter_free(conv);
+  /* GstAudioConverter's output is already time-aligned with its input (an
+   * impulse at input 0 comes out at output 0): keep it from the start and
+   * drop what draining added past the end. */
   size_t want = static_cast<size_t>(static_cast<double>(frames) * out_rate / in_rate + 0.5);
-  /* the filter delays its output by half its length: drop that lead-in */
-  size_t delay = static_cast<size_t>(static_cast<double>(latency) * out_rate / in_rate);
-  if (delay < out.size())
-    out.erase(out.begin(), out.begin() + static_cast<long>(delay));
   out.resize(want, 0);
   return out;
 }

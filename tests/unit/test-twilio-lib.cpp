@@ -317,6 +317,18 @@ GST_START_TEST(test_wav_and_resample) {
   double rms = sqrt(sum / (mono.size() - 400));
   fail_unless(fabs(rms - 8000 / M_SQRT2) < 0.05 * 8000 / M_SQRT2, "rms %f", rms);
 
+  /* and keeps time: an impulse at 100 ms comes out at 100 ms (800 at 8 kHz) */
+  for (int in_rate : {16000, 44100, 48000}) {
+    std::vector<int16_t> imp(in_rate / 2, 0);
+    imp[in_rate / 10] = 30000;
+    std::vector<int16_t> o = resample_to_mono(imp, in_rate, 1, 8000);
+    size_t peak = 0;
+    for (size_t i = 0; i < o.size(); i++)
+      if (std::abs(o[i]) > std::abs(o[peak]))
+        peak = i;
+    fail_unless(peak >= 799 && peak <= 801, "%d Hz: impulse at 800 came out at %zu", in_rate, peak);
+  }
+
   std::string upath = std::string(dir) + "/u.wav";
   std::vector<uint8_t> u(mono.size());
   mulaw_encode_block(mono.data(), u.data(), u.size());

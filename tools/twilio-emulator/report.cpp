@@ -18,6 +18,8 @@ bool outcome_ok(const std::string &outcome) {
 
 namespace {
 
+constexpr double kFellBehindUs = 20000;
+
 /* A small pretty-printing JSON writer (fixed decimals for readable figures). */
 class JsonOut {
 public:
@@ -235,6 +237,13 @@ struct Totals {
   bool ok = true;
 };
 
+/* p99 pacing error above one frame: the emulator could not keep real time,
+ * so the timings it measured are not to be trusted. */
+bool fell_behind(std::vector<double> pacing_us) {
+  Summary s = summarize(pacing_us);
+  return s.count && s.p99 > kFellBehindUs;
+}
+
 Totals totals(const std::vector<CallReport> &calls) {
   Totals t;
   for (const auto &c : calls) {
@@ -310,6 +319,7 @@ bool write_report(const std::string &path, const std::vector<CallReport> &calls,
   j.key("underrun_ms").num(t.underrun_ms, 1);
   j.key("protocol_errors").integer(static_cast<int64_t>(t.protocol_errors));
   j.key("turns_ended").integer(static_cast<int64_t>(t.turns_ended));
+  j.key("fell_behind").boolean(fell_behind(t.pacing_us));
   summary(j, "pacing_error_us", t.pacing_us, 0);
   summary(j, "response_latency_ms", t.latency_ms, 1);
   summary(j, "clear_after_onset_ms", t.clear_ms, 1);
@@ -381,6 +391,10 @@ void print_summary(FILE *out, const std::vector<CallReport> &calls, const RunInf
   if (p.count)
     fprintf(out, "pacing error (ms): p50 %.3f  p95 %.3f  p99 %.3f  max %.3f  (%zu frames)\n", p.p50 / 1000.0,
             p.p95 / 1000.0, p.p99 / 1000.0, p.max / 1000.0, p.count);
+  if (p.count && p.p99 > kFellBehindUs)
+    fprintf(out, "warning: the emulator fell behind real time (pacing error p99 %.0f ms > 20 ms): the timings "
+                 "above are unreliable; use fewer calls, --transport raw or a less loaded machine\n",
+            p.p99 / 1000.0);
   Summary l = summarize(t.latency_ms);
   if (l.count)
     fprintf(out, "response latency (ms): p50 %.0f  p95 %.0f  p99 %.0f  max %.0f  (%zu of %zu ended turns)\n", l.p50,

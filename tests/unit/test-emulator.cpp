@@ -1,0 +1,430 @@
+/* gst-phone-agent: unit tests of the Twilio emulator's internals (playout
+ * buffer, turn/latency detection, percentiles, command-line specs, the raw
+ * WebSocket frame codec, the media/mark fast parser, the caller script). */
+#include "../common/pa-check.h"
+
+#include <cmath>
+
+#include "fast-parse.h"
+#include "options.h"
+#include "pa-audio.h"
+#include "playout.h"
+#include "script.h"
+#include "specs.h"
+#include "stats.h"
+#include "synth.h"
+#include "turns.h"
+#include "twilio-protocol.h"
+#include "ws-frame.h"
+
+using namespace emu;
+
+static std::vector<uint8_t> bytes(size_t n, uint8_t v = 0x10) { return std::vector<uint8_t>(n, v); }
+
+/* ------------------------------------------------------------ playout */
+
+GST_START_TEST(test_playout_marks) {
+  PlayoutBuffer pb;
+  std::vector<std::string> rel;
+  uint8_t frame[160];
+
+  /* nothing buffered, nothing pending: echoed at once */
+  fail_unless(pb.push_mark("m0"));
+
+  /* a mark after 320 bytes is reached once both frames have played */
+  auto a = bytes(320);
+  pb.push_audio(a.data(), a.size());
+  fail_if(pb.push_mark("m1"));
+  pb.tick(frame, rel); /* takes frame 1 */
+  fail_unless(rel.empty());
+  pb.tick(frame, rel); /* frame 1 played; takes frame 2 */
+  fail_unless(rel.empty());
+  fail_unless_equals_int(frame[0], 0x10);
+  pb.tick(frame, rel); /* frame 2 played: m1 reached */
+  fail_unless_equals_int(rel.size(), 1);
+  assert_str(rel[0], "m1");
+  fail_unless_equals_int(frame[0], 0xFF); /* buffer empty: silence */
+  fail_unless_equals_int(pb.played_bytes(), 320);
+
+  /* marks keep their order: a mark behind a pending one is not immediate */
+  rel.clear();
+  pb.push_audio(a.data(), 100);
+  fail_if(pb.push_mark("m2"));
+  pb.tick(frame, rel);
+  fail_unless_equals_int(frame[99], 0x10);
+  fail_unless_equals_int(frame[100], 0xFF); /* partial frame padded with silence */
+  fail_if(pb.push_mark("m3"));              /* m2 still pending */
+  pb.tick(frame, rel);
+  fail_unless_equals_int(rel.size(), 2);
+  assert_str(rel[0], "m2");
+  assert_str(rel[1], "m3");
+}
+GST_END_TEST;
+
+GST_START_TEST(test_playout_clear) {
+  PlayoutBuffer pb;
+  std::vector<std::string> rel;
+  uint8_t frame[160];
+  auto a = bytes(1600);
+  pb.push_audio(a.data(), 800);
+  pb.push_mark("a");
+  pb.push_audio(a.data(), 800);
+  pb.push_mark("b");
+  pb.tick(frame, rel);
+  fail_unless_equals_int(pb.buffered(), 1440);
+  pb.clear(rel);
+  fail_unless_equals_int(rel.size(), 2);
+  assert_str(rel[0], "a");
+  assert_str(rel[1], "b");
+  fail_unless_equals_int(pb.buffered(), 0);
+  fail_unless_equals_int(pb.cleared_bytes(), 1440);
+  fail_unless_equals_int(pb.pending_marks(), 0);
+  rel.clear();
+  pb.tick(frame, rel);
+  fail_unless(rel.empty());
+  fail_unless_equals_int(frame[0], 0xFF);
+  /* the silence after a clear is no underrun */
+  pb.push_audio(a.data(), 160);
+  pb.tick(frame, rel);
+  fail_unless_equals_int(pb.underruns(), 0);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_playout_underruns) {
+  PlayoutBuffer pb(160, 8000);
+  std::vector<std::string> rel;
+  uint8_t frame[160];
+  auto a = bytes(160);
+
+  /* silence before the first audio does not count */
+  for (int i = 0; i < 10; i++)
+    pb.tick(frame, rel);
+  pb.push_audio(a.data(), 160);
+  pb.tick(frame, rel);
+  fail_unless_equals_int(pb.underruns(), 0);
+
+  /* a 60 ms gap, then audio again: one underrun of 60 ms */
+  for (int i = 0; i < 3; i++)
+    pb.tick(frame, rel);
+  pb.push_audio(a.data(), 160);
+  pb.tick(frame, rel);
+  fail_unless_equals_int(pb.underruns(), 1);
+  fail_unless_equals_int(pb.underrun_bytes(), 480);
+
+  /* a partial frame then audio in time for the next tick: 100 bytes missing */
+  pb.push_audio(a.data(), 60);
+  pb.tick(frame, rel);
+  pb.push_audio(a.data(), 160);
+  pb.tick(frame, rel);
+  fail_unless_equals_int(pb.underruns(), 2);
+  fail_unless_equals_int(pb.underrun_bytes(), 580);
+
+  /* a pause of 1 s or more is the end of a response, not an underrun */
+  for (int i = 0; i < 50; i++)
+    pb.tick(frame, rel);
+  pb.push_audio(a.data(), 160);
+  pb.tick(frame, rel);
+  fail_unless_equals_int(pb.underruns(), 2);
+
+  /* a gap still open when the stream ends is not counted */
+  pb.tick(frame, rel);
+  pb.finish();
+  fail_unless_equals_int(pb.underruns(), 2);
+}
+GST_END_TEST;
+
+/* ------------------------------------------------------------ turns */
+
+static std::vector<float> levels(const char *pattern) {
+  /* one char per 20 ms frame: 'S' speech (-20 dBFS), '.' silence */
+  std::vector<float> v;
+  for (const char *p = pattern; *p; p++)
+    v.push_back(*p == 'S' ? -20.0f : -90.0f);
+  return v;
+}
+
+GST_START_TEST(test_turns) {
+  TurnParams p; /* -40 dB, 500 ms end silence, 60 ms minimum */
+  std::string pat = std::string(5, '.') + std::string(10, 'S') + std::string(10, '.') + std::string(5, 'S') +
+                    std::string(25, '.') + "S" + std::string(30, '.') + std::string(5, 'S') + std::string(3, '.');
+  auto turns = detect_turns(levels(pat.c_str()), p);
+  /* the 200 ms pause does not end the first turn; the lone frame is a click;
+   * the last turn is cut off by the end of the audio */
+  fail_unless_equals_int(turns.size(), 2);
+  fail_unless_equals_int(turns[0].onset_ms, 100);
+  fail_unless_equals_int(turns[0].end_ms, 600);
+  fail_unless(turns[0].ended);
+  fail_unless_equals_int(turns[1].onset_ms, 1720);
+  fail_unless(!turns[1].ended);
+  fail_unless_equals_int(latest_onset(turns, 1719).value(), 100);
+  fail_unless_equals_int(latest_onset(turns, 1720).value(), 1720);
+  fail_if(latest_onset(turns, 50).has_value());
+
+  /* heard: the agent talks across the turn end (not a response), then a new
+   * burst starts at 1000 ms: latency 400 ms */
+  std::vector<Turn> t = {{100, 600, true}, {3000, 3500, true}};
+  std::string heard = std::string(20, '.') + std::string(12, 'S') + std::string(18, '.') + std::string(10, 'S');
+  auto lat = response_latencies(t, levels(heard.c_str()), p);
+  fail_unless_equals_int(lat.size(), 2);
+  /* frames 20..31 loud (400-640 ms) cross the end at 600 ms; 50.. loud again at 1000 ms */
+  fail_unless_equals_int(lat[0].value(), 400);
+  fail_if(lat[1].has_value()); /* nothing heard after 3500 ms */
+
+  /* no response before the next turn's onset: none */
+  std::vector<Turn> t2 = {{0, 200, true}, {400, 600, true}};
+  auto lat2 = response_latencies(t2, levels("................................SSS"), p);
+  fail_if(lat2[0].has_value());
+  fail_unless_equals_int(lat2[1].value(), 40); /* loud from frame 32 = 640 ms */
+}
+GST_END_TEST;
+
+GST_START_TEST(test_levels) {
+  auto silence = std::vector<uint8_t>(160, pa::kMulawSilence);
+  fail_unless(mulaw_level_db(silence.data(), silence.size()) < -100);
+  std::vector<int16_t> pcm(160);
+  for (size_t i = 0; i < pcm.size(); i++)
+    pcm[i] = static_cast<int16_t>(16384 * std::sin(2 * M_PI * 400 * static_cast<double>(i) / 8000));
+  std::vector<uint8_t> mu(160);
+  pa::mulaw_encode_block(pcm.data(), mu.data(), 160);
+  float db = mulaw_level_db(mu.data(), mu.size());
+  fail_unless(db > -10 && db < -8, "a half-scale sine is about -9 dBFS, got %f", db);
+}
+GST_END_TEST;
+
+/* ------------------------------------------------------------ stats */
+
+GST_START_TEST(test_percentiles) {
+  std::vector<double> v;
+  for (int i = 100; i >= 1; i--)
+    v.push_back(i);
+  Summary s = summarize(v);
+  fail_unless_equals_int(s.count, 100);
+  fail_unless_equals_float(s.p50, 50);
+  fail_unless_equals_float(s.p95, 95);
+  fail_unless_equals_float(s.p99, 99);
+  fail_unless_equals_float(s.max, 100);
+  fail_unless_equals_float(s.mean, 50.5);
+  std::vector<double> one = {7};
+  s = summarize(one);
+  fail_unless_equals_float(s.p50, 7);
+  fail_unless_equals_float(s.p99, 7);
+  std::vector<double> none;
+  fail_unless_equals_int(summarize(none).count, 0);
+}
+GST_END_TEST;
+
+/* ------------------------------------------------------------ specs */
+
+GST_START_TEST(test_specs) {
+  std::string err;
+  std::vector<DtmfSpec> d;
+  fail_unless(parse_dtmf_spec("3000:#, 1500:1", d, err));
+  fail_unless_equals_int(d.size(), 2);
+  fail_unless_equals_int(d[0].at_ms, 1500);
+  assert_str(d[0].digit, "1");
+  assert_str(d[1].digit, "#");
+  fail_if(parse_dtmf_spec("1500:x", d, err));
+  fail_if(parse_dtmf_spec("abc:1", d, err));
+
+  std::vector<Range> r;
+  fail_unless(parse_ranges("5000-5600,2000-2400", r, err));
+  fail_unless_equals_int(r.size(), 2);
+  fail_unless_equals_int(r[0].begin_ms, 2000);
+  fail_unless(r[0].contains(2000) && !r[0].contains(2400));
+  fail_if(parse_ranges("2400-2000", r, err));
+  fail_if(parse_ranges("2000", r, err));
+
+  InjectSpec i;
+  fail_unless(parse_inject("wrong-stream-sid@1500", i, err));
+  fail_unless(i.kind == InjectKind::WrongStreamSid && i.at_ms == 1500);
+  fail_unless(parse_inject("media-before-start@0", i, err));
+  fail_if(parse_inject("media-before-start@10", i, err));
+  fail_if(parse_inject("frobnicate@10", i, err));
+  fail_if(parse_inject("binary", i, err));
+  assert_str(inject_name(InjectKind::StopReading), "stop-reading");
+
+  std::string host;
+  int port = 0;
+  fail_unless(parse_host_port("[::1]:8080", host, port, err));
+  assert_str(host, "::1");
+  fail_unless_equals_int(port, 8080);
+  fail_if(parse_host_port("example.com", host, port, err));
+
+  fail_unless(is_loopback_host("127.0.0.1"));
+  fail_unless(is_loopback_host("127.8.9.10"));
+  fail_unless(is_loopback_host("localhost"));
+  fail_unless(is_loopback_host("[::1]"));
+  fail_if(is_loopback_host("10.0.0.1"));
+  fail_if(is_loopback_host("example.com"));
+}
+GST_END_TEST;
+
+/* ------------------------------------------------------------ ws frames */
+
+GST_START_TEST(test_ws_frames) {
+  /* RFC 6455 section 1.3 example */
+  assert_str(ws::accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+
+  /* our frames: masked, with the right length encodings */
+  for (size_t len : {size_t(5), size_t(200), size_t(70000)}) {
+    std::string out;
+    std::string payload(len, 'x');
+    ws::append_frame(out, ws::Text, payload.data(), payload.size(), 0x11223344);
+    size_t hdr = len < 126 ? 2 : len < 65536 ? 4 : 10;
+    fail_unless_equals_int(out.size(), hdr + 4 + len);
+    fail_unless_equals_int(static_cast<uint8_t>(out[0]), 0x81);
+    fail_unless(static_cast<uint8_t>(out[1]) & 0x80);
+    fail_unless_equals_int(static_cast<uint8_t>(out[hdr + 4]), 'x' ^ 0x11);
+  }
+
+  /* server frames, fed byte by byte */
+  ws::FrameParser parser;
+  std::string in = std::string("\x81\x05hello", 7) + std::string("\x01\x03" "abc", 5) +
+                   std::string("\x80\x02" "de", 4) + std::string("\x89\x00", 2);
+  std::string err;
+  ws::Frame f;
+  std::vector<ws::Frame> frames;
+  for (char c : in) {
+    parser.feed(&c, 1);
+    while (parser.next(f, err) == ws::FrameParser::Result::Frame)
+      frames.push_back(f);
+  }
+  fail_unless_equals_int(frames.size(), 4);
+  assert_str(frames[0].payload, "hello");
+  fail_unless(!frames[1].fin && frames[1].opcode == ws::Text);
+  fail_unless(frames[2].fin && frames[2].opcode == ws::Continuation);
+  fail_unless(frames[3].opcode == ws::Ping);
+
+  /* errors: a masked server frame, a long control frame */
+  ws::FrameParser p2;
+  p2.feed("\x81\x85", 2);
+  fail_unless(p2.next(f, err) == ws::FrameParser::Result::Error);
+  ws::FrameParser p3;
+  p3.feed("\x88\x7e\x00\x80", 4);
+  fail_unless(p3.next(f, err) == ws::FrameParser::Result::Error);
+}
+GST_END_TEST;
+
+/* ------------------------------------------------------------ fast parse */
+
+GST_START_TEST(test_fast_parse) {
+  namespace tw = pa::twilio;
+  const std::string sid = "MZ0123456789abcdef0123456789abcdef";
+  auto payload = bytes(160, 0x55);
+  tw::OutboundMessage fast, slow;
+  std::string err;
+
+  std::string media = tw::build_media(sid, payload.data(), payload.size());
+  fail_unless(parse_outbound_fast(media, fast));
+  fail_unless(tw::parse_outbound(media, slow, err) == tw::ParseResult::Ok);
+  fail_unless(fast.event == slow.event && fast.stream_sid == slow.stream_sid && fast.payload == slow.payload);
+
+  std::string mark = tw::build_mark(sid, "item_1:1200:g1:m7");
+  fail_unless(parse_outbound_fast(mark, fast));
+  fail_unless(tw::parse_outbound(mark, slow, err) == tw::ParseResult::Ok);
+  fail_unless(fast.event == tw::Event::Mark && fast.mark_name == slow.mark_name && fast.stream_sid == sid);
+
+  /* anything not canonical goes to the full parser */
+  const char *others[] = {
+      "{\"event\":\"media\",\"streamSid\":\"MZ1\",\"media\":{\"payload\":\"AAAA\",\"track\":\"x\"}}",
+      "{\"event\":\"media\",\"streamSid\":\"MZ1\",\"media\":{\"payload\":\"!!!!\"}}",
+      "{\"event\":\"media\", \"streamSid\":\"MZ1\",\"media\":{\"payload\":\"AAAA\"}}",
+      "{\"streamSid\":\"MZ1\",\"event\":\"media\",\"media\":{\"payload\":\"AAAA\"}}",
+      "{\"event\":\"mark\",\"streamSid\":\"MZ1\",\"mark\":{\"name\":\"a\\\"b\"}}",
+      "{\"event\":\"media\",\"streamSid\":\"M\\u005a1\",\"media\":{\"payload\":\"AAAA\"}}",
+      "{\"event\":\"clear\",\"streamSid\":\"MZ1\"}",
+      "{\"event\":\"media\",\"streamSid\":\"MZ1\",\"media\":{\"payload\":\"AAAA\"}}x",
+      "{\"event\":\"mark\",\"streamSid\":\"MZ1\",\"mark\":{\"name\":\"caf\xc3\xa9\"}}",
+  };
+  for (const char *o : others)
+    fail_if(parse_outbound_fast(o, fast), "fast path accepted %s", o);
+}
+GST_END_TEST;
+
+/* ------------------------------------------------------------ script */
+
+GST_START_TEST(test_audio_script) {
+  Options opt;
+  opt.tail_ms = 100;
+  std::string err;
+  fail_unless(parse_ranges("200-260", opt.silence_gaps, err));
+  fail_unless(parse_dtmf_spec("100:5", opt.dtmf, err));
+  InjectSpec inj;
+  fail_unless(parse_inject("media-before-start@0", inj, err));
+  opt.injects.push_back(inj);
+  /* 500 ms of audio (+100 ms tail) = 30 frames; 3 omitted by the gap */
+  Script s = make_audio_script(std::vector<uint8_t>(4000, 0x22), opt);
+  fail_unless_equals_int(s.media_frames, 27);
+  fail_unless(s.events[0].kind == CallerEventKind::Connected);
+  fail_unless(s.events[1].kind == CallerEventKind::Inject);
+  fail_unless(s.events[2].kind == CallerEventKind::Start);
+  const CallerEvent &m0 = s.events[3];
+  fail_unless(m0.kind == CallerEventKind::Media);
+  fail_unless_equals_int(m0.t_us, 20000);
+  fail_unless_equals_int(m0.timestamp_ms, 0);
+  fail_unless_equals_int(m0.chunk, 1);
+  int64_t prev_ts = -20, chunk = 0;
+  bool jumped = false, dtmf = false;
+  for (const auto &e : s.events) {
+    if (e.kind == CallerEventKind::Dtmf) {
+      dtmf = true;
+      fail_unless_equals_int(e.t_us, 100000);
+    }
+    if (e.kind != CallerEventKind::Media)
+      continue;
+    fail_unless_equals_int(e.chunk, ++chunk); /* chunks count sent messages */
+    fail_unless_equals_int(e.t_us, (e.timestamp_ms + 20) * 1000);
+    if (e.timestamp_ms - prev_ts != 20) {
+      jumped = true; /* the gap: timestamps jump from 180 to 260 */
+      fail_unless_equals_int(prev_ts, 180);
+      fail_unless_equals_int(e.timestamp_ms, 260);
+    }
+    prev_ts = e.timestamp_ms;
+  }
+  fail_unless(jumped && dtmf);
+  fail_unless(s.events.back().kind == CallerEventKind::Stop);
+  fail_unless_equals_int(s.end_us, 620000);
+
+  /* --hangup-ms cuts the script */
+  Options opt2;
+  opt2.hangup_ms = 300;
+  Script h = make_audio_script(std::vector<uint8_t>(8000, 0x22), opt2);
+  fail_unless(h.events.back().kind == CallerEventKind::Stop);
+  fail_unless_equals_int(h.end_us, 300000);
+  for (const auto &e : h.events)
+    fail_unless(e.t_us <= 300000);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_synth_turns) {
+  std::vector<uint8_t> a = synth_caller_mulaw(6000);
+  fail_unless_equals_int(a.size(), 48000);
+  Options opt;
+  Script s = make_audio_script(a, opt);
+  /* utterances start at 500, 3000 and 5500 ms */
+  fail_unless_equals_int(s.turns.size(), 3);
+  fail_unless(std::abs(s.turns[0].onset_ms - 500) <= 60);
+  fail_unless(std::abs(s.turns[1].onset_ms - 3000) <= 60);
+  fail_unless(s.turns[0].ended && s.turns[1].ended);
+}
+GST_END_TEST;
+
+static Suite *emulator_suite(void) {
+  Suite *s = suite_create("emulator");
+  TCase *tc = tcase_create("general");
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_playout_marks);
+  tcase_add_test(tc, test_playout_clear);
+  tcase_add_test(tc, test_playout_underruns);
+  tcase_add_test(tc, test_turns);
+  tcase_add_test(tc, test_levels);
+  tcase_add_test(tc, test_percentiles);
+  tcase_add_test(tc, test_specs);
+  tcase_add_test(tc, test_ws_frames);
+  tcase_add_test(tc, test_fast_parse);
+  tcase_add_test(tc, test_audio_script);
+  tcase_add_test(tc, test_synth_turns);
+  return s;
+}
+
+GST_CHECK_MAIN(emulator);
