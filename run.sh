@@ -20,7 +20,7 @@ PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   libsoup-3.0-dev libjson-glib-dev libwebsockets-dev libssl-dev
   libwebrtc-audio-processing-dev libpocketsphinx-dev pocketsphinx-en-us
-  libespeak-ng-dev espeak-ng sox
+  libespeak-ng-dev espeak-ng sox jq
   libsqlite3-dev libpq-dev
 )
 

@@ -1,0 +1,140 @@
+#!/bin/sh
+# Capacity of the whole agent relay on one machine: the per-call server
+# (tools/phone-agent) running an agent template
+#   twiliosrc ! realtimemodel location=ws://127.0.0.1:PORT/v1/realtime ! twiliosink
+# pointed at ONE standalone local model in canned mode (tools/realtime-local
+# --canned: no STT/TTS, pre-rendered replies), with N concurrent calls placed
+# by tools/twilio-emulator. Same measuring approach as bench/server-echo/run.sh.
+#
+# usage: bench/agent-capacity/run.sh [BUILD_DIR]        (default ./build)
+# env:   CALLS="10 25 50"  ladder of concurrent call counts
+#        AUDIO_MS=15000    caller audio per call (synthetic speech)
+#        RAMP_MS=2000      call starts spread over this time
+#        TAIL_MS=1500      emulator keeps the call open this long after its audio
+#        TRANSPORT=raw     emulator WebSocket client
+#        MODEL_OPTS=       more realtimemodel properties (e.g. silence-duration-ms=300)
+#        SERVER_OPTS=      more phone-agent options
+#
+# Per N it prints: calls completed / N; p99 frame lateness (emulator pacing
+# error) and playout underruns (report totals); response latency p50/p99
+# (end of caller turn to first heard reply onset) when present; the server's
+# CPU (user+sys from /proc/PID/stat) per call-second and RSS growth per call
+# (VmHWM minus idle VmRSS, over N); the model server's CPU per call-second
+# and peak RSS; the emulator's own CPU per call-second and peak RSS.
+#
+# Builds nothing: run `ninja -C BUILD_DIR` first. Needs jq. Everything stays
+# on 127.0.0.1; every process runs under timeout and is killed at exit.
+set -eu
+
+BUILD=${1:-./build}
+CALLS=${CALLS:-10 25 50}
+AUDIO_MS=${AUDIO_MS:-15000}
+RAMP_MS=${RAMP_MS:-2000}
+TAIL_MS=${TAIL_MS:-1500}
+TRANSPORT=${TRANSPORT:-raw}
+SERVER=$BUILD/tools/phone-agent/phone-agent
+EMU=$BUILD/tools/twilio-emulator/twilio-emulator
+MODEL=$BUILD/tools/realtime-local/realtime-local
+
+for exe in "$SERVER" "$EMU" "$MODEL"; do
+  if [ ! -x "$exe" ]; then
+    echo "run.sh: $exe not found: build first (ninja -C $BUILD)" >&2
+    exit 2
+  fi
+done
+command -v jq > /dev/null || { echo "run.sh: jq is required" >&2; exit 2; }
+BUILD_ABS=$(cd "$BUILD" && pwd)
+export GST_PLUGIN_PATH="$BUILD_ABS/plugins/twilio:$BUILD_ABS/plugins/realtime${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
+
+TICKS=$(getconf CLK_TCK)
+LIMIT_S=$((AUDIO_MS / 1000 + RAMP_MS / 1000 + 60))   # emulator's own bound
+KILL_S=$((LIMIT_S + 30))                             # hard bound on every process
+TMP=$(mktemp -d)
+SERVER_PID=   # the timeout wrappers (they forward TERM to their child)
+MODEL_PID=
+spid=          # the server and model processes themselves
+mpid=
+cleanup() {
+  for p in $spid $mpid; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in $SERVER_PID $MODEL_PID; do kill -TERM "$p" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+status_kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
+# wait_for FILE SED_EXPR: the first match of SED_EXPR in FILE, within 5 s
+wait_for() {
+  for _ in $(seq 100); do
+    v=$(sed -n "$2" "$1" | head -n 1)
+    if [ -n "$v" ]; then echo "$v"; return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+
+run_once() {
+  n=$1
+  # the model: one process for all calls, fresh for each N
+  timeout --foreground -s KILL "$KILL_S" "$MODEL" --address 127.0.0.1 --port 0 --canned > "$TMP/model.out" 2> "$TMP/model.err" &
+  MODEL_PID=$!
+  if ! mport=$(wait_for "$TMP/model.out" 's/^realtime-local: serving ws:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p'); then
+    echo "run.sh: the model did not start:" >&2; cat "$TMP/model.out" "$TMP/model.err" >&2; exit 1
+  fi
+  printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime %s ! twiliosink\n' \
+    "$mport" "${MODEL_OPTS:-}" > "$TMP/agent.pipeline"
+
+  timeout --foreground -s KILL "$KILL_S" "$SERVER" serve --pipeline "$TMP/agent.pipeline" --address 127.0.0.1 --port 0 \
+    --max-calls 0 --grace-period 5 --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
+  SERVER_PID=$!
+  if ! port=$(wait_for "$TMP/server.out" 's/^phone-agent: listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p'); then
+    echo "run.sh: the server did not start:" >&2; cat "$TMP/server.out" "$TMP/server.err" >&2; exit 1
+  fi
+  # $! is timeout's PID; measure its child
+  spid=$(pgrep -P "$SERVER_PID" | head -n 1); spid=${spid:-$SERVER_PID}
+  mpid=$(pgrep -P "$MODEL_PID" | head -n 1); mpid=${mpid:-$MODEL_PID}
+  rss0=$(status_kb "$spid" VmRSS)
+  mrss0=$(status_kb "$mpid" VmRSS)
+  t0=$(cpu_ticks "$spid")
+  mt0=$(cpu_ticks "$mpid")
+
+  rc=0
+  timeout --foreground -s KILL "$KILL_S" "$EMU" --url "http://127.0.0.1:$port/twilio/voice" --calls "$n" --ramp-ms "$RAMP_MS" \
+    --audio "synth:$AUDIO_MS" --tail-ms "$TAIL_MS" --transport "$TRANSPORT" --max-duration-s "$LIMIT_S" \
+    --report "$TMP/report.json" --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" || rc=$?
+
+  t1=$(cpu_ticks "$spid")
+  mt1=$(cpu_ticks "$mpid")
+  hwm=$(status_kb "$spid" VmHWM)
+  mhwm=$(status_kb "$mpid" VmHWM)
+  kill -TERM "$spid" "$mpid" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  wait "$MODEL_PID" 2>/dev/null || true
+  SERVER_PID=
+  MODEL_PID=
+  spid=
+  mpid=
+
+  if [ ! -s "$TMP/report.json" ]; then
+    echo "N=$n: no emulator report (exit $rc)"; cat "$TMP/emu.err" >&2; return 0
+  fi
+  # completed p99_ms underruns lat_p50 lat_p99 lat_count turns call_s emu_cpu emu_rss_kb
+  set -- $(jq -r '[ (.totals.outcomes.completed // 0), (.totals.pacing_error_us.p99 / 1000),
+      .totals.underruns, (.totals.response_latency_ms.p50 // "-"), (.totals.response_latency_ms.p99 // "-"),
+      (.totals.response_latency_ms.count // 0), .totals.turns_ended, .totals.call_seconds,
+      .process.cpu_ms_per_call_second, .process.max_rss_kb ] | map(tostring) | join(" ")' "$TMP/report.json")
+  awk -v n="$n" -v c="$1" -v p99="$2" -v u="$3" -v l50="$4" -v l99="$5" -v lc="$6" -v te="$7" -v cs="$8" \
+      -v ec="$9" -v er="${10}" -v hz="$TICKS" -v t="$((t1 - t0))" -v mt="$((mt1 - mt0))" -v r0="$rss0" -v hwm="$hwm" \
+      -v mr0="$mrss0" -v mhwm="$mhwm" -v rc="$rc" 'BEGIN {
+    printf "N=%-4d completed %d/%d | late p99 %.2f ms, underruns %d | response latency p50 %s p99 %s ms (%d/%d turns) | server %.2f ms CPU/call-s, %.0f kB RSS/call (idle %.1f MB, peak %.1f MB) | model %.2f ms CPU/call-s (peak RSS %.1f MB) | emulator %.2f ms CPU/call-s (%.1f MB)%s\n",
+      n, c, n, p99, u, l50, l99, lc, te, (cs > 0 ? t * 1000 / hz / cs : 0), (hwm - r0) / n, r0 / 1024, hwm / 1024,
+      (cs > 0 ? mt * 1000 / hz / cs : 0), mhwm / 1024, ec, er / 1024, (rc != 0 ? sprintf(" (emulator exit %d)", rc) : "")
+  }'
+}
+
+echo "agent-capacity: phone-agent + realtimemodel -> realtime-local --canned, $((AUDIO_MS / 1000)) s of synthetic speech per call," \
+     "starts spread over $RAMP_MS ms, emulator transport $TRANSPORT; $(nproc 2>/dev/null || echo '?') CPUs ($(uname -m))"
+for n in $CALLS; do
+  run_once "$n"
+done
