@@ -598,7 +598,10 @@ GST_START_TEST(test_slow_pipeline_does_not_stall_others) {
   f.wait_processes(procs, 30000);
   check_echo(tmp.path, good, "the call next to the slow one");
   Report r(tmp.file("report.json"));
-  fail_unless_equals_int(json_object_get_int_member(r.call(0), "underruns"), 0);
+  /* a stall of the server's context would cost this call the 1.5 s the
+   * slow pipeline takes to stop; a busy machine may cost a frame or two */
+  double gap_ms = json_object_get_double_member(r.call(0), "underrun_ms");
+  fail_unless(gap_ms < 200, "the other call's audio stopped for %.0f ms", gap_ms);
   f.wait_idle();
   std::sort(f.ended_reasons.begin(), f.ended_reasons.end());
   fail_unless_equals_int(f.ended_reasons.size(), 2);
