@@ -40,6 +40,7 @@ struct OutFrame {
   OutKind kind;
   std::string text;
   gushort code = 0;
+  bool more = false; /* another frame follows at once: write both together */
 };
 
 } // namespace
@@ -51,14 +52,12 @@ struct PaCallPrivate {
   std::mutex test_delivery; /* keeps test-transport frames in order */
   std::mutex lock; /* protects everything below */
   /* transport */
-  SoupWebsocketConnection *ws = nullptr;
-  GMainContext *ws_context = nullptr;
+  std::shared_ptr<pa::CallTransport> transport;
   std::function<void(const std::string &)> test_send;
   std::function<void(gushort, const std::string &)> test_close;
-  std::deque<OutFrame> out_queue;
-  bool drain_scheduled = false;
+  std::deque<OutFrame> out_queue; /* test transport only */
   bool closing = false;
-  GSource *stall_timer = nullptr;
+  bool pull = true; /* the source reads the socket itself (pa_call_set_pull) */
 
   /* stream */
   bool connected = false;
@@ -98,18 +97,8 @@ static guint signals[N_SIGNALS];
 static void pa_call_finalize(GObject *object) {
   PaCall *call = PA_CALL(object);
   PaCallPrivate *p = call->priv;
-  if (p->stall_timer) {
-    g_source_destroy(p->stall_timer);
-    g_source_unref(p->stall_timer);
-  }
-  if (p->ws) {
-    g_signal_handlers_disconnect_by_data(p->ws, call);
-    if (soup_websocket_connection_get_state(p->ws) == SOUP_WEBSOCKET_STATE_OPEN)
-      soup_websocket_connection_close(p->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, "call released");
-    g_object_unref(p->ws);
-  }
-  if (p->ws_context)
-    g_main_context_unref(p->ws_context);
+  /* the socket holds the call until it is closed, so a call that is
+   * finalized has no open socket left */
   delete p;
   G_OBJECT_CLASS(pa_call_parent_class)->finalize(object);
 }
@@ -160,28 +149,25 @@ std::string pa_call_get_name(PaCall *call) {
 
 /* ------------------------------------------------------------ sending */
 
-static gboolean drain_out_queue(gpointer user_data);
-
-/* Appends a frame and makes sure the queue is drained on the socket's
- * context. Called with the lock held. A test transport is delivered by
- * deliver_test_frames() once the lock is released. */
+/* Sends a frame: written to the socket at once, on this thread, so the
+ * order on the wire is the order of the calls under the lock. Called with
+ * the lock held. A test transport is delivered by deliver_test_frames()
+ * once the lock is released. */
 static void enqueue_locked(PaCall *call, OutFrame &&frame) {
   PaCallPrivate *p = call->priv;
   if (p->closing)
     return;
   if (frame.kind == OutKind::Close)
     p->closing = true;
-  if (!p->ws && !p->test_send)
+  if (p->transport) {
+    if (frame.kind == OutKind::Text)
+      p->transport->send_text(frame.text, frame.more);
+    else
+      p->transport->close(frame.code, frame.text);
     return;
-  p->out_queue.push_back(std::move(frame));
-  if (p->ws && !p->drain_scheduled) {
-    p->drain_scheduled = true;
-    GSource *src = g_idle_source_new();
-    g_source_set_priority(src, G_PRIORITY_HIGH);
-    g_source_set_callback(src, drain_out_queue, g_object_ref(call), g_object_unref);
-    g_source_attach(src, p->ws_context);
-    g_source_unref(src);
   }
+  if (p->test_send)
+    p->out_queue.push_back(std::move(frame));
 }
 
 /* Test transport: hands queued frames to the test, outside the call lock
@@ -208,63 +194,15 @@ static void deliver_test_frames(PaCall *call) {
   }
 }
 
-static gboolean drain_out_queue(gpointer user_data) {
-  PaCall *call = PA_CALL(user_data);
-  PaCallPrivate *p = call->priv;
-  std::deque<OutFrame> frames;
-  SoupWebsocketConnection *ws;
-  {
-    std::lock_guard<std::mutex> g(p->lock);
-    frames.swap(p->out_queue);
-    p->drain_scheduled = false;
-    ws = p->ws ? SOUP_WEBSOCKET_CONNECTION(g_object_ref(p->ws)) : nullptr;
-  }
-  if (!ws)
-    return G_SOURCE_REMOVE;
-  for (auto &f : frames) {
-    if (soup_websocket_connection_get_state(ws) != SOUP_WEBSOCKET_STATE_OPEN)
-      break;
-    if (f.kind == OutKind::Text)
-      soup_websocket_connection_send_text(ws, f.text.c_str());
-    else
-      soup_websocket_connection_close(ws, f.code, f.text.c_str());
-  }
-  g_object_unref(ws);
-  return G_SOURCE_REMOVE;
-}
-
 /* ------------------------------------------------------------ transport */
 
-static void on_ws_message(SoupWebsocketConnection *, gint type, GBytes *message, gpointer user_data) {
-  PaCall *call = PA_CALL(user_data);
-  gsize len = 0;
-  const char *data = static_cast<const char *>(g_bytes_get_data(message, &len));
-  if (type == SOUP_WEBSOCKET_DATA_TEXT)
-    pa_call_handle_text(call, data, len);
-  else
-    pa_call_handle_binary(call, len);
-}
-
-static void on_ws_closed(SoupWebsocketConnection *ws, gpointer user_data) {
-  PaCall *call = PA_CALL(user_data);
-  gushort code = soup_websocket_connection_get_close_code(ws);
-  const char *data = soup_websocket_connection_get_close_data(ws);
-  pa_call_handle_closed(call, code, data ? data : "");
-}
-
-static void on_ws_error(SoupWebsocketConnection *, GError *error, gpointer user_data) {
-  PaCall *call = PA_CALL(user_data);
-  GST_WARNING("%s: WebSocket error: %s", pa_call_get_name(call).c_str(), error->message);
-}
-
-static gboolean check_stall(gpointer user_data) {
-  PaCall *call = PA_CALL(user_data);
+void pa_call_check_stall(PaCall *call) {
   PaCallPrivate *p = call->priv;
   bool stalled = false;
   {
     std::lock_guard<std::mutex> g(p->lock);
     if (p->ended || p->closing)
-      return G_SOURCE_CONTINUE;
+      return;
     gint64 now = g_get_monotonic_time();
     gint64 oldest = 0;
     for (const auto &[name, m] : p->pending)
@@ -279,35 +217,19 @@ static gboolean check_stall(gpointer user_data) {
   if (stalled) {
     GST_WARNING("%s: Twilio has not acknowledged any audio for %u ms: the peer stopped reading; closing the call",
                 pa_call_get_name(call).c_str(), p->config.stall_timeout_ms);
-    pa_call_close(call, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, "peer not reading");
+    pa_call_close(call, pa::ws::kPolicyViolation, "peer not reading");
   }
-  return G_SOURCE_CONTINUE;
 }
 
-void pa_call_attach_websocket(PaCall *call, SoupWebsocketConnection *ws) {
-  PaCallPrivate *p = call->priv;
-  GMainContext *ctx = g_main_context_ref_thread_default();
-  {
-    std::lock_guard<std::mutex> g(p->lock);
-    g_return_if_fail(p->ws == nullptr && !p->test_send);
-    p->ws = SOUP_WEBSOCKET_CONNECTION(g_object_ref(ws));
-    p->ws_context = ctx;
-    /* we enforce our own (smaller) limit with a warning; libsoup's hard cap
-     * (close 1009) only protects memory from absurd frames */
-    soup_websocket_connection_set_max_incoming_payload_size(ws, std::max<guint64>(p->config.max_frame_size * 16,
-                                                                                   1024 * 1024));
-    p->stall_timer = g_timeout_source_new(1000);
-    g_source_set_callback(p->stall_timer, check_stall, g_object_ref(call), g_object_unref);
-    g_source_attach(p->stall_timer, ctx);
-  }
-  g_signal_connect(ws, "message", G_CALLBACK(on_ws_message), call);
-  g_signal_connect(ws, "closed", G_CALLBACK(on_ws_closed), call);
-  g_signal_connect(ws, "error", G_CALLBACK(on_ws_error), call);
+void pa_call_attach_transport(PaCall *call, std::shared_ptr<pa::CallTransport> transport) {
+  std::lock_guard<std::mutex> g(call->priv->lock);
+  g_return_if_fail(!call->priv->transport && !call->priv->test_send);
+  call->priv->transport = std::move(transport);
 }
 
 gboolean pa_call_has_transport(PaCall *call) {
   std::lock_guard<std::mutex> g(call->priv->lock);
-  return call->priv->ws != nullptr || static_cast<bool>(call->priv->test_send);
+  return call->priv->transport != nullptr || static_cast<bool>(call->priv->test_send);
 }
 
 void pa_call_set_test_transport(PaCall *call, std::function<void(const std::string &)> send,
@@ -501,7 +423,7 @@ void pa_call_handle_closed(PaCall *call, gushort code, const std::string &reason
   std::string why;
   {
     std::lock_guard<std::mutex> g(p->lock);
-    why = p->closing ? "closed" : (code == 0 || code == SOUP_WEBSOCKET_CLOSE_ABNORMAL ? "connection-lost" : "peer-closed");
+    why = p->closing ? "closed" : (code == 0 || code == pa::ws::kAbnormal ? "connection-lost" : "peer-closed");
     pa::InboundItem item;
     item.kind = pa::InboundItem::Kind::Closed;
     item.reason = why;
@@ -509,11 +431,6 @@ void pa_call_handle_closed(PaCall *call, gushort code, const std::string &reason
     push_inbound_locked(p, std::move(item));
     emit = end_locked(p, why);
     p->closing = true;
-    if (p->stall_timer) {
-      g_source_destroy(p->stall_timer);
-      g_source_unref(p->stall_timer);
-      p->stall_timer = nullptr;
-    }
     GST_INFO("%s: socket closed (code %u%s%s)", p->serial.c_str(), code, reason.empty() ? "" : ", ", reason.c_str());
   }
   p->inbound_cond.notify_one();
@@ -525,23 +442,68 @@ void pa_call_handle_closed(PaCall *call, gushort code, const std::string &reason
 
 gboolean pa_call_pop_inbound(PaCall *call, pa::InboundItem &out, gint64 timeout_us) {
   PaCallPrivate *p = call->priv;
+  gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
   std::unique_lock<std::mutex> g(p->lock);
-  auto ready = [p] { return p->source_flushing || !p->inbound.empty(); };
-  if (timeout_us < 0)
-    p->inbound_cond.wait(g, ready);
-  else
-    p->inbound_cond.wait_for(g, std::chrono::microseconds(timeout_us), ready);
-  if (p->source_flushing || p->inbound.empty())
-    return FALSE;
-  out = std::move(p->inbound.front());
-  p->inbound.pop_front();
-  return TRUE;
+  std::shared_ptr<pa::CallTransport> transport = p->pull ? p->transport : nullptr;
+  bool pulling = static_cast<bool>(transport);
+  for (;;) {
+    if (p->source_flushing || !p->inbound.empty())
+      break;
+    gint64 left = deadline < 0 ? -1 : deadline - g_get_monotonic_time();
+    if (deadline >= 0 && left <= 0)
+      break;
+    if (transport && !p->ended) {
+      /* read the socket on this thread (the lock is not held while waiting:
+       * frames take it to queue themselves) */
+      g.unlock();
+      bool ok = transport->pump(left);
+      g.lock();
+      if (!ok)
+        transport = nullptr; /* the socket loop reads from now on */
+      continue;
+    }
+    if (left < 0)
+      p->inbound_cond.wait(g);
+    else
+      p->inbound_cond.wait_for(g, std::chrono::microseconds(left));
+  }
+  bool got = !p->source_flushing && !p->inbound.empty();
+  if (got) {
+    out = std::move(p->inbound.front());
+    p->inbound.pop_front();
+  }
+  /* let the socket loop read while nobody pulls: after the last item, when
+   * flushing (the source stops or pauses), or once pulling failed */
+  bool let_go = pulling && (!got || out.kind == pa::InboundItem::Kind::Stop ||
+                            out.kind == pa::InboundItem::Kind::Closed);
+  std::shared_ptr<pa::CallTransport> t = let_go ? p->transport : nullptr;
+  g.unlock();
+  if (t)
+    t->release();
+  return got;
 }
 
 void pa_call_set_source_flushing(PaCall *call, gboolean flushing) {
+  std::shared_ptr<pa::CallTransport> t;
+  {
+    std::lock_guard<std::mutex> g(call->priv->lock);
+    call->priv->source_flushing = flushing;
+    call->priv->inbound_cond.notify_all();
+    if (flushing)
+      t = call->priv->transport;
+  }
+  if (t) {
+    /* a source that stops or pauses may never wait here again (an EOS
+     * event ends its task): give the socket back to the loop now, so that
+     * mark echoes and the close are still read */
+    t->wake();
+    t->release();
+  }
+}
+
+void pa_call_set_pull(PaCall *call, gboolean pull) {
   std::lock_guard<std::mutex> g(call->priv->lock);
-  call->priv->source_flushing = flushing;
-  call->priv->inbound_cond.notify_all();
+  call->priv->pull = pull;
 }
 
 /* ------------------------------------------------------------ state */
@@ -554,6 +516,11 @@ gboolean pa_call_is_started(PaCall *call) {
 gboolean pa_call_is_ended(PaCall *call) {
   std::lock_guard<std::mutex> g(call->priv->lock);
   return call->priv->ended;
+}
+
+std::string pa_call_get_end_reason(PaCall *call) {
+  std::lock_guard<std::mutex> g(call->priv->lock);
+  return call->priv->end_reason;
 }
 
 pa::twilio::StartInfo pa_call_get_start_info(PaCall *call) {
@@ -594,27 +561,48 @@ GstStructure *pa_call_get_stats(PaCall *call) {
 
 /* ------------------------------------------------------------ sink side */
 
-static gboolean send_media_locked(PaCall *call, const uint8_t *mulaw, size_t len) {
+/* Called with the lock held. */
+static void send_mark_locked(PaCall *call) {
   PaCallPrivate *p = call->priv;
-  std::lock_guard<std::mutex> g(p->lock);
-  if (!p->started || p->ended || p->closing)
-    return FALSE;
-  ItemProgress &ip = p->items[p->current_item];
-  if (ip.generation != p->generation) {
-    /* the item was cleared: what follows starts a new playback run */
-    ip.generation = p->generation;
+  const ItemProgress &ip = p->items[p->current_item];
+  std::string name = p->current_item + ":" + std::to_string(ip.sent_bytes / 8) + ":g" +
+                     std::to_string(p->generation) + ":m" + std::to_string(++p->mark_seq);
+  gint64 now = g_get_monotonic_time();
+  if (p->pending.empty())
+    p->last_echo_us = now; /* stall timing starts from the first outstanding mark */
+  p->pending[name] = PendingMark{p->current_item, ip.sent_bytes, p->generation, now};
+  p->c.marks_sent++;
+  enqueue_locked(call, {OutKind::Text, pa::twilio::build_mark(p->start.stream_sid, name), 0});
+}
+
+static gboolean send_media(PaCall *call, const uint8_t *mulaw, size_t len, bool mark) {
+  PaCallPrivate *p = call->priv;
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    if (!p->started || p->ended || p->closing)
+      return FALSE;
+    ItemProgress &ip = p->items[p->current_item];
+    if (ip.generation != p->generation) {
+      /* the item was cleared: what follows starts a new playback run */
+      ip.generation = p->generation;
+    }
+    ip.sent_bytes += len;
+    p->c.media_sent_frames++;
+    p->c.media_sent_bytes += len;
+    enqueue_locked(call, {OutKind::Text, pa::twilio::build_media(p->start.stream_sid, mulaw, len), 0, mark});
+    if (mark)
+      send_mark_locked(call);
   }
-  ip.sent_bytes += len;
-  p->c.media_sent_frames++;
-  p->c.media_sent_bytes += len;
-  enqueue_locked(call, {OutKind::Text, pa::twilio::build_media(p->start.stream_sid, mulaw, len), 0});
+  deliver_test_frames(call);
   return TRUE;
 }
 
 gboolean pa_call_send_media(PaCall *call, const uint8_t *mulaw, size_t len) {
-  gboolean ok = send_media_locked(call, mulaw, len);
-  deliver_test_frames(call);
-  return ok;
+  return send_media(call, mulaw, len, false);
+}
+
+gboolean pa_call_send_media_and_mark(PaCall *call, const uint8_t *mulaw, size_t len) {
+  return send_media(call, mulaw, len, true);
 }
 
 void pa_call_begin_item(PaCall *call, const std::string &item_id) {
@@ -628,18 +616,10 @@ void pa_call_begin_item(PaCall *call, const std::string &item_id) {
 void pa_call_send_mark(PaCall *call) {
   PaCallPrivate *p = call->priv;
   {
-  std::lock_guard<std::mutex> g(p->lock);
-  if (!p->started || p->ended || p->closing)
-    return;
-  const ItemProgress &ip = p->items[p->current_item];
-  std::string name = p->current_item + ":" + std::to_string(ip.sent_bytes / 8) + ":g" +
-                     std::to_string(p->generation) + ":m" + std::to_string(++p->mark_seq);
-  gint64 now = g_get_monotonic_time();
-  if (p->pending.empty())
-    p->last_echo_us = now; /* stall timing starts from the first outstanding mark */
-  p->pending[name] = PendingMark{p->current_item, ip.sent_bytes, p->generation, now};
-  p->c.marks_sent++;
-  enqueue_locked(call, {OutKind::Text, pa::twilio::build_mark(p->start.stream_sid, name), 0});
+    std::lock_guard<std::mutex> g(p->lock);
+    if (!p->started || p->ended || p->closing)
+      return;
+    send_mark_locked(call);
   }
   deliver_test_frames(call);
 }

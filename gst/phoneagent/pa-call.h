@@ -7,21 +7,22 @@
  * marks carry a generation that every clear bumps, so the echoes Twilio
  * sends because of a clear are not taken as "played".
  *
- * Threads: frames are handled on the socket's GMainContext. Sends may come
- * from any thread; they go through one ordered queue that is written on the
- * socket's context, so JSON frames are never interleaved.
+ * Threads: frames are handled on the thread of the listener's GMainContext
+ * (pa::SocketLoop). Sends may come from any thread; they are written to the
+ * socket on the sending thread, in the order the call's lock gives them, so
+ * JSON frames are never interleaved.
  */
 #pragma once
 
 #include <gst/gst.h>
-#include <libsoup/soup.h>
-
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "pa-api.h"
+#include "pa-websocket.h"
 #include "twilio-protocol.h"
 
 #define PA_CALL_CONTEXT_TYPE "phoneagent.call"
@@ -72,9 +73,9 @@ PA_API PaCall *pa_call_from_context(const GstContext *context);
 PA_API std::string pa_call_get_name(PaCall *call);
 
 /* ---- transports ---- */
-/* Hands the call its socket. Must be called on the thread that runs the
- * socket's GMainContext (the thread-default context is remembered). */
-PA_API void pa_call_attach_websocket(PaCall *call, SoupWebsocketConnection *ws);
+/* Hands the call its socket (pa::SocketLoop does). Frames then come in
+ * through pa_call_handle_text/_binary/_closed on the loop's thread. */
+PA_API void pa_call_attach_transport(PaCall *call, std::shared_ptr<pa::CallTransport> transport);
 PA_API gboolean pa_call_has_transport(PaCall *call);
 /* For tests: frames we send go to @send on the sending thread; @close is
  * called when the call closes its side. Incoming frames are fed with
@@ -89,14 +90,28 @@ PA_API void pa_call_handle_closed(PaCall *call, gushort code, const std::string 
 
 /* ---- source side ---- */
 /* Waits up to @timeout_us (-1: forever) for the next inbound item. Returns
- * FALSE on timeout or when flushing. */
+ * FALSE on timeout or when flushing. While it waits, the calling thread
+ * reads the socket itself (the transport's pull mode), so a frame costs one
+ * thread wake-up, not two; frames, mark echoes and the close are then
+ * handled on this thread. The socket loop reads again once nobody waits
+ * here: after stop/close, when flushing, or after a timeout. */
 PA_API gboolean pa_call_pop_inbound(PaCall *call, pa::InboundItem &out, gint64 timeout_us);
 PA_API void pa_call_set_source_flushing(PaCall *call, gboolean flushing);
+/* TRUE by default. FALSE: the socket loop always reads, and the source only
+ * waits for what it queued (one more thread hand-off per frame). */
+PA_API void pa_call_set_pull(PaCall *call, gboolean pull);
 
 /* ---- state ---- */
 PA_API gboolean pa_call_is_started(PaCall *call);
 PA_API gboolean pa_call_is_ended(PaCall *call);
 PA_API pa::twilio::StartInfo pa_call_get_start_info(PaCall *call);
+/* Why the call ended ("stop", "connection-lost", "peer-closed", "closed"),
+ * or "" while it goes on. */
+PA_API std::string pa_call_get_end_reason(PaCall *call);
+/* Closes the call (1008) when Twilio has not echoed a mark for
+ * stall_timeout_ms while audio is outstanding: the peer stopped reading.
+ * The socket loop calls it about twice a second. */
+PA_API void pa_call_check_stall(PaCall *call);
 /* Counters: a GstStructure named "twilio-call-stats". */
 PA_API GstStructure *pa_call_get_stats(PaCall *call);
 
@@ -104,6 +119,9 @@ PA_API GstStructure *pa_call_get_stats(PaCall *call);
 /* Queues a media message of @len μ-law bytes for the current item. FALSE
  * when the stream is not started or has ended. */
 PA_API gboolean pa_call_send_media(PaCall *call, const uint8_t *mulaw, size_t len);
+/* The same, followed by a mark at the new position, both in one write to
+ * the socket. */
+PA_API gboolean pa_call_send_media_and_mark(PaCall *call, const uint8_t *mulaw, size_t len);
 /* Starts a new response item: what follows is counted against @item_id. */
 PA_API void pa_call_begin_item(PaCall *call, const std::string &item_id);
 /* Sends a mark at the current position of the current item. */
@@ -124,7 +142,9 @@ PA_API void pa_call_set_sink_flushing(PaCall *call, gboolean flushing);
  * </Connect>, which hangs up). Safe from any thread; idempotent. */
 PA_API void pa_call_close(PaCall *call, gushort code, const char *reason);
 
-/* Signals (emitted on the socket thread):
+/* Signals, emitted on the thread that read the message: the socket loop's
+ * (the listener's GMainContext) or, in pull mode, the source's streaming
+ * thread:
  *   "started"  void (PaCall*)                 : the start message arrived
  *   "ended"    void (PaCall*, const gchar *reason) : stop, close or error
  */

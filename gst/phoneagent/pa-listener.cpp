@@ -18,6 +18,7 @@ struct Listener::Impl {
   ListenerConfig config;
   Hooks hooks;
   SoupServer *server = nullptr;
+  std::unique_ptr<SocketLoop> sockets;
   int bound_port = 0;
   std::atomic<guint64> webhooks{0}, admitted{0}, turned_away{0}, bad_signatures{0}, streams{0},
       streams_refused{0}, not_found{0}, bad_method{0};
@@ -178,27 +179,88 @@ static void on_stream_early(SoupServer *, SoupServerMessage *msg, const char *pa
   }
 }
 
-static void on_stream(SoupServer *, SoupServerMessage *msg, const char *path, SoupWebsocketConnection *ws,
-                      gpointer user_data) {
+/* The 101 has been written: take the connection from libsoup and give it
+ * to the socket loop, with the call that takes the stream (or refuse it
+ * with a close frame: 1013, try again later). */
+static void on_upgraded(SoupServerMessage *msg, gpointer user_data) {
   auto *impl = static_cast<Listener::Impl *>(user_data);
+  std::string peer = Listener::Impl::peer(msg);
+  g_object_ref(msg);
+  GIOStream *stream = soup_server_message_steal_connection(msg);
+  g_object_unref(msg);
+  if (!stream)
+    return;
+  /* libsoup wraps the socket connection; its input may hold bytes it read
+   * past the request: take them first */
+  std::string initial;
+  GInputStream *in = g_io_stream_get_input_stream(stream);
+  if (G_IS_POLLABLE_INPUT_STREAM(in)) {
+    char buf[4096];
+    for (;;) {
+      gssize n = g_pollable_input_stream_read_nonblocking(G_POLLABLE_INPUT_STREAM(in), buf, sizeof buf, nullptr,
+                                                           nullptr);
+      if (n <= 0)
+        break;
+      initial.append(buf, static_cast<size_t>(n));
+    }
+  }
+  GIOStream *base = nullptr;
+  if (g_object_class_find_property(G_OBJECT_GET_CLASS(stream), "base-iostream"))
+    g_object_get(stream, "base-iostream", &base, nullptr);
+  GIOStream *conn_stream = base ? base : stream;
+  GSocket *socket = nullptr;
+  if (G_IS_SOCKET_CONNECTION(conn_stream))
+    socket = G_SOCKET(g_object_ref(g_socket_connection_get_socket(G_SOCKET_CONNECTION(conn_stream))));
+  if (base)
+    g_object_unref(base);
+  g_object_unref(stream);
+  if (!socket) {
+    GST_ERROR("stream from %s: cannot take the upgraded connection over (TLS is not supported here; put a "
+              "TLS-terminating proxy in front)", peer.c_str());
+    return;
+  }
   PaCall *call = impl->hooks.take_stream ? impl->hooks.take_stream() : nullptr;
   if (!call) {
     impl->streams_refused++;
-    GST_WARNING("stream from %s refused: no call can take it (busy)", Listener::Impl::peer(msg).c_str());
-    /* libsoup drops its reference when we return: keep the socket until
-     * the close handshake is over, or the client sees an abrupt end */
-    g_object_ref(ws);
-    g_signal_connect(ws, "closed", G_CALLBACK(+[](SoupWebsocketConnection *w, gpointer) { g_object_unref(w); }),
-                     nullptr);
-    /* 1008: libsoup 3.2 cannot send 1013 (try again later), it sends 1002 */
-    soup_websocket_connection_close(ws, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, "busy");
+    GST_WARNING("stream from %s refused: no call can take it (busy)", peer.c_str());
+    impl->sockets->adopt(socket, std::move(initial), nullptr, ws::kTryAgainLater, "busy", nullptr);
+    g_object_unref(socket);
     return;
   }
   impl->streams++;
-  pa_call_attach_websocket(call, ws);
-  if (impl->hooks.attached)
-    impl->hooks.attached(call, ws);
+  std::function<void()> closed;
+  if (impl->hooks.socket_closed) {
+    g_object_ref(call);
+    auto hook = impl->hooks.socket_closed;
+    closed = [hook, call]() {
+      hook(call);
+      g_object_unref(call);
+    };
+  }
+  impl->sockets->adopt(socket, std::move(initial), call, 0, "", std::move(closed));
+  g_object_unref(socket);
   g_object_unref(call);
+}
+
+static void on_stream(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *, gpointer user_data) {
+  auto *impl = static_cast<Listener::Impl *>(user_data);
+  if (impl->config.stream_path != path) {
+    on_default(nullptr, msg, path, nullptr, user_data);
+    return;
+  }
+  GError *err = nullptr;
+  if (!soup_websocket_server_check_handshake(msg, nullptr, nullptr, nullptr, &err)) {
+    GST_WARNING("stream request from %s is not a WebSocket upgrade: %s", Listener::Impl::peer(msg).c_str(),
+                err->message);
+    Listener::Impl::reply(msg, SOUP_STATUS_BAD_REQUEST, "text/plain",
+                          std::string("Expected a WebSocket upgrade: ") + err->message + "\n");
+    g_error_free(err);
+    return;
+  }
+  /* no extension is accepted (permessage-deflate would only cost CPU on
+   * 160-byte frames) */
+  soup_websocket_server_process_handshake(msg, nullptr, nullptr, nullptr, nullptr);
+  g_signal_connect(msg, "wrote-informational", G_CALLBACK(on_upgraded), impl);
 }
 
 Listener::Listener(ListenerConfig config, Hooks hooks) : impl_(new Impl) {
@@ -222,8 +284,7 @@ bool Listener::start(GError **error) {
   soup_server_add_handler(p->server, nullptr, on_default, p, nullptr);
   soup_server_add_handler(p->server, p->config.webhook_path.c_str(), on_webhook, p, nullptr);
   soup_server_add_early_handler(p->server, p->config.stream_path.c_str(), on_stream_early, p, nullptr);
-  soup_server_add_websocket_handler(p->server, p->config.stream_path.c_str(), nullptr, nullptr, on_stream, p,
-                                    nullptr);
+  soup_server_add_handler(p->server, p->config.stream_path.c_str(), on_stream, p, nullptr);
   GSocketAddress *addr = g_inet_socket_address_new_from_string(p->config.address.c_str(),
                                                                static_cast<guint>(p->config.port));
   if (!addr) {
@@ -235,6 +296,11 @@ bool Listener::start(GError **error) {
   g_object_unref(addr);
   if (!ok)
     return false;
+  SocketLoop::Limits limits;
+  /* we enforce our own (smaller) limit with a warning; this hard cap (close
+   * 1009) only protects memory from absurd messages */
+  limits.max_message = std::max<size_t>(p->config.call.max_frame_size * 16, 1024 * 1024);
+  p->sockets = std::make_unique<SocketLoop>(nullptr, limits);
   GSList *listeners = soup_server_get_listeners(p->server);
   if (listeners) {
     GSocketAddress *local = g_socket_get_local_address(G_SOCKET(listeners->data), nullptr);
@@ -255,6 +321,8 @@ void Listener::stop() {
     g_object_unref(impl_->server);
     impl_->server = nullptr;
   }
+  if (impl_)
+    impl_->sockets.reset();
 }
 
 int Listener::port() const { return impl_->bound_port; }

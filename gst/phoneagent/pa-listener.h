@@ -55,9 +55,9 @@ public:
     /* Optional. FALSE makes GET /healthz answer 503 "draining" so that load
      * balancers stop sending new calls here. */
     std::function<bool()> ready;
-    /* Optional. Called right after a stream's socket was handed to the call
-     * that take_stream returned (so the owner can tell when it is closed). */
-    std::function<void(PaCall *, SoupWebsocketConnection *)> attached;
+    /* Optional. A stream's socket is gone (close handshake over, dropped,
+     * or the listener stopped): the call that take_stream returned. */
+    std::function<void(PaCall *)> socket_closed;
   };
 
   Listener(ListenerConfig config, Hooks hooks);

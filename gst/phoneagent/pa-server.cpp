@@ -264,8 +264,8 @@ struct Reservation {
 struct CallEntry {
   guint64 id = 0;
   PaCall *call = nullptr;                 /* ref */
-  SoupWebsocketConnection *ws = nullptr;  /* ref, to know when the socket is closed */
-  gulong ws_closed_id = 0, started_id = 0, ended_id = 0;
+  bool has_socket = false;                /* the listener gave the call a socket */
+  gulong started_id = 0, ended_id = 0;
   GstElement *pipeline = nullptr;         /* ref, from its build until it is back in NULL */
   GSource *timer = nullptr;               /* start, end or close timeout */
   CallState state = CallState::Connecting;
@@ -585,7 +585,7 @@ static void submit(PaServer *server, CallEntry *e, TaskKind kind, std::string de
 
 static void maybe_release(PaServer *server, CallEntry *e) {
   if (e->state == CallState::Closing && !e->worker_busy && !e->playing &&
-      (e->socket_closed || !e->ws || e->close_timed_out))
+      (e->socket_closed || !e->has_socket || e->close_timed_out))
     defer(server, e->id, [](PaServer *s, guint64 id) { release_entry(s, id); });
 }
 
@@ -633,7 +633,7 @@ static void teardown(PaServer *server, CallEntry *e, const char *reason, gushort
   clear_source(e->timer);
   if (e->call && !e->socket_closed)
     pa_call_close(e->call, code, close_reason);
-  if (!e->socket_closed && e->ws) {
+  if (!e->socket_closed && e->has_socket) {
     guint ms;
     {
       std::lock_guard<std::mutex> g(p->lock);
@@ -663,11 +663,6 @@ static void release_entry(PaServer *server, guint64 id) {
   clear_source(e->timer);
   if (e->pipeline) /* only when the server stops without waiting: a worker may still hold it */
     gst_object_unref(e->pipeline);
-  if (e->ws) {
-    if (e->ws_closed_id)
-      g_signal_handler_disconnect(e->ws, e->ws_closed_id);
-    g_object_unref(e->ws);
-  }
   if (e->call) {
     if (e->started_id)
       g_signal_handler_disconnect(e->call, e->started_id);
@@ -957,7 +952,7 @@ static void pipeline_started(PaServer *server, CallEntry *e, Task *t) {
     teardown(server, e, "start-failed", kCloseError, "pipeline failed");
     return;
   }
-  if (e->call_ended)
+  if (e->call_ended || pa_call_is_ended(e->call))
     arm_end_timer(server, e);
   else if (p->grace_over)
     end_call_cleanly(server, e);
@@ -1033,6 +1028,8 @@ static void on_ended_deferred(PaServer *server, guint64 id) {
   CallEntry *e = find_entry(server, id);
   if (!e)
     return;
+  e->call_ended = true;
+  e->end_reason = pa_call_get_end_reason(e->call);
   switch (e->state) {
   case CallState::Connecting:
     /* gone before its start: nothing to run */
@@ -1048,12 +1045,10 @@ static void on_ended_deferred(PaServer *server, guint64 id) {
   }
 }
 
-static void on_call_ended(PaCall *, const gchar *reason, gpointer data) {
+/* Emitted on whichever thread read the stop or saw the close (the socket
+ * loop, or twiliosrc's streaming thread): only defer to the main context. */
+static void on_call_ended(PaCall *, const gchar *, gpointer data) {
   auto *t = static_cast<TimerData *>(data);
-  if (CallEntry *e = find_entry(t->server, t->id)) {
-    e->call_ended = true;
-    e->end_reason = reason ? reason : "";
-  }
   defer(t->server, t->id, on_ended_deferred);
 }
 
@@ -1068,11 +1063,15 @@ static void on_socket_closed_deferred(PaServer *server, guint64 id) {
   /* Running: the call's "ended" takes care of it */
 }
 
-static void on_ws_closed(SoupWebsocketConnection *, gpointer data) {
-  auto *t = static_cast<TimerData *>(data);
-  if (CallEntry *e = find_entry(t->server, t->id))
-    e->socket_closed = true;
-  defer(t->server, t->id, on_socket_closed_deferred);
+/* The listener's hook: the call's socket is gone (on the main context). */
+static void stream_socket_closed(PaServer *server, PaCall *call) {
+  for (auto &[id, e] : server->priv->calls) {
+    if (e->call == call) {
+      e->socket_closed = true;
+      defer(server, e->id, on_socket_closed_deferred);
+      return;
+    }
+  }
 }
 
 static gboolean on_start_timeout(gpointer data) {
@@ -1196,6 +1195,7 @@ static PaCall *take_stream(PaServer *server) {
     p->reservations.pop_front();
   }
   e->call = pa_call_new(config);
+  e->has_socket = true; /* the listener hands it the socket next */
   p->live->calls++;
   g_object_weak_ref(G_OBJECT(e->call), on_call_finalized, new LiveCountsRef(p->live));
   e->call_sid = pa_call_get_name(e->call);
@@ -1218,18 +1218,6 @@ static PaCall *take_stream(PaServer *server) {
   p->calls[e->id] = std::move(e);
   update_gauges(server);
   return call;
-}
-
-static void stream_attached(PaServer *server, PaCall *call, SoupWebsocketConnection *ws) {
-  for (auto &[id, e] : server->priv->calls) {
-    if (e->call != call)
-      continue;
-    e->ws = SOUP_WEBSOCKET_CONNECTION(g_object_ref(ws));
-    e->ws_closed_id = g_signal_connect_data(ws, "closed", G_CALLBACK(on_ws_closed), new TimerData{server, e->id},
-                                            [](gpointer d, GClosure *) { delete static_cast<TimerData *>(d); },
-                                            static_cast<GConnectFlags>(0));
-    return;
-  }
 }
 
 /* ------------------------------------------------------------ drain */
@@ -1336,7 +1324,7 @@ gboolean pa_server_start(PaServer *server, GError **error) {
     pending.clear();
   };
   hooks.ready = [server]() { return !server->priv->draining && !server->priv->stopping; };
-  hooks.attached = [server](PaCall *call, SoupWebsocketConnection *ws) { stream_attached(server, call, ws); };
+  hooks.socket_closed = [server](PaCall *call) { stream_socket_closed(server, call); };
   p->listener = std::make_unique<pa::Listener>(lc, hooks);
   g_main_context_push_thread_default(p->context);
   GError *err = nullptr;

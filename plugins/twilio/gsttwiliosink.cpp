@@ -279,7 +279,9 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       }
       gst_object_unref(clock);
     }
-    if (!pa_call_send_media(st.call, st.held.data(), n)) {
+    /* a mark due after this frame goes out in the same write */
+    bool mark = st.since_mark + n >= p->settings.mark_interval * 8u;
+    if (!(mark ? pa_call_send_media_and_mark : pa_call_send_media)(st.call, st.held.data(), n)) {
       st.not_started_bytes += n;
     } else {
       double e = 0;
@@ -289,11 +291,7 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       }
       st.level_pow += (e / static_cast<double>(n) - st.level_pow) * std::min(1.0, n / 800.0);
       st.play_end += gst_util_uint64_scale(n, GST_SECOND, 8000);
-      st.since_mark += n;
-      if (st.since_mark >= p->settings.mark_interval * 8u) {
-        pa_call_send_mark(st.call);
-        st.since_mark = 0;
-      }
+      st.since_mark = mark ? 0 : st.since_mark + n;
     }
     st.held.erase(st.held.begin(), st.held.begin() + static_cast<long>(n));
   }
@@ -434,7 +432,7 @@ static gboolean gst_twilio_sink_event(GstBaseSink *sink, GstEvent *event) {
       if (!played)
         GST_WARNING_OBJECT(self, "EOS: Twilio did not confirm playback of everything within %u ms", timeout);
       if (close && !pa_call_is_ended(call)) {
-        pa_call_close(call, SOUP_WEBSOCKET_CLOSE_NORMAL, "done");
+        pa_call_close(call, pa::ws::kNormal, "done");
         gst_element_post_message(GST_ELEMENT(self),
             gst_message_new_element(GST_OBJECT(self),
                 gst_structure_new("twilio-stream-closed", "all-played", G_TYPE_BOOLEAN, played, "running-time",

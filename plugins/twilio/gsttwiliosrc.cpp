@@ -465,7 +465,7 @@ static GstStateChangeReturn gst_twilio_src_change_state(GstElement *element, Gst
     }
     if (call) {
       if (pa_call_has_transport(call) && !pa_call_is_ended(call))
-        pa_call_close(call, SOUP_WEBSOCKET_CLOSE_NORMAL, "pipeline stopped");
+        pa_call_close(call, pa::ws::kNormal, "pipeline stopped");
     }
     stop_standalone(self);
     if (call)

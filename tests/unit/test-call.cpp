@@ -35,13 +35,7 @@ void start(PaCall *call, const char *sid = "MZ1") {
   feed(call, build_start(1, si));
 }
 
-guint64 stat(PaCall *call, const char *name) {
-  GstStructure *s = pa_call_get_stats(call);
-  guint64 v = 0;
-  fail_unless(gst_structure_get_uint64(s, name, &v), "no stat %s", name);
-  gst_structure_free(s);
-  return v;
-}
+guint64 stat(PaCall *call, const char *name) { return pa_check_stat(pa_call_get_stats(call), name); }
 
 OutboundMessage parse_sent(const std::string &s) {
   OutboundMessage o;

@@ -1,0 +1,128 @@
+/* gst-phone-agent
+ * The Media Streams WebSocket, server side (RFC 6455), without libsoup.
+ *
+ * Why not SoupWebsocketConnection: measured under the server, libsoup's
+ * WebSocket cost more than the whole rest of a call (a GSource and a main
+ * loop round per read, a copy per message, debug formatting), every send
+ * from a streaming thread needed a hop to the socket's main context, and
+ * every socket added a file descriptor that GMainContext polls on every
+ * wake-up, so the cost of one wake-up grew with the number of calls. Here:
+ *
+ *  - pa::SocketLoop puts all sockets of a listener behind one epoll file
+ *    descriptor, which is a single GSource on the listener's GMainContext:
+ *    one wake-up serves every socket that is ready, whatever their number;
+ *  - frames are parsed and unmasked in place and handed to the PaCall on
+ *    that context's thread (as before);
+ *  - sends write to the socket directly from the thread that sends (the
+ *    call's lock keeps messages ordered; a socket lock keeps frames whole),
+ *    and only what the kernel does not take at once waits for EPOLLOUT.
+ *
+ * libsoup still serves HTTP: the webhook, /healthz and the upgrade request,
+ * whose connection the listener steals once the 101 is written.
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "pa-api.h"
+
+typedef struct _PaCall PaCall;
+
+namespace pa {
+
+/* What a call needs from its socket. */
+class PA_API CallTransport {
+public:
+  virtual ~CallTransport() = default;
+  /* Sends one text message, writing what the socket takes at once on the
+   * calling thread. Never blocks. Any thread. With @more, the message waits
+   * for the next one (sent without @more) so both go in one write. */
+  virtual void send_text(std::string_view text, bool more = false) = 0;
+  /* Sends a close frame (once); the socket ends when the peer answers, or
+   * after a short timeout. Any thread. */
+  virtual void close(uint16_t code, std::string_view reason) = 0;
+
+  /* Pull mode. The thread that consumes the call's input (twiliosrc's
+   * streaming thread, in pa_call_pop_inbound) reads the socket itself
+   * instead of waiting for another thread to read and hand frames over:
+   * one wake-up per frame instead of two, as udpsrc reads its socket in its
+   * own create(). Waits up to @timeout_us (-1: no limit) for input and
+   * handles it (frames reach the call through pa_call_handle_*). FALSE when
+   * this transport cannot pull (any more): the caller waits instead. */
+  virtual bool pump(gint64 timeout_us) { (void)timeout_us; return false; }
+  /* Makes a pump() in progress return at once. Any thread. */
+  virtual void wake() {}
+  /* The puller stops pulling: the socket loop reads again. Called by the
+   * puller's thread. */
+  virtual void release() {}
+};
+
+namespace ws {
+
+/* Close codes (RFC 6455 7.4.1). */
+constexpr uint16_t kNormal = 1000, kGoingAway = 1001, kProtocolError = 1002, kNoStatus = 1005,
+                   kAbnormal = 1006, kPolicyViolation = 1008, kTooBig = 1009, kTryAgainLater = 1013;
+
+enum class Opcode : uint8_t { Continuation = 0, Text = 1, Binary = 2, Close = 8, Ping = 9, Pong = 10 };
+
+struct FrameHeader {
+  bool fin = false;
+  Opcode opcode = Opcode::Text;
+  bool masked = false;
+  uint8_t mask[4] = {0, 0, 0, 0};
+  size_t header_len = 0;
+  uint64_t payload_len = 0;
+};
+
+enum class Decode { Incomplete, Ok, Error };
+
+/* Reads a frame header from @data. Error (with @error set) for reserved
+ * bits, unknown opcodes, fragmented or oversized control frames. */
+PA_API Decode decode_header(const uint8_t *data, size_t len, FrameHeader &h, std::string &error);
+/* XORs @len bytes with the mask, in place. */
+PA_API void unmask(uint8_t *data, size_t len, const uint8_t mask[4]);
+/* Appends an unmasked (server) frame with FIN set. */
+PA_API void append_frame(std::string &out, Opcode opcode, std::string_view payload);
+
+} // namespace ws
+
+class MediaSocket;
+
+/* All Media Streams sockets of one listener, on one GMainContext. */
+class PA_API SocketLoop {
+public:
+  struct Limits {
+    size_t max_message = 1024 * 1024;  /* larger messages close the socket with 1009 */
+    guint close_timeout_ms = 2000;     /* after our close frame, wait this long for the peer's */
+  };
+  /* Attaches to @context (nullptr: the thread-default one). */
+  SocketLoop(GMainContext *context, Limits limits);
+  /* Ends every socket still open (close 1001, then the connection) and
+   * detaches. Call it on the context's thread. */
+  ~SocketLoop();
+  SocketLoop(const SocketLoop &) = delete;
+  SocketLoop &operator=(const SocketLoop &) = delete;
+
+  /* Takes over @socket, an upgraded connection (the 101 already sent), with
+   * @initial bytes already read from it, and closes it when done. Frames go to @call (a new
+   * reference is taken; nullptr: the socket is closed at once with @refuse_code
+   * and @refuse_reason). @on_closed runs on the context's thread once the
+   * connection is gone. */
+  void adopt(GSocket *socket, std::string initial, PaCall *call, uint16_t refuse_code, std::string refuse_reason,
+             std::function<void()> on_closed);
+
+  size_t size() const;
+
+  struct Impl;
+
+private:
+  std::shared_ptr<Impl> impl_;
+};
+
+} // namespace pa

@@ -1,0 +1,417 @@
+/* gst-phone-agent: unit tests of the Media Streams WebSocket (server side):
+ * the frame codec, and pa::SocketLoop with a PaCall over a socket pair
+ * (fragments, ping, bad frames, both close handshakes, refusal, and the
+ * source pulling the socket on its own thread). */
+#include "../common/pa-check.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "pa-call.h"
+#include "pa-websocket.h"
+#include "twilio-protocol.h"
+
+using namespace pa;
+
+namespace {
+
+/* A client frame: masked, as RFC 6455 requires of clients. */
+std::string client_frame(ws::Opcode op, const std::string &payload, bool fin = true) {
+  std::string f;
+  f.push_back(static_cast<char>((fin ? 0x80 : 0) | static_cast<uint8_t>(op)));
+  size_t n = payload.size();
+  if (n < 126) {
+    f.push_back(static_cast<char>(0x80 | n));
+  } else if (n <= 0xffff) {
+    f.push_back(static_cast<char>(0x80 | 126));
+    f.push_back(static_cast<char>(n >> 8));
+    f.push_back(static_cast<char>(n & 0xff));
+  } else {
+    f.push_back(static_cast<char>(0x80 | 127));
+    for (int i = 0; i < 8; i++)
+      f.push_back(static_cast<char>(uint64_t(n) >> (56 - 8 * i)));
+  }
+  const uint8_t mask[4] = {0x12, 0x34, 0x56, 0x78};
+  f.append(reinterpret_cast<const char *>(mask), 4);
+  for (size_t i = 0; i < n; i++)
+    f.push_back(static_cast<char>(payload[i] ^ mask[i & 3]));
+  return f;
+}
+
+std::string close_payload(uint16_t code, const std::string &reason = "") {
+  std::string p;
+  p.push_back(static_cast<char>(code >> 8));
+  p.push_back(static_cast<char>(code & 0xff));
+  return p + reason;
+}
+
+struct ServerFrame {
+  ws::Opcode op = ws::Opcode::Text;
+  std::string payload;
+  uint16_t code() const {
+    return payload.size() >= 2 ? static_cast<uint16_t>((uint8_t(payload[0]) << 8) | uint8_t(payload[1])) : 0;
+  }
+};
+
+/* One end of a socket pair plays Twilio; the other is adopted by the loop,
+ * which runs on its own GMainContext, iterated by the test. */
+struct Pair {
+  GMainContext *ctx = g_main_context_new();
+  std::unique_ptr<SocketLoop> loop;
+  int client = -1;
+  std::string inbox; /* bytes read from the server, not parsed yet */
+
+  explicit Pair(PaCall *call, SocketLoop::Limits limits = SocketLoop::Limits(), uint16_t refuse = 0) {
+    int sv[2];
+    fail_unless(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    client = sv[0];
+    GSocket *s = g_socket_new_from_fd(sv[1], nullptr);
+    fail_unless(s != nullptr);
+    g_main_context_push_thread_default(ctx);
+    loop = std::make_unique<SocketLoop>(nullptr, limits);
+    g_main_context_pop_thread_default(ctx);
+    loop->adopt(s, "", call, refuse, "busy", nullptr);
+    g_object_unref(s);
+  }
+  ~Pair() {
+    g_main_context_push_thread_default(ctx);
+    loop.reset();
+    while (g_main_context_iteration(ctx, FALSE)) {
+    }
+    g_main_context_pop_thread_default(ctx);
+    g_main_context_unref(ctx);
+    if (client >= 0)
+      close(client);
+  }
+  void send(const std::string &bytes) {
+    fail_unless(::send(client, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+  }
+  void text(const std::string &s) { send(client_frame(ws::Opcode::Text, s)); }
+  /* Runs the loop's context until @done or @ms pass. */
+  bool run_until(const std::function<bool()> &done, int ms = 2000) {
+    gint64 end = g_get_monotonic_time() + ms * 1000;
+    while (!done()) {
+      if (g_get_monotonic_time() > end)
+        return false;
+      g_main_context_iteration(ctx, FALSE);
+      g_usleep(1000);
+    }
+    return true;
+  }
+  /* The next frame from the server (unmasked), running the loop meanwhile;
+   * false at EOF or after @ms. */
+  bool next(ServerFrame &f, int ms = 2000) {
+    gint64 end = g_get_monotonic_time() + ms * 1000;
+    for (;;) {
+      ws::FrameHeader h;
+      std::string err;
+      if (ws::decode_header(reinterpret_cast<const uint8_t *>(inbox.data()), inbox.size(), h, err) ==
+              ws::Decode::Ok &&
+          inbox.size() >= h.header_len + h.payload_len) {
+        fail_if(h.masked, "server frames are not masked");
+        f.op = h.opcode;
+        f.payload = inbox.substr(h.header_len, h.payload_len);
+        inbox.erase(0, h.header_len + h.payload_len);
+        return true;
+      }
+      if (g_get_monotonic_time() > end)
+        return false;
+      g_main_context_iteration(ctx, FALSE);
+      struct pollfd p = {client, POLLIN, 0};
+      if (poll(&p, 1, 5) > 0) {
+        char buf[4096];
+        ssize_t n = recv(client, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0)
+          return false;
+        if (n > 0)
+          inbox.append(buf, static_cast<size_t>(n));
+      }
+    }
+  }
+  /* TRUE once the server closed the connection (EOF), within @ms. */
+  bool eof(int ms = 2000) {
+    ServerFrame f;
+    gint64 end = g_get_monotonic_time() + ms * 1000;
+    while (g_get_monotonic_time() < end) {
+      if (!next(f, 50)) {
+        char c;
+        struct pollfd p = {client, POLLIN, 0};
+        if (poll(&p, 1, 0) > 0 && recv(client, &c, 1, MSG_DONTWAIT) == 0)
+          return true;
+      }
+    }
+    return false;
+  }
+};
+
+void start_call(Pair &pair, PaCall *call) {
+  twilio::StartInfo si;
+  si.stream_sid = "MZ1";
+  si.call_sid = "CA1";
+  si.account_sid = "AC1";
+  si.tracks = {"inbound"};
+  pair.text(twilio::build_connected());
+  pair.text(twilio::build_start(1, si));
+  fail_unless(pair.run_until([&] { return pa_call_is_started(call); }), "no start");
+}
+
+std::string media(int chunk, uint8_t fill = 0x55) {
+  std::vector<uint8_t> frame(160, fill);
+  return twilio::build_inbound_media(chunk + 2, "MZ1", chunk, chunk * 20, frame.data(), frame.size());
+}
+
+guint64 stat(PaCall *call, const char *name) { return pa_check_stat(pa_call_get_stats(call), name); }
+
+} // namespace
+
+GST_START_TEST(test_codec) {
+  for (size_t n : {size_t(0), size_t(125), size_t(126), size_t(65535), size_t(65536), size_t(70000)}) {
+    std::string out;
+    ws::append_frame(out, ws::Opcode::Text, std::string(n, 'x'));
+    ws::FrameHeader h;
+    std::string err;
+    const auto *d = reinterpret_cast<const uint8_t *>(out.data());
+    fail_unless(ws::decode_header(d, out.size(), h, err) == ws::Decode::Ok, "%zu: %s", n, err.c_str());
+    fail_unless(h.fin && h.opcode == ws::Opcode::Text && !h.masked);
+    fail_unless_equals_uint64(h.payload_len, n);
+    fail_unless_equals_uint64(h.header_len + h.payload_len, out.size());
+    /* every prefix of the header is incomplete, not an error */
+    for (size_t k = 0; k < h.header_len; k++)
+      fail_unless(ws::decode_header(d, k, h, err) == ws::Decode::Incomplete, "%zu: prefix %zu", n, k);
+  }
+  std::string masked = client_frame(ws::Opcode::Binary, "hello world");
+  ws::FrameHeader h;
+  std::string err;
+  auto *d = reinterpret_cast<uint8_t *>(masked.data());
+  fail_unless(ws::decode_header(d, masked.size(), h, err) == ws::Decode::Ok);
+  fail_unless(h.masked && h.opcode == ws::Opcode::Binary);
+  ws::unmask(d + h.header_len, h.payload_len, h.mask);
+  assert_str(masked.substr(h.header_len), "hello world");
+
+  const uint8_t reserved[] = {0xC1, 0x80, 0, 0, 0, 0};   /* RSV1: no extension was negotiated */
+  const uint8_t opcode3[] = {0x83, 0x80, 0, 0, 0, 0};    /* a reserved opcode */
+  const uint8_t frag_ping[] = {0x09, 0x80, 0, 0, 0, 0};  /* a control frame without FIN */
+  const uint8_t long_ping[] = {0x89, 0xFE, 0, 200};      /* a control frame over 125 bytes */
+  for (const uint8_t *bad : {reserved, opcode3, frag_ping, long_ping})
+    fail_unless(ws::decode_header(bad, 4, h, err) == ws::Decode::Error && !err.empty());
+}
+GST_END_TEST;
+
+GST_START_TEST(test_messages_in_and_out) {
+  PaCall *call = pa_call_new(CallConfig());
+  Pair pair(call);
+  start_call(pair, call);
+  /* a message in three fragments, with a ping between them */
+  std::string m = media(1, 0x11);
+  pair.send(client_frame(ws::Opcode::Text, m.substr(0, 10), false));
+  pair.send(client_frame(ws::Opcode::Ping, "are you there"));
+  pair.send(client_frame(ws::Opcode::Continuation, m.substr(10, 50), false));
+  pair.send(client_frame(ws::Opcode::Continuation, m.substr(60), true));
+  ServerFrame f;
+  fail_unless(pair.next(f));
+  fail_unless(f.op == ws::Opcode::Pong);
+  assert_str(f.payload, "are you there");
+  fail_unless(pair.run_until([&] { return stat(call, "media-frames-received") == 1; }));
+  InboundItem item;
+  fail_unless(pa_call_pop_inbound(call, item, 0)); /* start */
+  fail_unless(pa_call_pop_inbound(call, item, 0));
+  fail_unless(item.kind == InboundItem::Kind::Media);
+  fail_unless_equals_int(item.payload.size(), 160);
+  fail_unless_equals_int(item.payload[0], 0x11);
+  /* a binary frame is counted and ignored */
+  pair.send(client_frame(ws::Opcode::Binary, std::string(160, '\xff')));
+  fail_unless(pair.run_until([&] { return stat(call, "binary-frames") == 1; }));
+
+  /* sends from another thread reach the peer whole and in order; a mark
+   * that follows media goes with it */
+  std::thread sender([call] {
+    uint8_t out[160];
+    memset(out, 0x22, sizeof out);
+    for (int i = 0; i < 5; i++)
+      pa_call_send_media_and_mark(call, out, sizeof out);
+  });
+  sender.join();
+  for (int i = 0; i < 10; i++) {
+    fail_unless(pair.next(f), "frame %d missing", i);
+    fail_unless(f.op == ws::Opcode::Text);
+    twilio::OutboundMessage o;
+    std::string err;
+    fail_unless(twilio::parse_outbound(f.payload, o, err) == twilio::ParseResult::Ok, "%s", err.c_str());
+    fail_unless(o.event == (i % 2 ? twilio::Event::Mark : twilio::Event::Media), "frame %d: %s", i,
+                f.payload.c_str());
+  }
+  g_object_unref(call);
+}
+GST_END_TEST;
+
+/* Twilio closes: the close is answered with the same code, the connection
+ * ends, and the call ends as closed by the peer. */
+GST_START_TEST(test_peer_close_handshake) {
+  PaCall *call = pa_call_new(CallConfig());
+  Pair pair(call);
+  start_call(pair, call);
+  pair.send(client_frame(ws::Opcode::Close, close_payload(1000, "bye")));
+  ServerFrame f;
+  fail_unless(pair.next(f));
+  fail_unless(f.op == ws::Opcode::Close);
+  fail_unless_equals_int(f.code(), 1000);
+  fail_unless(pair.eof());
+  fail_unless(pair.run_until([&] { return pa_call_is_ended(call); }));
+  assert_str(pa_call_get_end_reason(call), "peer-closed");
+  fail_unless(pair.run_until([&] { return pair.loop->size() == 0; }), "the socket was not reaped");
+  g_object_unref(call);
+}
+GST_END_TEST;
+
+/* We close: the close frame goes out, the connection ends when the peer
+ * answers, or after the close timeout when it does not. */
+GST_START_TEST(test_our_close_and_timeout) {
+  SocketLoop::Limits limits;
+  limits.close_timeout_ms = 300;
+  {
+    PaCall *call = pa_call_new(CallConfig());
+    Pair pair(call, limits);
+    start_call(pair, call);
+    pa_call_close(call, 1000, "done");
+    ServerFrame f;
+    fail_unless(pair.next(f));
+    fail_unless(f.op == ws::Opcode::Close && f.code() == 1000);
+    assert_str(f.payload.substr(2), "done");
+    pair.send(client_frame(ws::Opcode::Close, close_payload(1000)));
+    fail_unless(pair.eof(1000), "no end after the peer answered");
+    fail_unless(pa_call_is_ended(call));
+    assert_str(pa_call_get_end_reason(call), "closed");
+    g_object_unref(call);
+  }
+  {
+    PaCall *call = pa_call_new(CallConfig());
+    Pair pair(call, limits);
+    start_call(pair, call);
+    gint64 t0 = g_get_monotonic_time();
+    pa_call_close(call, 1011, "pipeline error");
+    ServerFrame f;
+    fail_unless(pair.next(f));
+    fail_unless_equals_int(f.code(), 1011);
+    /* the peer never answers */
+    fail_unless(pair.eof(3000), "the connection was not dropped");
+    gint64 took_ms = (g_get_monotonic_time() - t0) / 1000;
+    fail_unless(took_ms >= 300 && took_ms < 2500, "dropped after %" G_GINT64_FORMAT " ms", took_ms);
+    g_object_unref(call);
+  }
+}
+GST_END_TEST;
+
+/* Bad frames end the connection with the code RFC 6455 gives them. */
+GST_START_TEST(test_protocol_errors) {
+  struct Case {
+    std::string bytes;
+    uint16_t code;
+  };
+  std::string unmasked = "\x81\x02hi";
+  std::string reserved = client_frame(ws::Opcode::Text, "hi");
+  reserved[0] = static_cast<char>(reserved[0] | 0x40);
+  std::string stray = client_frame(ws::Opcode::Continuation, "hi");
+  SocketLoop::Limits limits;
+  limits.max_message = 4096;
+  for (const Case &c : {Case{unmasked, 1002}, Case{reserved, 1002}, Case{stray, 1002},
+                        Case{client_frame(ws::Opcode::Text, std::string(5000, 'x')), 1009}}) {
+    PaCall *call = pa_call_new(CallConfig());
+    Pair pair(call, limits);
+    start_call(pair, call);
+    pair.send(c.bytes);
+    ServerFrame f;
+    fail_unless(pair.next(f));
+    fail_unless(f.op == ws::Opcode::Close);
+    fail_unless_equals_int(f.code(), c.code);
+    fail_unless(pair.eof());
+    fail_unless(pair.run_until([&] { return pa_call_is_ended(call); }));
+    g_object_unref(call);
+  }
+}
+GST_END_TEST;
+
+/* A peer that vanishes: the call ends as connection-lost. */
+GST_START_TEST(test_dropped_connection) {
+  PaCall *call = pa_call_new(CallConfig());
+  Pair pair(call);
+  start_call(pair, call);
+  close(pair.client);
+  pair.client = -1;
+  fail_unless(pair.run_until([&] { return pa_call_is_ended(call); }));
+  assert_str(pa_call_get_end_reason(call), "connection-lost");
+  g_object_unref(call);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_refused_stream) {
+  Pair pair(nullptr, SocketLoop::Limits(), 1013);
+  ServerFrame f;
+  fail_unless(pair.next(f));
+  fail_unless(f.op == ws::Opcode::Close);
+  fail_unless_equals_int(f.code(), 1013);
+  assert_str(f.payload.substr(2), "busy");
+  pair.send(client_frame(ws::Opcode::Close, close_payload(1013)));
+  fail_unless(pair.eof());
+}
+GST_END_TEST;
+
+/* The source's thread reads the socket itself while it waits for input
+ * (the loop's context is not iterated at all), and once it stops waiting
+ * (flushing), the loop reads again. */
+GST_START_TEST(test_source_pulls_the_socket) {
+  PaCall *call = pa_call_new(CallConfig());
+  Pair pair(call);
+  start_call(pair, call);
+  InboundItem item;
+  fail_unless(pa_call_pop_inbound(call, item, 0));
+  fail_unless(item.kind == InboundItem::Kind::Start);
+
+  std::atomic<int> got{0};
+  std::atomic<bool> stop{false};
+  std::thread source([&] {
+    InboundItem it;
+    while (!stop) {
+      if (pa_call_pop_inbound(call, it, -1) && it.kind == InboundItem::Kind::Media)
+        got++;
+    }
+  });
+  for (int i = 0; i < 20; i++)
+    pair.text(media(i));
+  gint64 end = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
+  while (got < 20 && g_get_monotonic_time() < end)
+    g_usleep(2000);
+  fail_unless_equals_int(got.load(), 20);
+  /* the source stops waiting: it lets go of the socket */
+  stop = true;
+  pa_call_set_source_flushing(call, TRUE);
+  source.join();
+  pa_call_set_source_flushing(call, FALSE);
+  pair.text(media(20));
+  fail_unless(pair.run_until([&] { return stat(call, "media-frames-received") == 21; }), "the loop does not read again");
+  fail_unless(pa_call_pop_inbound(call, item, 0));
+  fail_unless_equals_int(item.timestamp_ms, 400);
+  g_object_unref(call);
+}
+GST_END_TEST;
+
+static Suite *websocket_suite(void) {
+  Suite *s = suite_create("websocket");
+  TCase *tc = tcase_create("general");
+  tcase_set_timeout(tc, 60);
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_codec);
+  tcase_add_test(tc, test_messages_in_and_out);
+  tcase_add_test(tc, test_peer_close_handshake);
+  tcase_add_test(tc, test_our_close_and_timeout);
+  tcase_add_test(tc, test_protocol_errors);
+  tcase_add_test(tc, test_dropped_connection);
+  tcase_add_test(tc, test_refused_stream);
+  tcase_add_test(tc, test_source_pulls_the_socket);
+  return s;
+}
+
+GST_CHECK_MAIN(websocket);
