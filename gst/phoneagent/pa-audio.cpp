@@ -124,7 +124,10 @@ bool base64_decode(std::string_view in, std::vector<uint8_t> &out) {
     int b = rev.v[static_cast<uint8_t>(in[i + 1])];
     int c = (last && pad >= 2) ? 0 : rev.v[static_cast<uint8_t>(in[i + 2])];
     int d = (last && pad >= 1) ? 0 : rev.v[static_cast<uint8_t>(in[i + 3])];
-    if ((a | b | c | d) < 0) {
+    /* padding leaves bits unused: a canonical encoder writes them as 0
+     * (RFC 4648 3.5); anything else is not what Twilio or we would send */
+    bool stray_bits = last && ((pad == 2 && (b & 0x0f)) || (pad == 1 && (c & 0x03)));
+    if ((a | b | c | d) < 0 || stray_bits) {
       out.clear();
       return false;
     }

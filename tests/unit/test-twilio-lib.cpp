@@ -283,6 +283,11 @@ GST_START_TEST(test_base64) {
   fail_if(base64_decode("ab!d", out));
   fail_if(base64_decode("a===", out));
   fail_if(base64_decode("ab=d", out));
+  /* non-zero bits under the padding: "/w==" is 0xff, "/x==" is not canonical */
+  fail_unless(base64_decode("/w==", out) && out.size() == 1 && out[0] == 0xff);
+  fail_if(base64_decode("/x==", out));
+  fail_unless(base64_decode("//8=", out) && out.size() == 2);
+  fail_if(base64_decode("//9=", out));
 }
 GST_END_TEST;
 
