@@ -19,7 +19,8 @@
 # error) and playout underruns (report totals); response latency p50/p99
 # (end of caller turn to first heard reply onset) when present; the server's
 # CPU (user+sys from /proc/PID/stat) per call-second and RSS growth per call
-# (VmHWM minus idle VmRSS, over N); the model server's CPU per call-second
+# (VmHWM minus the VmRSS after one short warm-up call, over N: libraries and
+# plugins loaded by the first call are not counted per call); the model server's CPU per call-second
 # and peak RSS; the emulator's own CPU per call-second and peak RSS.
 #
 # Builds nothing: run `ninja -C BUILD_DIR` first. Needs jq. Everything stays
@@ -94,6 +95,12 @@ run_once() {
   # $! is timeout's PID; measure its child
   spid=$(pgrep -P "$SERVER_PID" | head -n 1); spid=${spid:-$SERVER_PID}
   mpid=$(pgrep -P "$MODEL_PID" | head -n 1); mpid=${mpid:-$MODEL_PID}
+  cold=$(status_kb "$spid" VmRSS)
+  # one short call first: what the first call loads once (the realtime
+  # plugin, libwebsockets, OpenSSL, ...) is not a cost per call
+  timeout --foreground -s KILL 60 "$EMU" --url "http://127.0.0.1:$port/twilio/voice" --audio synth:1000 --tail-ms 500 \
+    --transport "$TRANSPORT" --max-duration-s 30 --quiet > /dev/null 2>&1 || true
+  sleep 0.5
   rss0=$(status_kb "$spid" VmRSS)
   mrss0=$(status_kb "$mpid" VmRSS)
   t0=$(cpu_ticks "$spid")
@@ -126,9 +133,9 @@ run_once() {
       .process.cpu_ms_per_call_second, .process.max_rss_kb ] | map(tostring) | join(" ")' "$TMP/report.json")
   awk -v n="$n" -v c="$1" -v p99="$2" -v u="$3" -v l50="$4" -v l99="$5" -v lc="$6" -v te="$7" -v cs="$8" \
       -v ec="$9" -v er="${10}" -v hz="$TICKS" -v t="$((t1 - t0))" -v mt="$((mt1 - mt0))" -v r0="$rss0" -v hwm="$hwm" \
-      -v mr0="$mrss0" -v mhwm="$mhwm" -v rc="$rc" 'BEGIN {
-    printf "N=%-4d completed %d/%d | late p99 %.2f ms, underruns %d | response latency p50 %s p99 %s ms (%d/%d turns) | server %.2f ms CPU/call-s, %.0f kB RSS/call (idle %.1f MB, peak %.1f MB) | model %.2f ms CPU/call-s (peak RSS %.1f MB) | emulator %.2f ms CPU/call-s (%.1f MB)%s\n",
-      n, c, n, p99, u, l50, l99, lc, te, (cs > 0 ? t * 1000 / hz / cs : 0), (hwm - r0) / n, r0 / 1024, hwm / 1024,
+      -v mr0="$mrss0" -v mhwm="$mhwm" -v rc="$rc" -v cold="$cold" 'BEGIN {
+    printf "N=%-4d completed %d/%d | late p99 %.2f ms, underruns %d | response latency p50 %s p99 %s ms (%d/%d turns) | server %.2f ms CPU/call-s, %.0f kB RSS/call (before any call %.1f MB, after one %.1f MB, peak %.1f MB) | model %.2f ms CPU/call-s (peak RSS %.1f MB) | emulator %.2f ms CPU/call-s (%.1f MB)%s\n",
+      n, c, n, p99, u, l50, l99, lc, te, (cs > 0 ? t * 1000 / hz / cs : 0), (hwm - r0) / n, cold / 1024, r0 / 1024, hwm / 1024,
       (cs > 0 ? mt * 1000 / hz / cs : 0), mhwm / 1024, ec, er / 1024, (rc != 0 ? sprintf(" (emulator exit %d)", rc) : "")
   }'
 }

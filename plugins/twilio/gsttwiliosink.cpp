@@ -15,7 +15,10 @@
  * #GstTwilioSink:frame-ms (multiples of 20 ms = 160 μ-law bytes), never more
  * than #GstTwilioSink:lead ms ahead of real time: Twilio plays what it gets
  * in order, so a small lead keeps what a `clear` throws away small and the
- * playback position known. After every #GstTwilioSink:mark-interval ms it
+ * playback position known. When audio comes faster than real time (a model
+ * streams its replies that way) the sink fills Twilio's queue up to the
+ * lead, sleeps until half of it has played, and tops it up again: one
+ * wake-up per lead/2 of audio rather than one per frame. After every #GstTwilioSink:mark-interval ms it
  * sends a `mark`; Twilio echoes it when the caller has heard up to there.
  * Marks carry a generation that each clear bumps, so the echoes Twilio sends
  * because of a clear are not taken as played.
@@ -267,7 +270,9 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
         st.play_end = now_rt; /* Twilio's buffer ran empty */
       GstClockTime lead = p->settings.lead * GST_MSECOND;
       if (st.play_end > now_rt + lead) {
-        st.wait_id = gst_clock_new_single_shot_id(clock, base + st.play_end - lead);
+        /* full: sleep until half of the lead has played, then top it up
+         * again (one wake-up per lead/2 of audio, not one per frame) */
+        st.wait_id = gst_clock_new_single_shot_id(clock, base + st.play_end - lead / 2);
         GstClockID id = st.wait_id;
         g.unlock();
         gst_clock_id_wait(id, nullptr);

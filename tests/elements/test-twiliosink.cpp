@@ -108,12 +108,22 @@ GST_START_TEST(test_lead_bounds_what_is_queued) {
   /* at time 0 it may send up to the lead: frames for 0..100 ms (6 frames) */
   fail_unless(gst_harness_wait_for_clock_id_waits(f.h, 1, 5));
   fail_unless_equals_int(f.count(Event::Media), 6);
-  /* each 20 ms of real time lets one more frame go */
-  for (int i = 1; i <= 5; i++) {
+  /* it sleeps until half the lead has played (70 ms), then tops the queue
+   * up to the lead again: three frames per wake-up, never more than the
+   * lead (plus the frame that crosses it) queued, never less than half */
+  GstTestClock *clock = gst_harness_get_testclock(f.h);
+  for (int i = 1; i <= 4; i++) {
     fail_unless(gst_harness_crank_single_clock_wait(f.h));
     fail_unless(gst_harness_wait_for_clock_id_waits(f.h, 1, 5));
-    fail_unless_equals_int(f.count(Event::Media), 6 + i);
+    int sent = f.count(Event::Media);
+    fail_unless_equals_int(sent, 6 + 3 * i);
+    GstClockTime now = gst_clock_get_time(GST_CLOCK(clock));
+    fail_unless_equals_uint64(now, (70 + 60 * (i - 1)) * GST_MSECOND);
+    GstClockTime queued = sent * 20 * GST_MSECOND - now;
+    fail_unless(queued <= 120 * GST_MSECOND && queued >= 50 * GST_MSECOND, "%" GST_TIME_FORMAT " queued",
+                GST_TIME_ARGS(queued));
   }
+  gst_object_unref(clock);
   /* run the rest out */
   while (f.count(Event::Media) < 20) {
     gst_harness_crank_single_clock_wait(f.h);
