@@ -542,6 +542,7 @@ private:
         continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         if (!want_write_) {
+          GST_LOG("fd %d: the peer is not taking more (%zu bytes wait for EPOLLOUT)", fd_, wbuf_.size() - woff_);
           want_write_ = true;
           arm_locked();
         }

@@ -398,6 +398,61 @@ GST_START_TEST(test_source_pulls_the_socket) {
 }
 GST_END_TEST;
 
+/* Frames split at every byte boundary across reads still arrive whole. */
+GST_START_TEST(test_split_reads) {
+  PaCall *call = pa_call_new(CallConfig());
+  Pair pair(call);
+  start_call(pair, call);
+  std::string bytes;
+  for (int i = 0; i < 3; i++)
+    bytes += client_frame(ws::Opcode::Text, media(i, static_cast<uint8_t>(0x30 + i)));
+  for (size_t k = 0; k < bytes.size(); k++) {
+    pair.send(bytes.substr(k, 1));
+    g_main_context_iteration(pair.ctx, FALSE);
+  }
+  fail_unless(pair.run_until([&] { return stat(call, "media-frames-received") == 3; }));
+  fail_unless_equals_int(stat(call, "malformed-json"), 0);
+  InboundItem item;
+  fail_unless(pa_call_pop_inbound(call, item, 0)); /* start */
+  for (int i = 0; i < 3; i++) {
+    fail_unless(pa_call_pop_inbound(call, item, 0));
+    fail_unless_equals_int(item.payload[0], 0x30 + i);
+  }
+  g_object_unref(call);
+}
+GST_END_TEST;
+
+/* A peer that stops reading: sends never block the sender, what the kernel
+ * does not take waits, and once the peer reads again everything arrives
+ * whole and in order. */
+GST_START_TEST(test_backpressure_then_resume) {
+  PaCall *call = pa_call_new(CallConfig());
+  Pair pair(call);
+  int small = 4096;
+  setsockopt(pair.client, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  start_call(pair, call);
+  uint8_t frame[160];
+  const int n = 2000; /* ~600 kB of JSON: far more than the socket buffers hold */
+  gint64 t0 = g_get_monotonic_time();
+  for (int i = 0; i < n; i++) {
+    memset(frame, i & 0xff, sizeof frame);
+    fail_unless(pa_call_send_media(call, frame, sizeof frame));
+  }
+  /* nothing blocked: 2000 sends took well under a second */
+  fail_unless(g_get_monotonic_time() - t0 < G_USEC_PER_SEC);
+  ServerFrame f;
+  for (int i = 0; i < n; i++) {
+    fail_unless(pair.next(f, 5000), "frame %d missing", i);
+    twilio::OutboundMessage o;
+    std::string err;
+    fail_unless(twilio::parse_outbound(f.payload, o, err) == twilio::ParseResult::Ok, "%d: %s", i, err.c_str());
+    fail_unless(o.event == twilio::Event::Media && o.payload.size() == 160);
+    fail_unless_equals_int(o.payload[0], i & 0xff);
+  }
+  g_object_unref(call);
+}
+GST_END_TEST;
+
 static Suite *websocket_suite(void) {
   Suite *s = suite_create("websocket");
   TCase *tc = tcase_create("general");
@@ -411,6 +466,8 @@ static Suite *websocket_suite(void) {
   tcase_add_test(tc, test_dropped_connection);
   tcase_add_test(tc, test_refused_stream);
   tcase_add_test(tc, test_source_pulls_the_socket);
+  tcase_add_test(tc, test_split_reads);
+  tcase_add_test(tc, test_backpressure_then_resume);
   return s;
 }
 
