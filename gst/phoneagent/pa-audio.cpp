@@ -40,10 +40,14 @@ uint8_t mulaw_encode(int16_t pcm) {
 namespace {
 struct MulawTables {
   int16_t decode[256];
+  float power[256]; /* (decode / 32768)^2 */
   uint8_t encode[65536];
   MulawTables() {
-    for (int i = 0; i < 256; i++)
+    for (int i = 0; i < 256; i++) {
       decode[i] = mulaw_decode(static_cast<uint8_t>(i));
+      float v = static_cast<float>(decode[i]) / 32768.0f;
+      power[i] = v * v;
+    }
     for (int i = 0; i < 65536; i++)
       encode[i] = mulaw_encode(static_cast<int16_t>(i - 32768));
   }
@@ -60,6 +64,16 @@ void mulaw_decode_block(const uint8_t *in, int16_t *out, size_t n) {
     out[i] = t.decode[in[i]];
 }
 
+double mulaw_mean_square(const uint8_t *in, size_t n) {
+  if (!n)
+    return 0.0;
+  const auto &t = tables();
+  double e = 0.0;
+  for (size_t i = 0; i < n; i++)
+    e += t.power[in[i]];
+  return e / static_cast<double>(n);
+}
+
 void mulaw_encode_block(const int16_t *in, uint8_t *out, size_t n) {
   const auto &t = tables();
   for (size_t i = 0; i < n; i++)
@@ -72,8 +86,14 @@ static const char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 
 std::string base64_encode(const uint8_t *data, size_t len) {
   std::string out;
-  out.resize(((len + 2) / 3) * 4);
-  char *o = out.data();
+  base64_encode_append(out, data, len);
+  return out;
+}
+
+void base64_encode_append(std::string &out, const uint8_t *data, size_t len) {
+  size_t start = out.size();
+  out.resize(start + ((len + 2) / 3) * 4);
+  char *o = out.data() + start;
   size_t i = 0;
   for (; i + 3 <= len; i += 3) {
     uint32_t v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
@@ -91,7 +111,6 @@ std::string base64_encode(const uint8_t *data, size_t len) {
     *o++ = (i + 1 < len) ? kB64[(v >> 6) & 63] : '=';
     *o++ = '=';
   }
-  return out;
 }
 
 namespace {

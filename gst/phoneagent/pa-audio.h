@@ -25,9 +25,12 @@ PA_API int16_t mulaw_decode(uint8_t u);
 PA_API uint8_t mulaw_encode(int16_t pcm);
 PA_API void mulaw_decode_block(const uint8_t *in, int16_t *out, size_t n);
 PA_API void mulaw_encode_block(const int16_t *in, uint8_t *out, size_t n);
+/* Mean of the squared samples of @n μ-law bytes, full scale = 1.0. */
+PA_API double mulaw_mean_square(const uint8_t *in, size_t n);
 
 /* ---- base64 (RFC 4648, standard alphabet, padded) ---- */
 PA_API std::string base64_encode(const uint8_t *data, size_t len);
+PA_API void base64_encode_append(std::string &out, const uint8_t *data, size_t len);
 /* Strict decoder: returns false on any character outside the alphabet, bad
  * padding or a length that is not a multiple of 4. */
 PA_API bool base64_decode(std::string_view in, std::vector<uint8_t> &out);

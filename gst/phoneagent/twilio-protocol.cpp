@@ -440,6 +440,12 @@ ParseResult parse_inbound_reference(std::string_view text, InboundMessage &out, 
 
 void json_escape_append(std::string &out, std::string_view s) {
   static const char hex[] = "0123456789abcdef";
+  /* the usual case (SIDs, mark names): nothing to escape */
+  size_t plain = 0;
+  while (plain < s.size() && static_cast<unsigned char>(s[plain]) >= 0x20 && s[plain] != '"' && s[plain] != '\\')
+    plain++;
+  out.append(s.data(), plain);
+  s.remove_prefix(plain);
   for (char ch : s) {
     unsigned char c = static_cast<unsigned char>(ch);
     switch (c) {
@@ -474,7 +480,7 @@ std::string build_media(std::string_view stream_sid, const uint8_t *mulaw, size_
   out += "{\"event\":\"media\",\"streamSid\":";
   append_quoted(out, stream_sid);
   out += ",\"media\":{\"payload\":\"";
-  out += base64_encode(mulaw, len);
+  base64_encode_append(out, mulaw, len);
   out += "\"}}";
   return out;
 }

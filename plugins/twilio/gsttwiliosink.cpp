@@ -289,12 +289,7 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
     if (!(mark ? pa_call_send_media_and_mark : pa_call_send_media)(st.call, st.held.data(), n)) {
       st.not_started_bytes += n;
     } else {
-      double e = 0;
-      for (size_t i = 0; i < n; i++) {
-        double v = pa::mulaw_decode(st.held[i]) / 32768.0;
-        e += v * v;
-      }
-      st.level_pow += (e / static_cast<double>(n) - st.level_pow) * std::min(1.0, n / 800.0);
+      st.level_pow += (pa::mulaw_mean_square(st.held.data(), n) - st.level_pow) * std::min(1.0, n / 800.0);
       st.play_end += gst_util_uint64_scale(n, GST_SECOND, 8000);
       st.since_mark = mark ? 0 : st.since_mark + n;
     }

@@ -265,6 +265,39 @@ GST_START_TEST(test_mulaw) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_mulaw_mean_square) {
+  std::vector<uint8_t> u(1000);
+  for (size_t i = 0; i < u.size(); i++)
+    u[i] = static_cast<uint8_t>(i * 7 + 3);
+  double ref = 0;
+  for (uint8_t b : u) {
+    double v = mulaw_decode(b) / 32768.0;
+    ref += v * v;
+  }
+  ref /= static_cast<double>(u.size());
+  fail_unless(std::fabs(mulaw_mean_square(u.data(), u.size()) - ref) < 1e-6 * ref, "%g", ref);
+  std::vector<uint8_t> silence(160, kMulawSilence);
+  fail_unless(mulaw_mean_square(silence.data(), silence.size()) == 0.0);
+  fail_unless(mulaw_mean_square(nullptr, 0) == 0.0);
+}
+GST_END_TEST;
+
+/* Names go through JSON escaping intact: plain text (the fast path), then
+ * quotes, backslashes and control characters anywhere in it. */
+GST_START_TEST(test_json_escaping_roundtrip) {
+  for (std::string name : {std::string("item_1:240:g0:m12"), std::string("say \"hi\" \\ bye"),
+                           std::string("tab\there\nnew line\x01\x1f end"), std::string("\"leading quote"),
+                           std::string(""), std::string("caf\xc3\xa9 \xe2\x82\xac")}) {
+    std::string msg = twilio::build_mark("MZ\"odd\\sid", name);
+    twilio::OutboundMessage o;
+    std::string err;
+    fail_unless(twilio::parse_outbound(msg, o, err) == twilio::ParseResult::Ok, "%s: %s", msg.c_str(), err.c_str());
+    assert_str(o.mark_name, name);
+    assert_str(o.stream_sid, "MZ\"odd\\sid");
+  }
+}
+GST_END_TEST;
+
 GST_START_TEST(test_base64) {
   for (size_t len = 0; len < 40; len++) {
     std::vector<uint8_t> in(len);
@@ -277,6 +310,9 @@ GST_START_TEST(test_base64) {
     std::vector<uint8_t> out;
     fail_unless(base64_decode(enc, out));
     fail_unless(out == in);
+    std::string appended = "prefix:";
+    base64_encode_append(appended, in.data(), in.size());
+    assert_str(appended, "prefix:" + enc);
   }
   std::vector<uint8_t> out;
   fail_if(base64_decode("abc", out));
@@ -363,6 +399,8 @@ static Suite *twilio_lib_suite(void) {
   tcase_add_test(tc, test_build_outbound_exact_fields);
   tcase_add_test(tc, test_twiml);
   tcase_add_test(tc, test_mulaw);
+  tcase_add_test(tc, test_mulaw_mean_square);
+  tcase_add_test(tc, test_json_escaping_roundtrip);
   tcase_add_test(tc, test_base64);
   tcase_add_test(tc, test_wav_and_resample);
   return s;
