@@ -144,6 +144,16 @@ struct TopFields {
   InnerFields media, mark;
 };
 
+/* Bytes a string may hold on the fast path: printable ASCII but '"' and '\\'. */
+struct PlainBytes {
+  bool ok[256];
+  PlainBytes() {
+    for (int c = 0; c < 256; c++)
+      ok[c] = c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+  }
+};
+const PlainBytes kPlain;
+
 class Scanner {
 public:
   explicit Scanner(std::string_view t) : p_(t.data()), end_(t.data() + t.size()) {}
@@ -167,18 +177,13 @@ public:
     if (!lit('"'))
       return false;
     const char *s = p_;
-    while (p_ < end_) {
-      unsigned char c = static_cast<unsigned char>(*p_);
-      if (c == '"') {
-        out = std::string_view(s, static_cast<size_t>(p_ - s));
-        p_++;
-        return true;
-      }
-      if (c == '\\' || c < 0x20 || c >= 0x80)
-        return false;
+    while (p_ < end_ && kPlain.ok[static_cast<unsigned char>(*p_)])
       p_++;
-    }
-    return false;
+    if (p_ == end_ || *p_ != '"')
+      return false; /* an escape, a control or non-ASCII byte, or no end */
+    out = std::string_view(s, static_cast<size_t>(p_ - s));
+    p_++;
+    return true;
   }
   bool at_end() {
     ws();
