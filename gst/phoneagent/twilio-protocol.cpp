@@ -12,6 +12,19 @@
 
 namespace pa::twilio {
 
+namespace {
+/* Printable ASCII but '"' and '\\': what a string may hold on the parser's
+ * fast path, and what json_escape_append() copies as it is. */
+struct PlainBytes {
+  bool ok[256];
+  PlainBytes() {
+    for (int c = 0; c < 256; c++)
+      ok[c] = c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+  }
+};
+const PlainBytes kPlain;
+} // namespace
+
 const char *event_name(Event e) {
   switch (e) {
   case Event::Connected: return "connected";
@@ -144,15 +157,6 @@ struct TopFields {
   InnerFields media, mark;
 };
 
-/* Bytes a string may hold on the fast path: printable ASCII but '"' and '\\'. */
-struct PlainBytes {
-  bool ok[256];
-  PlainBytes() {
-    for (int c = 0; c < 256; c++)
-      ok[c] = c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
-  }
-};
-const PlainBytes kPlain;
 
 class Scanner {
 public:
@@ -447,7 +451,7 @@ void json_escape_append(std::string &out, std::string_view s) {
   static const char hex[] = "0123456789abcdef";
   /* the usual case (SIDs, mark names): nothing to escape */
   size_t plain = 0;
-  while (plain < s.size() && static_cast<unsigned char>(s[plain]) >= 0x20 && s[plain] != '"' && s[plain] != '\\')
+  while (plain < s.size() && kPlain.ok[static_cast<unsigned char>(s[plain])])
     plain++;
   out.append(s.data(), plain);
   s.remove_prefix(plain);
