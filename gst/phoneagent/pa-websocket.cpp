@@ -133,9 +133,10 @@ class MediaSocket final : public CallTransport, public std::enable_shared_from_t
 public:
   MediaSocket(GSocket *socket, std::shared_ptr<SocketLoop::Impl> loop, int epfd, PaCall *call, size_t max_message,
               std::function<void()> on_closed)
-      : socket_(G_SOCKET(g_object_ref(socket))), fd_(g_socket_get_fd(socket)), epfd_(epfd), loop_(loop),
-        call_(call ? PA_CALL(g_object_ref(call)) : nullptr), max_message_(max_message),
-        on_closed_(std::move(on_closed)) {}
+      : socket_(G_SOCKET(g_object_ref(socket))), fd_(g_socket_get_fd(socket)), epfd_(epfd),
+        /* made now, not on the first pump(): a wake() must never be lost */
+        evfd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), loop_(loop), call_(call ? PA_CALL(g_object_ref(call)) : nullptr),
+        max_message_(max_message), on_closed_(std::move(on_closed)) {}
   ~MediaSocket() override {
     g_object_unref(socket_);
     if (call_)
@@ -168,11 +169,7 @@ public:
     int fd, evfd;
     {
       std::lock_guard<std::mutex> g(wlock_);
-      if (fd_ < 0 || !call_ || stop_pulling_)
-        return false;
-      if (evfd_ < 0)
-        evfd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-      if (evfd_ < 0)
+      if (fd_ < 0 || !call_ || stop_pulling_ || evfd_ < 0)
         return false;
       if (!pulled_) {
         pulled_ = true;
@@ -563,7 +560,7 @@ private:
   GSocket *socket_;
   int fd_;
   int epfd_;
-  int evfd_ = -1; /* wakes a puller */
+  int evfd_; /* wakes a puller (-1 if it could not be made: then nobody pulls) */
   std::string wbuf_;
   size_t woff_ = 0;
   bool want_write_ = false;
