@@ -97,8 +97,8 @@ void unmask(uint8_t *data, size_t len, const uint8_t mask[4]) {
     data[i] ^= mask[i & 3];
 }
 
-void append_frame(std::string &out, Opcode opcode, std::string_view payload) {
-  uint8_t hdr[10];
+void append_frame(std::string &out, Opcode opcode, std::string_view payload, const uint8_t *mask) {
+  uint8_t hdr[14];
   size_t n = payload.size(), hl;
   hdr[0] = 0x80 | static_cast<uint8_t>(opcode);
   if (n < 126) {
@@ -115,8 +115,16 @@ void append_frame(std::string &out, Opcode opcode, std::string_view payload) {
       hdr[2 + i] = static_cast<uint8_t>(uint64_t(n) >> (56 - 8 * i));
     hl = 10;
   }
+  if (mask) {
+    hdr[1] |= 0x80;
+    memcpy(hdr + hl, mask, 4);
+    hl += 4;
+  }
   out.append(reinterpret_cast<const char *>(hdr), hl);
+  size_t start = out.size();
   out.append(payload);
+  if (mask)
+    unmask(reinterpret_cast<uint8_t *>(out.data()) + start, n, mask); /* XOR: masking is unmasking */
 }
 
 } // namespace ws

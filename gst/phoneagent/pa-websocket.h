@@ -87,8 +87,10 @@ enum class Decode { Incomplete, Ok, Error };
 PA_API Decode decode_header(const uint8_t *data, size_t len, FrameHeader &h, std::string &error);
 /* XORs @len bytes with the mask, in place. */
 PA_API void unmask(uint8_t *data, size_t len, const uint8_t mask[4]);
-/* Appends an unmasked (server) frame with FIN set. */
-PA_API void append_frame(std::string &out, Opcode opcode, std::string_view payload);
+/* Appends a frame with FIN set: unmasked (a server's) or, with @mask, masked
+ * with those four bytes (a client's). */
+PA_API void append_frame(std::string &out, Opcode opcode, std::string_view payload,
+                         const uint8_t *mask = nullptr);
 
 } // namespace ws
 

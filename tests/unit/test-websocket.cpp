@@ -183,6 +183,16 @@ GST_START_TEST(test_codec) {
     for (size_t k = 0; k < h.header_len; k++)
       fail_unless(ws::decode_header(d, k, h, err) == ws::Decode::Incomplete, "%zu: prefix %zu", n, k);
   }
+  /* the library's masked frames are what a client sends */
+  const uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
+  for (size_t n : {size_t(0), size_t(11), size_t(300), size_t(70000)}) {
+    std::string payload(n, 'q');
+    for (size_t i = 0; i < n; i++)
+      payload[i] = static_cast<char>(i * 31);
+    std::string lib;
+    ws::append_frame(lib, ws::Opcode::Binary, payload, key);
+    assert_str(lib, client_frame(ws::Opcode::Binary, payload));
+  }
   std::string masked = client_frame(ws::Opcode::Binary, "hello world");
   ws::FrameHeader h;
   std::string err;
