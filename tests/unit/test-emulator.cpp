@@ -243,6 +243,32 @@ GST_START_TEST(test_clear_figures) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_echo) {
+  EchoSpec e;
+  std::string err;
+  fail_unless(parse_echo("-20", e, err));
+  fail_unless(e.enabled && e.gain_db == -20.0 && e.delay_ms == 40);
+  fail_unless(parse_echo("-15.5:50", e, err));
+  fail_unless(e.gain_db == -15.5 && e.delay_ms == 40); /* rounded down to a frame */
+  fail_if(parse_echo("3", e, err));                   /* a gain, never an amplification */
+  fail_if(parse_echo("-20:2000", e, err));
+  fail_if(parse_echo("loud", e, err));
+
+  /* silence plus the heard audio 20 dB down: 1/10 of its amplitude */
+  std::vector<int16_t> tone(160);
+  for (size_t i = 0; i < tone.size(); i++)
+    tone[i] = static_cast<int16_t>(16000 * std::sin(2 * M_PI * 400 * static_cast<double>(i) / 8000));
+  std::vector<uint8_t> heard(160), silence(160, 0xFF), out(160);
+  pa::mulaw_encode_block(tone.data(), heard.data(), tone.size());
+  mix_echo_mulaw(silence.data(), heard.data(), 0.1, out.data(), out.size());
+  fail_unless(std::fabs(mulaw_level_db(out.data(), out.size()) - (mulaw_level_db(heard.data(), heard.size()) - 20)) <
+              0.5);
+  /* no echo: the caller's audio unchanged */
+  mix_echo_mulaw(heard.data(), silence.data(), 0.1, out.data(), out.size());
+  fail_unless(out == heard);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_levels) {
   auto silence = std::vector<uint8_t>(160, pa::kMulawSilence);
   fail_unless(mulaw_level_db(silence.data(), silence.size()) < -100);
@@ -483,6 +509,7 @@ static Suite *emulator_suite(void) {
   tcase_add_test(tc, test_playout_underruns);
   tcase_add_test(tc, test_playout_runs);
   tcase_add_test(tc, test_clear_figures);
+  tcase_add_test(tc, test_echo);
   tcase_add_test(tc, test_turns);
   tcase_add_test(tc, test_levels);
   tcase_add_test(tc, test_percentiles);

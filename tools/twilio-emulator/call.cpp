@@ -3,11 +3,14 @@
 #include "call.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <functional>
 
 #include "capture.h"
 #include "fast-parse.h"
 #include "pa-audio.h"
+#include "synth.h"
 #include "turns.h"
 #include "twilio-protocol.h"
 
@@ -97,6 +100,8 @@ void Call::begin_stream(int64_t tick, int64_t ideal_us) {
   report_.pacing_us.reserve(script_.media_frames);
   if (!opt_.out_dir.empty())
     heard_.reserve(expected_frames * playout_.frame_bytes());
+  if (opt_.echo.enabled)
+    echo_ring_.assign(static_cast<size_t>(opt_.echo.delay_ms / 20 + 1) * playout_.frame_bytes(), pa::kMulawSilence);
 }
 
 void Call::on_tick(int64_t tick, int64_t ideal_us) {
@@ -130,6 +135,10 @@ void Call::tick_play() {
   for (const auto &name : released_)
     echo_mark(name);
   heard_db_.push_back(mulaw_level_db(frame, sizeof frame));
+  if (!echo_ring_.empty()) {
+    size_t slots = echo_ring_.size() / sizeof frame;
+    memcpy(echo_ring_.data() + heard_server_.size() % slots * sizeof frame, frame, sizeof frame);
+  }
   heard_server_.push_back(static_cast<uint8_t>(playout_.last_tick_bytes()));
   if (!opt_.out_dir.empty())
     heard_.insert(heard_.end(), frame, frame + sizeof frame);
@@ -161,8 +170,20 @@ void Call::send_event(const CallerEvent &e, int64_t ideal_us) {
     break;
   }
   case CallerEventKind::Media: {
-    std::string msg = tw::build_inbound_media(++seq_, sid, e.chunk, e.timestamp_ms, script_.audio.data() + e.offset,
-                                              e.len);
+    const uint8_t *audio = script_.audio.data() + e.offset;
+    if (!echo_ring_.empty() && e.len == playout_.frame_bytes()) {
+      /* the frame the caller heard delay_ms before this one's start */
+      const size_t fb = playout_.frame_bytes(), slots = echo_ring_.size() / fb;
+      int64_t k = e.timestamp_ms / 20 - opt_.echo.delay_ms / 20;
+      int64_t played = static_cast<int64_t>(heard_server_.size());
+      if (k >= 0 && k < played && k > played - static_cast<int64_t>(slots)) {
+        echo_frame_.resize(fb);
+        mix_echo_mulaw(audio, echo_ring_.data() + static_cast<size_t>(k) % slots * fb,
+                       std::pow(10.0, opt_.echo.gain_db / 20.0), echo_frame_.data(), fb);
+        audio = echo_frame_.data();
+      }
+    }
+    std::string msg = tw::build_inbound_media(++seq_, sid, e.chunk, e.timestamp_ms, audio, e.len);
     int64_t now = g_get_monotonic_time();
     report_.pacing_us.push_back(static_cast<int32_t>(std::clamp<int64_t>(now - ideal_us, INT32_MIN, INT32_MAX)));
     send_text(msg);
