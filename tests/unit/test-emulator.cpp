@@ -263,6 +263,14 @@ GST_START_TEST(test_echo) {
   mix_echo_mulaw(silence.data(), heard.data(), 0.1, out.data(), out.size());
   fail_unless(std::fabs(mulaw_level_db(out.data(), out.size()) - (mulaw_level_db(heard.data(), heard.size()) - 20)) <
               0.5);
+  /* which played frame echoes where: media frame j (timestamp 20j) leaves
+   * at tick j+1, when frames 0..j have played; with 40 ms of delay it
+   * carries frame j-2, the oldest of the 3 kept */
+  fail_unless_equals_int(echo_source_frame(200, 40, 11, 3), 8);
+  fail_unless_equals_int(echo_source_frame(200, 0, 11, 1), 10);
+  fail_unless_equals_int(echo_source_frame(20, 40, 2, 3), -1);  /* before the stream */
+  fail_unless_equals_int(echo_source_frame(200, 40, 8, 3), -1);  /* not played yet */
+  fail_unless_equals_int(echo_source_frame(200, 40, 12, 3), -1); /* no longer kept */
   /* no echo: the caller's audio unchanged */
   mix_echo_mulaw(heard.data(), silence.data(), 0.1, out.data(), out.size());
   fail_unless(out == heard);

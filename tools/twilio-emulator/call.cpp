@@ -174,9 +174,9 @@ void Call::send_event(const CallerEvent &e, int64_t ideal_us) {
     if (!echo_ring_.empty() && e.len == playout_.frame_bytes()) {
       /* the frame the caller heard delay_ms before this one's start */
       const size_t fb = playout_.frame_bytes(), slots = echo_ring_.size() / fb;
-      int64_t k = e.timestamp_ms / 20 - opt_.echo.delay_ms / 20;
-      int64_t played = static_cast<int64_t>(heard_server_.size());
-      if (k >= 0 && k < played && k > played - static_cast<int64_t>(slots)) {
+      int64_t k = echo_source_frame(e.timestamp_ms, opt_.echo.delay_ms, static_cast<int64_t>(heard_server_.size()),
+                                    static_cast<int64_t>(slots));
+      if (k >= 0) {
         echo_frame_.resize(fb);
         mix_echo_mulaw(audio, echo_ring_.data() + static_cast<size_t>(k) % slots * fb,
                        std::pow(10.0, opt_.echo.gain_db / 20.0), echo_frame_.data(), fb);

@@ -42,4 +42,9 @@ void mix_echo_mulaw(const uint8_t *caller, const uint8_t *heard, double gain, ui
   }
 }
 
+int64_t echo_source_frame(int64_t timestamp_ms, int64_t delay_ms, int64_t played, int64_t slots) {
+  int64_t k = timestamp_ms / 20 - delay_ms / 20;
+  return k >= 0 && k < played && k >= played - slots ? k : -1;
+}
+
 } // namespace emu

@@ -17,4 +17,10 @@ std::vector<uint8_t> synth_caller_mulaw(int64_t ms);
  * caller's side played) added at @gain (linear), into @out, clipped. */
 void mix_echo_mulaw(const uint8_t *caller, const uint8_t *heard, double gain, uint8_t *out, size_t n);
 
+/* Which played frame echoes into the caller's media frame of @timestamp_ms:
+ * the one that played @delay_ms before it (frame timestamp/20 - delay/20),
+ * if it is among the last @slots of the @played frames played so far;
+ * -1 otherwise (not played yet, or before the stream). */
+int64_t echo_source_frame(int64_t timestamp_ms, int64_t delay_ms, int64_t played, int64_t slots);
+
 } // namespace emu
