@@ -1,7 +1,8 @@
 /* gst-phone-agent: bargein benchmark. Feeds the barge-in detector (the same
  * code the element runs) synthetic caller audio, with the agent taken as
  * speaking throughout, and prints:
- *   - for a noise set (line noise, hum, coughs, clicks, DTMF, a noise step
+ *   - for a noise set (line noise, hum, pink hiss, music-like tones, coughs,
+ *     clicks, DTMF, a noise step
  *     after digital silence): pauses and false barge-ins;
  *   - for a speech set (speech-like voiced sound at several levels over
  *     line noise, espeak-ng sentences): detection and reaction times
@@ -70,6 +71,20 @@ int main(int argc, char **argv) {
     noise.push_back({"60 Hz hum + harmonics over -50 dBFS hiss, 10 s", x});
   }
   {
+    sig::Pcm x = line(1000, -60, 13);
+    for (int k = 0; k < 5; k++) {
+      sig::mix(x, sig::pink(2000, -45 + 3 * k, 300 + k), 1000 + k * 3000);
+    }
+    sig::append(x, line(1000, -60, 14));
+    noise.push_back({"5 bursts of pink hiss, 2 s, -45..-33 dBFS", x});
+  }
+  {
+    sig::Pcm x = line(1000, -60, 15);
+    for (int k = 0; k < 4; k++)
+      sig::mix(x, sig::music(3000, -35 + 3 * k, 400 + k), 1000 + k * 4000);
+    noise.push_back({"4 bursts of music-like tones, 3 s, -35..-26 dBFS", x});
+  }
+  {
     sig::Pcm x = sig::silence(2000);
     sig::append(x, line(8000, -35, 7));
     noise.push_back({"digital silence, then -35 dBFS noise (step)", x});
@@ -117,8 +132,23 @@ int main(int argc, char **argv) {
       snprintf(name, sizeof name, "voiced F0 %.0f Hz at %.0f dBFS over -55 dBFS", f0, db);
       speech.push_back({name, x});
     }
-  for (const char *text : {"Stop.", "Stop, stop.", "Wait, stop.", "Hello?", "Actually I need to talk to a person.", "No no no, that's wrong."}) {
-    sig::Pcm s = sig::espeak(text, -22);
+  struct Said {
+    const char *text, *voice;
+    double db;
+  };
+  const Said said[] = {{"Stop.", "", -22},
+                       {"Stop, stop.", "", -22},
+                       {"Wait, stop.", "", -22},
+                       {"Hello?", "", -22},
+                       {"Actually I need to talk to a person.", "", -22},
+                       {"No no no, that's wrong.", "", -22},
+                       {"Stop, stop, I already know that.", "en-gb+f2", -15},
+                       {"Stop, stop, I already know that.", "en+m1", -28},
+                       {"Stop, stop, I already know that.", "en-gb", -27},
+                       {"Actually, I would like to talk to someone.", "en-us+f4", -28}};
+  for (const Said &w : said) {
+    const char *text = w.text;
+    sig::Pcm s = sig::espeak(text, w.db, w.voice);
     if (s.empty())
       continue;
     size_t first = 0;
@@ -127,7 +157,10 @@ int main(int argc, char **argv) {
     sig::Pcm x = line(1000, -55, 15);
     sig::mix(x, sig::Pcm(s.begin() + static_cast<long>(first), s.end()), 1000);
     sig::append(x, line(500, -55, 16));
-    speech.push_back({std::string("espeak-ng \"") + text + "\"", x});
+    std::string name = std::string("espeak-ng \"") + text + "\"";
+    if (*w.voice)
+      name += std::string(" ") + w.voice + " " + std::to_string(static_cast<int>(w.db));
+    speech.push_back({name, x});
   }
   printf("%-52s %9s %12s %12s\n", "speech set (true onset 1000 ms)", "detected", "onset err", "reaction");
   for (auto &c : speech) {

@@ -125,6 +125,10 @@ double periodicity(const int16_t *x, size_t n, size_t win, int rate) {
 static const unsigned kTurnGapMs = 600;
 static const double kMinPeriodicity = 0.5;
 static const unsigned kMaxCandidateMs = 1000;
+/* quiet that ends a burst with some voicing in it (outside backchannel
+ * mode): the gap between two words, as in "Stop, stop", does not end it */
+static const unsigned kVoicedHangoverMs = 350;
+static const unsigned kVoicedForHangoverMs = 40;
 
 Detector::Detector(int rate, const Params &params) : rate_(rate), p_(params) {
   vad_.reset(new Vad(rate, p_.vad_aggressiveness));
@@ -249,7 +253,9 @@ Decision Detector::process(const int16_t *pcm, const std::function<AgentState()>
       state_ = State::Ignored;
       d.action = Action::Resume;
       d.reason = "not-speech";
-    } else if (quiet_ms_ >= p_.hangover_ms) {
+    } else if (quiet_ms_ >= (!p_.backchannel && voiced_ms_ >= kVoicedForHangoverMs
+                                 ? std::max(p_.hangover_ms, kVoicedHangoverMs)
+                                 : p_.hangover_ms)) {
       state_ = State::Idle;
       d.action = Action::Resume;
       if (fi.dtmf || dtmf_hold_)

@@ -31,8 +31,10 @@
  *    response, clears twiliosink and truncates the conversation at what the
  *    caller heard), then `phoneagent/resume` (nothing is left to resume after
  *    the clear; this only ends the pause). If instead the burst ends (quiet for
- *    #GstBargein:hangover-ms) before that, it was a cough, a click, a key
- *    press or a backchannel: bargein sends `phoneagent/resume` and twiliosink
+ *    #GstBargein:hangover-ms, or for at least 350 ms once it holds 40 ms of
+ *    voiced sound and #GstBargein:backchannel is off, so that the gap between
+ *    two short words does not end it) before that, it was a cough, a click,
+ *    a key press or a backchannel: bargein sends `phoneagent/resume` and twiliosink
  *    goes on exactly where it stopped, nothing lost. A burst loud for over a
  *    second without becoming speech (a change of line noise) is rejected
  *    too, as `not-speech`.
@@ -572,7 +574,8 @@ static void gst_bargein_class_init(GstBargeinClass *klass) {
                         DEFAULT_ONSET_MS, rw));
   g_object_class_install_property(gobject_class, PROP_HANGOVER_MS,
       g_param_spec_uint("hangover-ms", "Hangover",
-                        "Quiet (ms) that ends a burst; a paused burst that ends before min-speech-ms resumes the agent",
+                        "Quiet (ms) that ends a burst; a paused burst that ends before min-speech-ms resumes the agent. "
+                        "A burst with 40 ms of voiced sound ends after at least 350 ms (unless backchannel is set)",
                         10, 2000, DEFAULT_HANGOVER_MS, rw));
   g_object_class_install_property(gobject_class, PROP_SNR_DB,
       g_param_spec_double("snr-db", "Signal to noise",

@@ -73,7 +73,11 @@
  * caller has not fully heard a `conversation.item.truncate` with
  * `audio_end_ms` = min(played-ms reported by `phoneagent/heard`, audio
  * generated for the item); items that never reached the sink are truncated at
- * 0. Late audio deltas of the cancelled response are dropped.
+ * 0. Late audio deltas of the cancelled response are dropped. With
+ * #GstRealtimeModel:interrupt-response off, `speech_started` does not
+ * interrupt (the server does not cancel either): only `phoneagent/barge-in`
+ * does, so `bargein ! realtimemodel interrupt-response=false` interrupts on
+ * bargein's local VAD alone.
  *
  * ## Function calls
  *
@@ -1338,7 +1342,12 @@ static void handle_event_locked(GstRealtimeModel *self, pa::rt::ServerEvent &ev,
     out.post(gst_structure_new("realtime-speech-started", "item-id", G_TYPE_STRING, ev.item_id.c_str(),
                                "audio-start-ms", G_TYPE_INT64, static_cast<gint64>(ev.audio_start_ms), nullptr));
     rt.turn_open = false;
-    out.later([self, onset] { do_barge_in(self, "server-vad", onset, running_time(GST_ELEMENT(self))); });
+    /* with interrupt-response off, the model's VAD does not interrupt the
+     * agent: only phoneagent/barge-in does (bargein's local VAD alone) */
+    if (s.interrupt_response)
+      out.later([self, onset] { do_barge_in(self, "server-vad", onset, running_time(GST_ELEMENT(self))); });
+    else
+      GST_DEBUG_OBJECT(self, "speech_started: interrupt-response is off, no barge-in");
     break;
   }
   case EventKind::SpeechStopped:
@@ -2910,7 +2919,9 @@ static void gst_realtime_model_class_init(GstRealtimeModelClass *klass) {
                         GST_TYPE_REALTIME_MODEL_EAGERNESS, DEFAULT_EAGERNESS, rw));
   g_object_class_install_property(gobject_class, PROP_INTERRUPT_RESPONSE,
       g_param_spec_boolean("interrupt-response", "Interrupt response",
-                           "The server cancels the agent's response when the caller starts speaking",
+                           "The caller's speech as the model's VAD hears it (speech_started) interrupts the agent: the server "
+                           "cancels its response and this element clears and truncates. Off: only phoneagent/barge-in "
+                           "events (bargein) interrupt",
                            DEFAULT_INTERRUPT_RESPONSE, rw));
   g_object_class_install_property(gobject_class, PROP_CREATE_RESPONSE,
       g_param_spec_boolean("create-response", "Create response",

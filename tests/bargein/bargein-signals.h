@@ -50,6 +50,42 @@ inline Pcm noise(int ms, double db, guint32 seed = 1) {
   return x;
 }
 
+/* pink-ish noise (Paul Kellet's economy filter: -3 dB per octave) with an
+ * RMS level of @db dBFS */
+inline Pcm pink(int ms, double db, guint32 seed = 1) {
+  Pcm w = noise(ms, 0, seed), x(w.size());
+  double b0 = 0, b1 = 0, b2 = 0;
+  for (size_t i = 0; i < w.size(); i++) {
+    b0 = 0.99765 * b0 + w[i] * 0.0990460;
+    b1 = 0.96300 * b1 + w[i] * 0.2965164;
+    b2 = 0.57000 * b2 + w[i] * 1.0526913;
+    x[i] = b0 + b1 + b2 + w[i] * 0.1848;
+  }
+  scale_to(x, db);
+  return x;
+}
+
+/* music-like: notes of 150-400 ms (C4 to E5) with three harmonics, a soft
+ * attack and a decay, at @db dBFS */
+inline Pcm music(int ms, double db, guint32 seed = 1) {
+  static const double notes[] = {262, 294, 330, 349, 392, 440, 494, 523, 587, 659};
+  GRand *r = g_rand_new_with_seed(seed);
+  Pcm x(samples(ms));
+  size_t i = 0;
+  while (i < x.size()) {
+    double f = notes[g_rand_int_range(r, 0, 10)];
+    size_t len = samples(g_rand_int_range(r, 150, 400));
+    for (size_t k = 0; k < len && i < x.size(); k++, i++) {
+      double t = static_cast<double>(k) / kRate;
+      double env = std::min(1.0, t * 40) * std::exp(-t * 3);
+      x[i] = env * (std::sin(2 * M_PI * f * t) + 0.5 * std::sin(4 * M_PI * f * t) + 0.25 * std::sin(6 * M_PI * f * t));
+    }
+  }
+  g_rand_free(r);
+  scale_to(x, db);
+  return x;
+}
+
 /* a two-pole resonator */
 inline void resonate(Pcm &x, double f, double bw) {
   double rr = std::exp(-M_PI * bw / kRate);
@@ -155,16 +191,18 @@ inline std::vector<uint8_t> to_mulaw(const Pcm &x) {
   return out;
 }
 
-/* espeak-ng speaking @text at 8 kHz, scaled to @db; empty when espeak-ng is
- * missing or fails */
-inline Pcm espeak(const std::string &text, double db) {
+/* espeak-ng speaking @text at 8 kHz (voice @voice, e.g. "en-gb+f2"; default
+ * "en"), scaled to @db; empty when espeak-ng is missing or fails */
+inline Pcm espeak(const std::string &text, double db, const std::string &voice = "") {
   gchar *path = nullptr;
   int fd = g_file_open_tmp("bargein-XXXXXX.wav", &path, nullptr);
   if (fd < 0)
     return {};
   close(fd);
   gchar *quoted = g_shell_quote(text.c_str());
-  std::string cmd = std::string("espeak-ng -w ") + path + " " + quoted + " 2>/dev/null";
+  gchar *v = g_shell_quote(voice.empty() ? "en" : voice.c_str());
+  std::string cmd = std::string("espeak-ng -v ") + v + " -w " + path + " " + quoted + " 2>/dev/null";
+  g_free(v);
   g_free(quoted);
   Pcm out;
   if (system(cmd.c_str()) == 0) {

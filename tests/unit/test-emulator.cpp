@@ -133,6 +133,45 @@ GST_START_TEST(test_playout_underruns) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_playout_runs) {
+  PlayoutBuffer pb(160, 8000);
+  std::vector<std::string> rel;
+  uint8_t frame[160];
+  auto a = bytes(1600);
+
+  fail_unless_equals_int(pb.run_played_bytes(), 0);
+  pb.tick(frame, rel);
+  fail_unless_equals_int(pb.last_tick_bytes(), 0);
+  /* a run: 400 bytes, the last frame partial */
+  pb.push_audio(a.data(), 400);
+  pb.tick(frame, rel);
+  fail_unless_equals_int(pb.last_tick_bytes(), 160);
+  pb.tick(frame, rel);
+  pb.tick(frame, rel);
+  fail_unless_equals_int(pb.last_tick_bytes(), 80);
+  fail_unless_equals_int(pb.run_played_bytes(), 400);
+  /* an underrun (60 ms) does not end the run */
+  for (int i = 0; i < 3; i++)
+    pb.tick(frame, rel);
+  pb.push_audio(a.data(), 160);
+  pb.tick(frame, rel);
+  fail_unless_equals_int(pb.run_played_bytes(), 560);
+  /* a silence of 1 s does: the next audio starts a new run */
+  for (int i = 0; i < 50; i++)
+    pb.tick(frame, rel);
+  fail_unless_equals_int(pb.run_played_bytes(), 560); /* the last run's figure stays until then */
+  pb.push_audio(a.data(), 320);
+  pb.tick(frame, rel);
+  fail_unless_equals_int(pb.run_played_bytes(), 160);
+  /* a clear ends the run too */
+  pb.clear(rel);
+  pb.push_audio(a.data(), 160);
+  pb.tick(frame, rel);
+  fail_unless_equals_int(pb.run_played_bytes(), 160);
+  fail_unless_equals_int(pb.played_bytes(), 400 + 160 + 160 + 160);
+}
+GST_END_TEST;
+
 /* ------------------------------------------------------------ turns */
 
 static std::vector<float> levels(const char *pattern) {
@@ -175,6 +214,66 @@ GST_START_TEST(test_turns) {
   auto lat2 = response_latencies(t2, levels("................................SSS"), p);
   fail_if(lat2[0].has_value());
   fail_unless_equals_int(lat2[1].value(), 40); /* loud from frame 32 = 640 ms */
+}
+GST_END_TEST;
+
+GST_START_TEST(test_clear_figures) {
+  /* frames 0-1 silent, 2-5 full, 6 partial (80 bytes), 7-9 silent, 10 full */
+  std::vector<uint8_t> sb = {0, 0, 160, 160, 160, 160, 80, 0, 0, 0, 160};
+  /* nothing played yet */
+  fail_if(last_audio_end_ms(sb, 2, 20).has_value());
+  /* after frame 4 was taken: audio stops at its end */
+  fail_unless_equals_int(*last_audio_end_ms(sb, 5, 20), 100);
+  /* with frames 7-9 silent, the last audio was frame 6 (partial counts) */
+  fail_unless_equals_int(*last_audio_end_ms(sb, 10, 20), 140);
+  fail_unless_equals_int(*last_audio_end_ms(sb, 100, 20), 220); /* clamped to what was played */
+  /* audio in the frames from 5 on that start before 200 ms: 160 + 80 bytes */
+  fail_unless(std::fabs(audio_ms_between(sb, 5, 200, 20) - 30.0) < 1e-9);
+  /* a frame starting exactly at the limit is not included */
+  fail_unless(std::fabs(audio_ms_between(sb, 5, 120, 20) - 20.0) < 1e-9);
+  fail_unless(std::fabs(audio_ms_between(sb, 5, 121, 20) - 30.0) < 1e-9);
+  fail_unless(std::fabs(audio_ms_between(sb, 7, 1000, 20) - 20.0) < 1e-9);
+  fail_unless_equals_int(audio_ms_between(sb, 20, 1000, 20), 0);
+
+  std::vector<Turn> turns = {{100, 900, true}, {2000, 2600, true}};
+  fail_unless_equals_int(latest_turn(turns, 99), -1);
+  fail_unless_equals_int(latest_turn(turns, 100), 0);
+  fail_unless_equals_int(latest_turn(turns, 1999), 0);
+  fail_unless_equals_int(latest_turn(turns, 5000), 1);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_echo) {
+  EchoSpec e;
+  std::string err;
+  fail_unless(parse_echo("-20", e, err));
+  fail_unless(e.enabled && e.gain_db == -20.0 && e.delay_ms == 40);
+  fail_unless(parse_echo("-15.5:50", e, err));
+  fail_unless(e.gain_db == -15.5 && e.delay_ms == 40); /* rounded down to a frame */
+  fail_if(parse_echo("3", e, err));                   /* a gain, never an amplification */
+  fail_if(parse_echo("-20:2000", e, err));
+  fail_if(parse_echo("loud", e, err));
+
+  /* silence plus the heard audio 20 dB down: 1/10 of its amplitude */
+  std::vector<int16_t> tone(160);
+  for (size_t i = 0; i < tone.size(); i++)
+    tone[i] = static_cast<int16_t>(16000 * std::sin(2 * M_PI * 400 * static_cast<double>(i) / 8000));
+  std::vector<uint8_t> heard(160), silence(160, 0xFF), out(160);
+  pa::mulaw_encode_block(tone.data(), heard.data(), tone.size());
+  mix_echo_mulaw(silence.data(), heard.data(), 0.1, out.data(), out.size());
+  fail_unless(std::fabs(mulaw_level_db(out.data(), out.size()) - (mulaw_level_db(heard.data(), heard.size()) - 20)) <
+              0.5);
+  /* which played frame echoes where: media frame j (timestamp 20j) leaves
+   * at tick j+1, when frames 0..j have played; with 40 ms of delay it
+   * carries frame j-2, the oldest of the 3 kept */
+  fail_unless_equals_int(echo_source_frame(200, 40, 11, 3), 8);
+  fail_unless_equals_int(echo_source_frame(200, 0, 11, 1), 10);
+  fail_unless_equals_int(echo_source_frame(20, 40, 2, 3), -1);  /* before the stream */
+  fail_unless_equals_int(echo_source_frame(200, 40, 8, 3), -1);  /* not played yet */
+  fail_unless_equals_int(echo_source_frame(200, 40, 12, 3), -1); /* no longer kept */
+  /* no echo: the caller's audio unchanged */
+  mix_echo_mulaw(heard.data(), silence.data(), 0.1, out.data(), out.size());
+  fail_unless(out == heard);
 }
 GST_END_TEST;
 
@@ -416,6 +515,9 @@ static Suite *emulator_suite(void) {
   tcase_add_test(tc, test_playout_marks);
   tcase_add_test(tc, test_playout_clear);
   tcase_add_test(tc, test_playout_underruns);
+  tcase_add_test(tc, test_playout_runs);
+  tcase_add_test(tc, test_clear_figures);
+  tcase_add_test(tc, test_echo);
   tcase_add_test(tc, test_turns);
   tcase_add_test(tc, test_levels);
   tcase_add_test(tc, test_percentiles);

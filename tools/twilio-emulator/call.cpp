@@ -3,11 +3,14 @@
 #include "call.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <functional>
 
 #include "capture.h"
 #include "fast-parse.h"
 #include "pa-audio.h"
+#include "synth.h"
 #include "turns.h"
 #include "twilio-protocol.h"
 
@@ -93,9 +96,12 @@ void Call::begin_stream(int64_t tick, int64_t ideal_us) {
   }
   size_t expected_frames = static_cast<size_t>(script_.end_us / kTickUs) + 2;
   heard_db_.reserve(expected_frames);
+  heard_server_.reserve(expected_frames);
   report_.pacing_us.reserve(script_.media_frames);
   if (!opt_.out_dir.empty())
     heard_.reserve(expected_frames * playout_.frame_bytes());
+  if (opt_.echo.enabled)
+    echo_ring_.assign(static_cast<size_t>(opt_.echo.delay_ms / 20 + 1) * playout_.frame_bytes(), pa::kMulawSilence);
 }
 
 void Call::on_tick(int64_t tick, int64_t ideal_us) {
@@ -129,6 +135,11 @@ void Call::tick_play() {
   for (const auto &name : released_)
     echo_mark(name);
   heard_db_.push_back(mulaw_level_db(frame, sizeof frame));
+  if (!echo_ring_.empty()) {
+    size_t slots = echo_ring_.size() / sizeof frame;
+    memcpy(echo_ring_.data() + heard_server_.size() % slots * sizeof frame, frame, sizeof frame);
+  }
+  heard_server_.push_back(static_cast<uint8_t>(playout_.last_tick_bytes()));
   if (!opt_.out_dir.empty())
     heard_.insert(heard_.end(), frame, frame + sizeof frame);
 }
@@ -159,8 +170,20 @@ void Call::send_event(const CallerEvent &e, int64_t ideal_us) {
     break;
   }
   case CallerEventKind::Media: {
-    std::string msg = tw::build_inbound_media(++seq_, sid, e.chunk, e.timestamp_ms, script_.audio.data() + e.offset,
-                                              e.len);
+    const uint8_t *audio = script_.audio.data() + e.offset;
+    if (!echo_ring_.empty() && e.len == playout_.frame_bytes()) {
+      /* the frame the caller heard delay_ms before this one's start */
+      const size_t fb = playout_.frame_bytes(), slots = echo_ring_.size() / fb;
+      int64_t k = echo_source_frame(e.timestamp_ms, opt_.echo.delay_ms, static_cast<int64_t>(heard_server_.size()),
+                                    static_cast<int64_t>(slots));
+      if (k >= 0) {
+        echo_frame_.resize(fb);
+        mix_echo_mulaw(audio, echo_ring_.data() + static_cast<size_t>(k) % slots * fb,
+                       std::pow(10.0, opt_.echo.gain_db / 20.0), echo_frame_.data(), fb);
+        audio = echo_frame_.data();
+      }
+    }
+    std::string msg = tw::build_inbound_media(++seq_, sid, e.chunk, e.timestamp_ms, audio, e.len);
     int64_t now = g_get_monotonic_time();
     report_.pacing_us.push_back(static_cast<int32_t>(std::clamp<int64_t>(now - ideal_us, INT32_MIN, INT32_MAX)));
     send_text(msg);
@@ -250,8 +273,18 @@ void Call::on_transport_text(const char *data, size_t len) {
     ClearResult c;
     c.t_ms = static_cast<double>(stream_time_us()) / 1000.0;
     c.dropped_bytes = playout_.buffered();
-    if (auto onset = latest_onset(script_.turns, static_cast<int64_t>(c.t_ms)))
-      c.since_onset_ms = c.t_ms - static_cast<double>(*onset);
+    c.frames_at_arrival = heard_server_.size();
+    c.played_ms_at_clear = static_cast<double>(playout_.run_played_bytes()) / 8.0;
+    c.played_total_ms = static_cast<double>(playout_.played_bytes()) / 8.0;
+    if (auto stop = last_audio_end_ms(heard_server_, heard_server_.size(), kTickUs / 1000))
+      c.audio_stop_ms = static_cast<double>(*stop);
+    c.turn = latest_turn(script_.turns, static_cast<int64_t>(c.t_ms));
+    if (c.turn >= 0) {
+      double onset = static_cast<double>(script_.turns[static_cast<size_t>(c.turn)].onset_ms);
+      c.since_onset_ms = c.t_ms - onset;
+      if (c.audio_stop_ms)
+        c.audio_stop_since_onset_ms = *c.audio_stop_ms - onset;
+    }
     report_.clears.push_back(c);
     std::vector<std::string> released;
     playout_.clear(released);
@@ -396,6 +429,16 @@ void Call::analyse() {
     if (t.end_ms + opt_.turn.end_silence_ms > end_ms)
       t.ended = false;
     turns.push_back(t);
+  }
+  /* what played after each clear until the interrupting turn ended (or the next clear came) */
+  auto &clears = report_.clears;
+  for (size_t i = 0; i < clears.size(); i++) {
+    if (clears[i].turn < 0)
+      continue;
+    int64_t until = script_.turns[static_cast<size_t>(clears[i].turn)].end_ms;
+    if (i + 1 < clears.size())
+      until = std::min(until, static_cast<int64_t>(clears[i + 1].t_ms));
+    clears[i].leaked_ms = audio_ms_between(heard_server_, clears[i].frames_at_arrival, until, kTickUs / 1000);
   }
   auto latencies = response_latencies(turns, heard_db_, opt_.turn);
   for (size_t i = 0; i < turns.size(); i++)

@@ -127,6 +127,9 @@ private:
   PlayoutBuffer playout_;
   std::vector<std::string> released_; /* reused per tick */
   std::vector<float> heard_db_;       /* level of each played frame */
+  std::vector<uint8_t> heard_server_; /* server audio bytes in each played frame */
+  std::vector<uint8_t> echo_ring_;    /* --echo: the last played frames, frame k at k % slots */
+  std::vector<uint8_t> echo_frame_;   /* --echo: the caller's frame with the echo mixed in */
   std::vector<uint8_t> heard_;        /* what the caller heard (only with --out-dir) */
   std::vector<uint8_t> received_;     /* raw received payloads (only with --out-dir) */
   /* capture lines from before the stream start, written once its time is known */

@@ -34,7 +34,7 @@ struct RawArgs {
   gchar *audio = nullptr, *replay = nullptr;
   gint replay_call = 0;
   gint tail_ms = 2000;
-  gchar *dtmf = nullptr, *gaps = nullptr;
+  gchar *dtmf = nullptr, *gaps = nullptr, *echo = nullptr;
   gint hangup_ms = -1;
   gchar **injects = nullptr;
   gint calls = 1;
@@ -48,7 +48,7 @@ struct RawArgs {
   gboolean quiet = FALSE;
 
   ~RawArgs() {
-    for (gchar *s : {url, auth_token, account_sid, from, to, connect_to, transport, audio, replay, dtmf, gaps, out_dir, report,
+    for (gchar *s : {url, auth_token, account_sid, from, to, connect_to, transport, audio, replay, dtmf, gaps, echo, out_dir, report,
                      capture})
       g_free(s);
     g_strfreev(params);
@@ -92,6 +92,10 @@ bool parse_args(int &argc, char **&argv, Options &opt) {
       {"silence-gaps", 0, 0, G_OPTION_ARG_STRING, &a.gaps,
        "Send no media in these ranges (silence suppression), e.g. 2000-2400,5000-5600", "SPEC"},
       {"hangup-ms", 0, 0, G_OPTION_ARG_INT, &a.hangup_ms, "Hang up (stop + close) at this stream time", "MS"},
+      {"echo", 0, 0, G_OPTION_ARG_STRING, &a.echo,
+       "Line echo: what the caller hears comes back in the caller's audio, DB (<= 0) below it, DELAY_MS later "
+       "(default 40, a multiple of 20)",
+       "DB[:DELAY_MS]"},
       {"inject", 0, 0, G_OPTION_ARG_STRING_ARRAY, &a.injects, inject_help.c_str(), "KIND@MS"},
       {"calls", 'n', 0, G_OPTION_ARG_INT, &a.calls, "Number of calls (default 1)", "N"},
       {"ramp-ms", 0, 0, G_OPTION_ARG_INT, &a.ramp_ms, "Spread the call starts over this time (default 0)", "MS"},
@@ -170,6 +174,8 @@ bool parse_args(int &argc, char **&argv, Options &opt) {
       (a.gaps && !emu::parse_ranges(a.gaps, opt.silence_gaps, error)))
     return fail(error);
   opt.hangup_ms = a.hangup_ms;
+  if (a.echo && !emu::parse_echo(a.echo, opt.echo, error))
+    return fail(error);
   for (gchar **p = a.injects; p && *p; p++) {
     emu::InjectSpec spec;
     if (!emu::parse_inject(*p, spec, error))

@@ -36,6 +36,7 @@ struct Options {
   std::vector<Range> silence_gaps;
   int64_t hangup_ms = -1;
   std::vector<InjectSpec> injects;
+  EchoSpec echo;                   /* --echo DB[:DELAY_MS]: what was played, back into the caller's audio */
 
   /* load */
   int calls = 1;

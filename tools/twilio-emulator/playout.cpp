@@ -55,7 +55,11 @@ void PlayoutBuffer::tick(uint8_t *out, std::vector<std::string> &released) {
   }
 
   size_t n = std::min(frame_bytes_, buffered());
+  last_tick_bytes_ = n;
   if (n) {
+    if (!playing_)
+      run_played_ = 0; /* a new playback run */
+    run_played_ += n;
     memcpy(out, data_.data() + head_, n);
     head_ += n;
     read_total_ += n;

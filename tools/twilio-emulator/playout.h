@@ -15,6 +15,12 @@
  * clear (the silence is intended) or for a gap still open when the stream
  * ends.
  *
+ * Playback runs: a run starts with the first server audio played after the
+ * stream start, after a clear, or after a silence that was not an underrun
+ * (the buffer empty for `max_gap_bytes`); run_played_bytes() is what the
+ * current (or last) run has played so far. last_tick_bytes() is how much
+ * server audio the latest tick played (the rest of its frame was silence).
+ *
  * A pure class: no clock, no I/O; the caller drives tick().
  */
 #pragma once
@@ -56,6 +62,8 @@ public:
   uint64_t underruns() const { return underruns_; }
   uint64_t underrun_bytes() const { return underrun_bytes_; }
   uint64_t played_bytes() const { return played_total_; } /* server bytes played */
+  uint64_t run_played_bytes() const { return run_played_; }
+  size_t last_tick_bytes() const { return last_tick_bytes_; }
   uint64_t cleared_bytes() const { return cleared_bytes_; }
   size_t max_buffered() const { return max_buffered_; }
 
@@ -73,6 +81,8 @@ private:
   uint64_t write_total_ = 0; /* bytes ever queued (cleared ones included) */
   uint64_t read_total_ = 0;  /* position up to which audio was taken (or cleared) */
   uint64_t played_total_ = 0;
+  uint64_t run_played_ = 0;  /* played in the current playback run */
+  size_t last_tick_bytes_ = 0;
   std::deque<Mark> marks_;
 
   bool playing_ = false;     /* audio played and no long pause/clear since */

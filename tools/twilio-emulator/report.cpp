@@ -215,6 +215,11 @@ void write_call(JsonOut &j, const CallReport &c) {
     j.key("t_ms").num(cl.t_ms, 1);
     optional_ms(j, "since_onset_ms", cl.since_onset_ms);
     j.key("dropped_ms").num(static_cast<double>(cl.dropped_bytes) / 8.0, 1);
+    optional_ms(j, "audio_stop_ms", cl.audio_stop_ms);
+    optional_ms(j, "audio_stop_since_onset_ms", cl.audio_stop_since_onset_ms);
+    j.key("played_ms_at_clear").num(cl.played_ms_at_clear, 1);
+    j.key("played_total_ms").num(cl.played_total_ms, 1);
+    optional_ms(j, "leaked_ms", cl.leaked_ms);
     j.end_object();
   }
   j.end_array();
@@ -232,7 +237,7 @@ struct Totals {
   uint64_t frames = 0, messages_sent = 0, dtmf = 0, messages_received = 0, media = 0, bytes = 0, marks = 0,
            echoed = 0, echoed_on_clear = 0, clears = 0, underruns = 0, protocol_errors = 0;
   double underrun_ms = 0, call_seconds = 0;
-  std::vector<double> pacing_us, latency_ms, clear_ms, webhook_ms, connect_ms;
+  std::vector<double> pacing_us, latency_ms, clear_ms, stop_ms, leaked_ms, webhook_ms, connect_ms;
   size_t turns_ended = 0;
   bool ok = true;
 };
@@ -269,9 +274,14 @@ Totals totals(const std::vector<CallReport> &calls) {
       if (turn.latency_ms)
         t.latency_ms.push_back(static_cast<double>(*turn.latency_ms));
     }
-    for (const auto &cl : c.clears)
+    for (const auto &cl : c.clears) {
       if (cl.since_onset_ms)
         t.clear_ms.push_back(*cl.since_onset_ms);
+      if (cl.audio_stop_since_onset_ms)
+        t.stop_ms.push_back(*cl.audio_stop_since_onset_ms);
+      if (cl.leaked_ms)
+        t.leaked_ms.push_back(*cl.leaked_ms);
+    }
     if (c.http_status)
       t.webhook_ms.push_back(c.webhook_ms);
     if (c.connect_ms > 0)
@@ -323,6 +333,8 @@ bool write_report(const std::string &path, const std::vector<CallReport> &calls,
   summary(j, "pacing_error_us", t.pacing_us, 0);
   summary(j, "response_latency_ms", t.latency_ms, 1);
   summary(j, "clear_after_onset_ms", t.clear_ms, 1);
+  summary(j, "audio_stop_after_onset_ms", t.stop_ms, 1);
+  summary(j, "leaked_ms", t.leaked_ms, 1);
   summary(j, "webhook_ms", t.webhook_ms, 1);
   summary(j, "connect_ms", t.connect_ms, 1);
   j.end_object();
@@ -403,6 +415,13 @@ void print_summary(FILE *out, const std::vector<CallReport> &calls, const RunInf
   if (c.count)
     fprintf(out, "clear after caller onset (ms): p50 %.0f  p95 %.0f  p99 %.0f  max %.0f  (%zu clears)\n", c.p50,
             c.p95, c.p99, c.max, c.count);
+  Summary st = summarize(t.stop_ms);
+  if (st.count)
+    fprintf(out, "agent audio stopped after caller onset (ms): p50 %.0f  p95 %.0f  p99 %.0f  max %.0f\n", st.p50,
+            st.p95, st.p99, st.max);
+  Summary lk = summarize(t.leaked_ms);
+  if (lk.count)
+    fprintf(out, "audio leaked after clear (ms): p50 %.0f  p95 %.0f  max %.0f\n", lk.p50, lk.p95, lk.max);
   double cpu = run.cpu_user_s + run.cpu_sys_s;
   fprintf(out, "process: wall %.1f s, cpu %.2f s user + %.2f s sys", run.wall_s, run.cpu_user_s, run.cpu_sys_s);
   if (t.call_seconds > 0)

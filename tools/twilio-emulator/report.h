@@ -23,6 +23,14 @@ struct ClearResult {
   double t_ms = 0;                      /* arrival, from stream start */
   std::optional<double> since_onset_ms; /* from the latest caller speech onset */
   size_t dropped_bytes = 0;             /* audio the clear threw away */
+  /* barge-in figures (docs/emulator.md, "Clear timing") */
+  size_t frames_at_arrival = 0;         /* frames played (taken) when it arrived */
+  int turn = -1;                        /* index of the interrupting caller turn in the script */
+  std::optional<double> audio_stop_ms;  /* end of the last frame with server audio before it */
+  std::optional<double> audio_stop_since_onset_ms;
+  double played_ms_at_clear = 0;        /* server audio played in the current playback run */
+  double played_total_ms = 0;           /* server audio played since the stream start */
+  std::optional<double> leaked_ms;      /* server audio played after it, until the turn's end */
 };
 
 struct ProtocolError {

@@ -1,6 +1,8 @@
 /* twilio-emulator: command-line spec parsers */
 #include "specs.h"
 
+#include <cmath>
+
 #include <gio/gio.h>
 
 #include <algorithm>
@@ -183,6 +185,34 @@ bool is_loopback_host(std::string_view host) {
   bool loop = g_inet_address_get_is_loopback(addr);
   g_object_unref(addr);
   return loop;
+}
+
+bool parse_echo(std::string_view spec, EchoSpec &out, std::string &error) {
+  std::string s(spec);
+  std::string db = s, delay;
+  size_t colon = s.find(':');
+  if (colon != std::string::npos) {
+    db = s.substr(0, colon);
+    delay = s.substr(colon + 1);
+  }
+  char *end = nullptr;
+  double gain = g_ascii_strtod(db.c_str(), &end);
+  if (db.empty() || *end || !std::isfinite(gain) || gain > 0 || gain < -120) {
+    error = "--echo: '" + s + "' needs a gain in dB between -120 and 0, e.g. -20 or -20:40";
+    return false;
+  }
+  int64_t d = 40;
+  if (colon != std::string::npos) {
+    d = g_ascii_strtoll(delay.c_str(), &end, 10);
+    if (delay.empty() || *end || d < 0 || d > 1000) {
+      error = "--echo: the delay in '" + s + "' must be 0..1000 ms";
+      return false;
+    }
+  }
+  out.enabled = true;
+  out.gain_db = gain;
+  out.delay_ms = d / 20 * 20;
+  return true;
 }
 
 } // namespace emu

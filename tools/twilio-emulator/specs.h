@@ -45,6 +45,15 @@ bool parse_inject(std::string_view spec, InjectSpec &out, std::string &error);
 /* The comma-separated list of kinds, for help texts. */
 std::string inject_kinds_list();
 
+/* --echo: "DB" or "DB:DELAY_MS" (DB <= 0, the echo's gain relative to
+ * what was played; DELAY_MS 0..1000, rounded down to a multiple of 20). */
+struct EchoSpec {
+  bool enabled = false;
+  double gain_db = -20.0;
+  int64_t delay_ms = 40;
+};
+bool parse_echo(std::string_view spec, EchoSpec &out, std::string &error);
+
 /* "host:port", "[::1]:8080". */
 bool parse_host_port(std::string_view spec, std::string &host, int &port, std::string &error);
 

@@ -1,6 +1,7 @@
 /* twilio-emulator: synthetic caller audio */
 #include "synth.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "pa-audio.h"
@@ -30,6 +31,20 @@ std::vector<uint8_t> synth_caller_mulaw(int64_t ms) {
   std::vector<uint8_t> out(n);
   pa::mulaw_encode_block(pcm.data(), out.data(), n);
   return out;
+}
+
+void mix_echo_mulaw(const uint8_t *caller, const uint8_t *heard, double gain, uint8_t *out, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    double v = pa::mulaw_decode(caller[i]) + gain * pa::mulaw_decode(heard[i]);
+    v = std::max(-32768.0, std::min(32767.0, v));
+    int16_t s = static_cast<int16_t>(std::lround(v));
+    pa::mulaw_encode_block(&s, &out[i], 1);
+  }
+}
+
+int64_t echo_source_frame(int64_t timestamp_ms, int64_t delay_ms, int64_t played, int64_t slots) {
+  int64_t k = timestamp_ms / 20 - delay_ms / 20;
+  return k >= 0 && k < played && k >= played - slots ? k : -1;
 }
 
 } // namespace emu

@@ -89,4 +89,27 @@ std::optional<int64_t> latest_onset(const std::vector<Turn> &turns, int64_t t_ms
   return best;
 }
 
+int latest_turn(const std::vector<Turn> &turns, int64_t t_ms) {
+  int best = -1;
+  for (size_t i = 0; i < turns.size(); i++)
+    if (turns[i].onset_ms <= t_ms)
+      best = static_cast<int>(i);
+  return best;
+}
+
+std::optional<int64_t> last_audio_end_ms(const std::vector<uint8_t> &server_bytes, size_t frames, int64_t frame_ms) {
+  for (size_t k = std::min(frames, server_bytes.size()); k > 0; k--)
+    if (server_bytes[k - 1])
+      return static_cast<int64_t>(k) * frame_ms;
+  return std::nullopt;
+}
+
+double audio_ms_between(const std::vector<uint8_t> &server_bytes, size_t from_frame, int64_t until_ms,
+                        int64_t frame_ms) {
+  uint64_t bytes = 0;
+  for (size_t k = from_frame; k < server_bytes.size() && static_cast<int64_t>(k) * frame_ms < until_ms; k++)
+    bytes += server_bytes[k];
+  return static_cast<double>(bytes) / 8.0;
+}
+
 } // namespace emu

@@ -55,4 +55,20 @@ std::vector<std::optional<int64_t>> response_latencies(const std::vector<Turn> &
 /* The latest turn onset at or before @t_ms, if any. */
 std::optional<int64_t> latest_onset(const std::vector<Turn> &turns, int64_t t_ms);
 
+/* Index of the latest turn whose onset is at or before @t_ms; -1 if none. */
+int latest_turn(const std::vector<Turn> &turns, int64_t t_ms);
+
+/* Barge-in figures from what the playout played: @server_bytes holds, per
+ * played frame from frame 0, how many of its bytes were server audio (the
+ * rest was silence inserted because the buffer was empty). */
+
+/* End (ms) of the last of the first @frames frames that played any server
+ * audio; none when none did. */
+std::optional<int64_t> last_audio_end_ms(const std::vector<uint8_t> &server_bytes, size_t frames, int64_t frame_ms);
+
+/* Server audio (ms; μ-law 8 kHz, 8 bytes per ms) played in the frames from
+ * @from_frame on that start before @until_ms. */
+double audio_ms_between(const std::vector<uint8_t> &server_bytes, size_t from_frame, int64_t until_ms,
+                        int64_t frame_ms);
+
 } // namespace emu
