@@ -140,11 +140,11 @@ void append_frame(std::string &out, Opcode opcode, std::string_view payload, con
 class MediaSocket final : public CallTransport, public std::enable_shared_from_this<MediaSocket> {
 public:
   MediaSocket(GSocket *socket, std::shared_ptr<SocketLoop::Impl> loop, int epfd, PaCall *call, size_t max_message,
-              std::function<void()> on_closed)
+              size_t max_backlog, std::function<void()> on_closed)
       : socket_(G_SOCKET(g_object_ref(socket))), fd_(g_socket_get_fd(socket)), epfd_(epfd),
         /* made now, not on the first pump(): a wake() must never be lost */
         evfd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), loop_(loop), call_(call ? PA_CALL(g_object_ref(call)) : nullptr),
-        max_message_(max_message), on_closed_(std::move(on_closed)) {}
+        max_message_(max_message), max_backlog_(max_backlog), on_closed_(std::move(on_closed)) {}
   ~MediaSocket() override {
     g_object_unref(socket_);
     if (call_)
@@ -163,6 +163,15 @@ public:
     /* while writes wait for EPOLLOUT, that flushes everything in order */
     if (!more && !want_write_)
       flush_locked();
+    if (want_write_ && wbuf_.size() - woff_ > max_backlog_ && !dropped_) {
+      /* the peer has not read for a long while (the stall check should have
+       * closed the call first): memory stays bounded whatever the settings */
+      GST_WARNING("fd %d: %zu bytes the peer does not read; dropping the connection", fd_, wbuf_.size() - woff_);
+      dropped_ = true;
+      wbuf_.clear();
+      woff_ = 0;
+      ::shutdown(fd_, SHUT_RDWR); /* the reader sees the end and finishes */
+    }
   }
 
   void close(uint16_t code, std::string_view reason) override {
@@ -572,6 +581,7 @@ private:
   std::string wbuf_;
   size_t woff_ = 0;
   bool want_write_ = false;
+  bool dropped_ = false; /* shut down for a backlog over max_backlog_ */
   bool pulled_ = false;
   bool close_sent_ = false;
   gint64 close_sent_us_ = 0;
@@ -583,6 +593,7 @@ private:
   std::mutex rlock_; /* below: the read side (and call_, which reaping drops) */
   PaCall *call_;
   size_t max_message_;
+  size_t max_backlog_;
   std::vector<uint8_t> rbuf_;
   std::vector<uint8_t> message_;
   bool in_message_ = false, message_text_ = true;
@@ -722,7 +733,8 @@ void SocketLoop::adopt(GSocket *socket, std::string initial, PaCall *call, uint1
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  auto s = std::make_shared<MediaSocket>(socket, impl_, p->epfd, call, p->limits.max_message, std::move(on_closed));
+  auto s = std::make_shared<MediaSocket>(socket, impl_, p->epfd, call, p->limits.max_message,
+                                         p->limits.max_backlog, std::move(on_closed));
   p->sockets[s.get()] = s;
   p->n_sockets = p->sockets.size();
   struct epoll_event ev = {};

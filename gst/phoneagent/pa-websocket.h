@@ -101,6 +101,7 @@ class PA_API SocketLoop {
 public:
   struct Limits {
     size_t max_message = 1024 * 1024;  /* larger messages close the socket with 1009 */
+    size_t max_backlog = 4 * 1024 * 1024; /* more unsent than this: the peer is gone, drop it */
     guint close_timeout_ms = 2000;     /* after our close frame, wait this long for the peer's */
   };
   /* Attaches to @context (nullptr: the thread-default one). */

@@ -513,6 +513,29 @@ GST_START_TEST(test_pull_and_flush_churn) {
 }
 GST_END_TEST;
 
+/* A peer that never reads again: past max-backlog the connection is
+ * dropped and the call ends, so memory stays bounded. */
+GST_START_TEST(test_backlog_limit) {
+  SocketLoop::Limits limits;
+  limits.max_backlog = 256 * 1024;
+  PaCall *call = pa_call_new(CallConfig());
+  Pair pair(call, limits);
+  int small = 4096;
+  setsockopt(pair.client, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  start_call(pair, call);
+  uint8_t frame[160];
+  memset(frame, 0x11, sizeof frame);
+  for (int i = 0; i < 10000 && !pa_call_is_ended(call); i++) {
+    pa_call_send_media(call, frame, sizeof frame);
+    if (i % 100 == 0)
+      g_main_context_iteration(pair.ctx, FALSE);
+  }
+  fail_unless(pair.run_until([&] { return pa_call_is_ended(call); }, 3000), "the call did not end");
+  assert_str(pa_call_get_end_reason(call), "connection-lost");
+  g_object_unref(call);
+}
+GST_END_TEST;
+
 static Suite *websocket_suite(void) {
   Suite *s = suite_create("websocket");
   TCase *tc = tcase_create("general");
@@ -529,6 +552,7 @@ static Suite *websocket_suite(void) {
   tcase_add_test(tc, test_split_reads);
   tcase_add_test(tc, test_backpressure_then_resume);
   tcase_add_test(tc, test_pull_and_flush_churn);
+  tcase_add_test(tc, test_backlog_limit);
   return s;
 }
 
