@@ -643,6 +643,15 @@ guint pa_call_clear(PaCall *call) {
   return gen;
 }
 
+void pa_call_raise_played(PaCall *call, const std::string &item_id, uint64_t bytes) {
+  PaCallPrivate *p = call->priv;
+  std::lock_guard<std::mutex> g(p->lock);
+  auto it = p->items.find(item_id);
+  if (it == p->items.end() || it->second.generation != p->generation)
+    return;
+  it->second.played_bytes = std::max(it->second.played_bytes, std::min(bytes, it->second.sent_bytes));
+}
+
 pa::Heard pa_call_get_heard(PaCall *call, const std::string &item_id) {
   PaCallPrivate *p = call->priv;
   std::lock_guard<std::mutex> g(p->lock);

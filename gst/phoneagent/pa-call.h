@@ -129,6 +129,11 @@ PA_API void pa_call_send_mark(PaCall *call);
 /* Sends clear: bumps the generation; pending marks are now "cleared". Returns
  * the new generation. */
 PA_API guint pa_call_clear(PaCall *call);
+/* Raises what the caller is known to have heard of @item_id to @bytes (not
+ * past what was sent), when the sender knows better than the marks: right
+ * before a clear, marks in flight are lost, but the pacing says how much of
+ * the queue Twilio has played. */
+PA_API void pa_call_raise_played(PaCall *call, const std::string &item_id, uint64_t bytes);
 /* What the caller has heard of @item_id (empty: the current item). */
 PA_API pa::Heard pa_call_get_heard(PaCall *call, const std::string &item_id);
 /* Audio sent and played in this generation, in bytes (for the sink). */

@@ -105,6 +105,10 @@ GST_DEBUG_CATEGORY_STATIC(gst_twilio_sink_debug);
 #define DEFAULT_EOS_TIMEOUT 10000
 #define DEFAULT_CLOSE_ON_EOS TRUE
 #define DEFAULT_MAX_PAUSE_MS 3000
+#define DEFAULT_PAUSE_CLEARS FALSE
+/* audio of the current item kept after it was sent, to send again what a
+ * pause-clear made Twilio drop (more than any lead) */
+static constexpr size_t kResendWindow = 2 * 8000;
 
 enum {
   PROP_0,
@@ -114,6 +118,7 @@ enum {
   PROP_EOS_TIMEOUT,
   PROP_CLOSE_ON_EOS,
   PROP_MAX_PAUSE_MS,
+  PROP_PAUSE_CLEARS,
   PROP_STATS,
 };
 
@@ -134,6 +139,7 @@ struct Settings {
   guint eos_timeout = DEFAULT_EOS_TIMEOUT;
   bool close_on_eos = DEFAULT_CLOSE_ON_EOS;
   guint max_pause_ms = DEFAULT_MAX_PAUSE_MS;
+  bool pause_clears = DEFAULT_PAUSE_CLEARS;
 };
 
 struct State {
@@ -150,9 +156,12 @@ struct State {
   bool dropping_item = false;       /* after clear: drop until the next item-start */
   bool paused = false;              /* phoneagent/pause: send nothing until resume */
   guint64 pause_serial = 0;         /* bumped by each pause, for the max-pause timeout */
+  std::vector<uint8_t> recent;      /* the current item's last sent audio (pause-clears) */
+  guint64 recent_start = 0;         /* its position in the item, bytes */
+  guint64 item_pos = 0;             /* bytes of the item sent (back to what was played after a pause-clear) */
   std::string item_id;
   guint64 clears = 0, discarded_bytes = 0, dropped_after_clear = 0, padded_bytes = 0, not_started_bytes = 0;
-  guint64 pauses = 0, pause_timeouts = 0;
+  guint64 pauses = 0, pause_timeouts = 0, pause_clears = 0, resent_bytes = 0;
   double level_pow = 0;             /* mean square (full scale 1.0) of the audio sent, ~100 ms average */
 };
 } // namespace
@@ -191,6 +200,7 @@ static void gst_twilio_sink_set_property(GObject *object, guint prop_id, const G
   case PROP_EOS_TIMEOUT: s.eos_timeout = g_value_get_uint(value); break;
   case PROP_CLOSE_ON_EOS: s.close_on_eos = g_value_get_boolean(value); break;
   case PROP_MAX_PAUSE_MS: s.max_pause_ms = g_value_get_uint(value); break;
+  case PROP_PAUSE_CLEARS: s.pause_clears = g_value_get_boolean(value); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }
@@ -204,7 +214,8 @@ static GstStructure *gst_twilio_sink_stats(GstTwilioSink *self) {
                     p->st.discarded_bytes / 8, "dropped-after-clear-ms", G_TYPE_UINT64, p->st.dropped_after_clear / 8,
                     "padded-ms", G_TYPE_UINT64, p->st.padded_bytes / 8, "not-started-ms", G_TYPE_UINT64,
                     p->st.not_started_bytes / 8, "pauses", G_TYPE_UINT64, p->st.pauses, "pause-timeouts",
-                    G_TYPE_UINT64, p->st.pause_timeouts, nullptr);
+                    G_TYPE_UINT64, p->st.pause_timeouts, "pause-clears", G_TYPE_UINT64, p->st.pause_clears,
+                    "resent-ms", G_TYPE_UINT64, p->st.resent_bytes / 8, nullptr);
   return s;
 }
 
@@ -223,6 +234,7 @@ static void gst_twilio_sink_get_property(GObject *object, guint prop_id, GValue 
   case PROP_EOS_TIMEOUT: g_value_set_uint(value, s.eos_timeout); break;
   case PROP_CLOSE_ON_EOS: g_value_set_boolean(value, s.close_on_eos); break;
   case PROP_MAX_PAUSE_MS: g_value_set_uint(value, s.max_pause_ms); break;
+  case PROP_PAUSE_CLEARS: g_value_set_boolean(value, s.pause_clears); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }
@@ -231,9 +243,10 @@ static void gst_twilio_sink_get_property(GObject *object, guint prop_id, GValue 
 
 /* Sends whole frames from st.held, waiting on the clock so that no more than
  * the lead is queued at Twilio. With @flush, a partial last frame is padded
- * with silence and sent too. Called with the lock held (released while
- * waiting). Returns FALSE when flushing. */
-static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, bool flush) {
+ * with silence and sent too. With @no_wait, stops where it would wait
+ * (the lead is full, or paused) instead. Called with the lock held
+ * (released while waiting). Returns FALSE when flushing. */
+static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, bool flush, bool no_wait = false) {
   GstTwilioSinkPrivate *p = self->priv;
   State &st = p->st;
   const size_t frame = p->settings.frame_ms * 8;
@@ -246,6 +259,8 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
   while (!st.held.empty() && (st.held.size() >= frame || flush)) {
     if (st.flushing || epoch != st.clear_epoch)
       return !st.flushing;
+    if (st.paused && no_wait)
+      break;
     if (st.paused) {
       /* hold everything until resume (or clear, flushing, max-pause-ms) */
       guint64 serial = st.pause_serial;
@@ -269,6 +284,10 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       if (st.play_end < now_rt)
         st.play_end = now_rt; /* Twilio's buffer ran empty */
       GstClockTime lead = p->settings.lead * GST_MSECOND;
+      if (st.play_end > now_rt + lead && no_wait) {
+        gst_object_unref(clock);
+        break;
+      }
       if (st.play_end > now_rt + lead) {
         /* full: sleep until half of the lead has played, then top it up
          * again (one wake-up per lead/2 of audio, not one per frame) */
@@ -290,6 +309,15 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       st.not_started_bytes += n;
     } else {
       st.level_pow += (pa::mulaw_mean_square(st.held.data(), n) - st.level_pow) * std::min(1.0, n / 800.0);
+      if (p->settings.pause_clears) {
+        st.recent.insert(st.recent.end(), st.held.begin(), st.held.begin() + static_cast<long>(n));
+        if (st.recent.size() > kResendWindow) {
+          size_t excess = st.recent.size() - kResendWindow;
+          st.recent.erase(st.recent.begin(), st.recent.begin() + static_cast<long>(excess));
+          st.recent_start += excess;
+        }
+      }
+      st.item_pos += n;
       st.play_end += gst_util_uint64_scale(n, GST_SECOND, 8000);
       st.since_mark = mark ? 0 : st.since_mark + n;
     }
@@ -353,6 +381,7 @@ static guint do_clear(GstTwilioSink *self, const char *reason) {
     st.clear_epoch++;
     st.clears++;
     st.dropping_item = !st.item_id.empty();
+    st.recent.clear();
     st.play_end = 0; /* Twilio's buffer is empty now */
     st.level_pow = 0;
     if (st.wait_id)
@@ -373,18 +402,54 @@ static guint do_clear(GstTwilioSink *self, const char *reason) {
 
 static void gst_twilio_sink_clear_action(GstTwilioSink *self) { do_clear(self, "action"); }
 
+/* With pause-clears: Twilio drops what it holds (the caller stops hearing
+ * the agent now, not when the lead has played out), and what it had not
+ * played yet, from the last mark it echoed, goes back in front of the held
+ * audio, to be sent again on resume. Called with the lock held. */
+static void clear_for_pause(GstTwilioSink *self, State &st) {
+  GstClockTime now = now_running(self);
+  if (!st.call || !GST_CLOCK_TIME_IS_VALID(now) || st.play_end <= now)
+    return; /* Twilio holds nothing of ours */
+  pa::Heard heard = pa_call_get_heard(st.call, st.item_id);
+  guint64 played = heard.known ? heard.played_ms * 8 : st.recent_start;
+  /* the marks lag (their echoes are in flight; the clear turns them into
+   * cleared ones): the pacing knows how much of the queue has played */
+  guint64 queued = gst_util_uint64_scale(st.play_end - now, 8000, GST_SECOND);
+  if (st.item_pos > queued)
+    played = std::max(played, (st.item_pos - queued) / 160 * 160);
+  played = std::min(std::max(played, st.recent_start), st.item_pos);
+  pa_call_raise_played(st.call, st.item_id, played);
+  std::vector<uint8_t> again(st.recent.begin() + static_cast<long>(played - st.recent_start), st.recent.end());
+  guint gen = pa_call_clear(st.call); /* also falls the call's sent position back to what was played */
+  st.held.insert(st.held.begin(), again.begin(), again.end());
+  st.recent.resize(played - st.recent_start);
+  st.item_pos = played;
+  st.play_end = 0;
+  st.since_mark = 0;
+  st.pause_clears++;
+  st.resent_bytes += again.size();
+  GST_DEBUG_OBJECT(self, "pause: clear (generation %u), %zu ms to send again on resume", gen, again.size() / 8);
+}
+
 /* Pause / resume: called from any thread (OOB events). */
 static void set_paused(GstTwilioSink *self, bool paused) {
   GstTwilioSinkPrivate *p = self->priv;
-  std::lock_guard<std::mutex> g(p->lock);
+  std::unique_lock<std::mutex> g(p->lock);
   State &st = p->st;
   if (paused && !st.paused) {
     st.pause_serial++;
     st.pauses++;
+    if (p->settings.pause_clears && !st.dropping_item)
+      clear_for_pause(self, st);
   }
   GST_DEBUG_OBJECT(self, "%s (%zu bytes held)", paused ? "pause" : "resume", st.held.size());
   st.paused = paused;
   p->cond.notify_all();
+  if (!paused && p->settings.pause_clears && st.call && !st.held.empty() && !st.dropping_item) {
+    /* what the pause made Twilio drop goes again now (it fits in the lead:
+     * Twilio holds nothing); a render in progress sends the rest */
+    send_held(self, g, false, true);
+  }
 }
 
 static gboolean gst_twilio_sink_event(GstBaseSink *sink, GstEvent *event) {
@@ -412,6 +477,9 @@ static gboolean gst_twilio_sink_event(GstBaseSink *sink, GstEvent *event) {
       send_held(self, g, true); /* finish the previous item's last frame */
     p->st.dropping_item = false;
     p->st.item_id = item ? item : "";
+    p->st.recent.clear();
+    p->st.recent_start = 0;
+    p->st.item_pos = 0;
     if (p->st.call)
       pa_call_begin_item(p->st.call, p->st.item_id);
     GST_DEBUG_OBJECT(self, "item %s starts", p->st.item_id.c_str());
@@ -631,6 +699,12 @@ static void gst_twilio_sink_class_init(GstTwilioSinkClass *klass) {
       g_param_spec_uint("max-pause-ms", "Maximum pause",
                         "A phoneagent/pause that no phoneagent/resume ends within this (ms) ends by itself", 100,
                         600000, DEFAULT_MAX_PAUSE_MS, rw));
+  g_object_class_install_property(gobject_class, PROP_PAUSE_CLEARS,
+      g_param_spec_boolean("pause-clears", "Pause clears",
+                           "On phoneagent/pause, also make Twilio drop what it holds (clear), so the caller stops "
+                           "hearing the agent at once; on resume, send again what Twilio had not played (from the "
+                           "last echoed mark: up to a mark interval is heard twice)",
+                           DEFAULT_PAUSE_CLEARS, rw));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
                          "Counters: media frames and bytes sent, marks sent/played/cleared, clears, audio discarded "

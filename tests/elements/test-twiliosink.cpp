@@ -316,6 +316,55 @@ GST_START_TEST(test_pause_holds_and_resume_sends_in_order) {
 }
 GST_END_TEST;
 
+/* pause-clears: the pause makes Twilio drop what it holds (clear), and the
+ * resume sends again what it had not played, from the last echoed mark, in
+ * order; the heard position never counts what the clear threw away. */
+GST_START_TEST(test_pause_clears_and_sends_again) {
+  Fixture f(10000); /* no lead waits */
+  g_object_set(f.h->element, "pause-clears", TRUE, nullptr);
+  fail_unless(gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+      gst_structure_new("phoneagent/item-start", "item-id", G_TYPE_STRING, "item_1", nullptr))));
+  for (int i = 0; i < 10; i++)
+    gst_harness_push(f.h, filled(20, static_cast<uint8_t>(0x20 + i)));
+  fail_unless_equals_int(f.count(Event::Media), 10);
+  /* Twilio played the first four frames */
+  int echoed = 0;
+  for (auto &o : f.snapshot())
+    if (o.event == Event::Mark && echoed++ < 4)
+      f.feed(build_mark_echo(99, "MZ7", o.mark_name));
+  fail_unless(gst_harness_push_event(f.h, oob("phoneagent/pause")));
+  auto s = f.snapshot();
+  fail_unless(s.back().event == Event::Clear, "no clear at the pause");
+  GstStructure *heard_s = heard(f.h, "item_1");
+  fail_unless_equals_uint64(u64(heard_s, "played-ms"), 80);
+  fail_unless_equals_uint64(u64(heard_s, "sent-ms"), 80); /* what the clear dropped is not counted as sent */
+  gst_structure_free(heard_s);
+  /* the mark echoes the clear releases are not taken as played */
+  for (auto &o : s)
+    if (o.event == Event::Mark)
+      f.feed(build_mark_echo(99, "MZ7", o.mark_name));
+  fail_unless(gst_harness_push_event(f.h, oob("phoneagent/resume")));
+  std::vector<int> after;
+  bool past_clear = false;
+  for (auto &o : f.snapshot()) {
+    past_clear = past_clear || o.event == Event::Clear;
+    if (past_clear && o.event == Event::Media)
+      after.push_back(o.payload[0]);
+  }
+  std::vector<int> want = {0x24, 0x25, 0x26, 0x27, 0x28, 0x29};
+  fail_unless(after == want, "sent again: %zu frames, from 0x%x", after.size(), after.empty() ? 0 : after[0]);
+  heard_s = heard(f.h, "item_1");
+  fail_unless_equals_uint64(u64(heard_s, "played-ms"), 80);
+  fail_unless_equals_uint64(u64(heard_s, "sent-ms"), 200);
+  gst_structure_free(heard_s);
+  GstStructure *st = nullptr;
+  g_object_get(f.h->element, "stats", &st, nullptr);
+  fail_unless_equals_uint64(u64(st, "pause-clears"), 1);
+  fail_unless_equals_uint64(u64(st, "resent-ms"), 120);
+  gst_structure_free(st);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_clear_while_paused_discards) {
   Fixture f(10000);
   gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
@@ -373,6 +422,7 @@ static Suite *twiliosink_suite(void) {
   tcase_add_test(tc, test_pause_holds_and_resume_sends_in_order);
   tcase_add_test(tc, test_clear_while_paused_discards);
   tcase_add_test(tc, test_pause_ends_by_itself);
+  tcase_add_test(tc, test_pause_clears_and_sends_again);
   return s;
 }
 
