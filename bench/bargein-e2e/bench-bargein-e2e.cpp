@@ -69,35 +69,7 @@ struct Args {
 /* ------------------------------------------------------------ signals */
 
 sig::Pcm espeak_voice(const std::string &text, const std::string &voice, double db) {
-  gchar *path = nullptr;
-  int fd = g_file_open_tmp("bench-bargein-XXXXXX.wav", &path, nullptr);
-  if (fd < 0)
-    return {};
-  close(fd);
-  gchar *q = g_shell_quote(text.c_str());
-  std::string cmd = "espeak-ng -v " + voice + " -w " + path + " " + q + " 2>/dev/null";
-  g_free(q);
-  sig::Pcm out;
-  if (system(cmd.c_str()) == 0) {
-    std::vector<uint8_t> mu;
-    std::string err;
-    if (pa::wav_to_mulaw8k(path, mu, err)) {
-      out.resize(mu.size());
-      for (size_t i = 0; i < mu.size(); i++)
-        out[i] = pa::mulaw_decode(mu[i]);
-      /* trim leading/trailing digital near-silence so the onset is the speech */
-      size_t b = 0, e = out.size();
-      while (b < e && std::fabs(out[b]) < 200)
-        b++;
-      while (e > b && std::fabs(out[e - 1]) < 200)
-        e--;
-      out = sig::Pcm(out.begin() + static_cast<long>(b), out.begin() + static_cast<long>(e));
-      sig::scale_to(out, db);
-    }
-  }
-  g_unlink(path);
-  g_free(path);
-  return out;
+  return sig::espeak(text, db, voice, true);
 }
 
 bool write_wav(const std::string &path, const sig::Pcm &x) {

@@ -192,8 +192,10 @@ inline std::vector<uint8_t> to_mulaw(const Pcm &x) {
 }
 
 /* espeak-ng speaking @text at 8 kHz (voice @voice, e.g. "en-gb+f2"; default
- * "en"), scaled to @db; empty when espeak-ng is missing or fails */
-inline Pcm espeak(const std::string &text, double db, const std::string &voice = "") {
+ * "en"), scaled to @db; with @trim, leading and trailing near-silence is cut
+ * first (so the onset is the speech). Empty when espeak-ng is missing or
+ * fails. */
+inline Pcm espeak(const std::string &text, double db, const std::string &voice = "", bool trim = false) {
   gchar *path = nullptr;
   int fd = g_file_open_tmp("bargein-XXXXXX.wav", &path, nullptr);
   if (fd < 0)
@@ -212,6 +214,14 @@ inline Pcm espeak(const std::string &text, double db, const std::string &voice =
       out.resize(mu.size());
       for (size_t i = 0; i < mu.size(); i++)
         out[i] = pa::mulaw_decode(mu[i]);
+      if (trim) {
+        size_t b = 0, e = out.size();
+        while (b < e && std::fabs(out[b]) < 200)
+          b++;
+        while (e > b && std::fabs(out[e - 1]) < 200)
+          e--;
+        out = Pcm(out.begin() + static_cast<long>(b), out.begin() + static_cast<long>(e));
+      }
       scale_to(out, db);
     }
   }
