@@ -159,10 +159,7 @@ public:
     std::lock_guard<std::mutex> g(wlock_);
     if (fd_ < 0 || close_sent_)
       return;
-    ws::append_frame(wbuf_, ws::Opcode::Text, text);
-    /* while writes wait for EPOLLOUT, that flushes everything in order */
-    if (!more && !want_write_)
-      flush_locked();
+    queue_frame_locked(ws::Opcode::Text, text, !more);
     if (want_write_ && wbuf_.size() - woff_ > max_backlog_ && !dropped_) {
       /* the peer has not read for a long while (the stall check should have
        * closed the call first): memory stays bounded whatever the settings */
@@ -457,9 +454,7 @@ private:
     case ws::Opcode::Ping: {
       std::lock_guard<std::mutex> g(wlock_);
       if (fd_ >= 0 && !close_sent_) {
-        ws::append_frame(wbuf_, ws::Opcode::Pong, std::string_view(reinterpret_cast<const char *>(data), len));
-        if (!want_write_)
-          flush_locked();
+        queue_frame_locked(ws::Opcode::Pong, std::string_view(reinterpret_cast<const char *>(data), len), true);
       }
       return true;
     }
@@ -539,8 +534,14 @@ private:
     payload.push_back(static_cast<char>(code >> 8));
     payload.push_back(static_cast<char>(code & 0xff));
     payload += close_reason_;
-    ws::append_frame(wbuf_, ws::Opcode::Close, payload);
-    if (!want_write_)
+    queue_frame_locked(ws::Opcode::Close, payload, true);
+  }
+
+  /* Appends a frame and, with @flush, writes what the kernel takes now
+   * (while writes wait for EPOLLOUT, that flushes everything in order). */
+  void queue_frame_locked(ws::Opcode op, std::string_view payload, bool flush) {
+    ws::append_frame(wbuf_, op, payload);
+    if (flush && !want_write_)
       flush_locked();
   }
 

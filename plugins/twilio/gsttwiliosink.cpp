@@ -45,8 +45,11 @@
  * - `phoneagent/pause` (out-of-band, e.g. from bargein at the first sign of
  *   the caller's speech): stop sending media; audio that arrives is held
  *   (rendering blocks, so upstream queues it) and Twilio only plays out what
- *   it already has, at most #GstTwilioSink:lead. Fields: any (bargein sends
- *   `onset-running-time`, `running-time`, `source`); ignored here.
+ *   it already has, at most #GstTwilioSink:lead (with
+ *   #GstTwilioSink:pause-clears, nothing: the pause sends `clear` and keeps
+ *   what Twilio had not played, to send again on resume). Fields: any
+ *   (bargein sends `onset-running-time`, `running-time`, `source`); ignored
+ *   here.
  * - `phoneagent/resume` (out-of-band): end the pause; sending goes on exactly
  *   where it stopped, nothing lost (unless a clear came in between). Fields:
  *   any (bargein sends `running-time`, `reason`). A pause that nobody ends
@@ -703,12 +706,13 @@ static void gst_twilio_sink_class_init(GstTwilioSinkClass *klass) {
       g_param_spec_boolean("pause-clears", "Pause clears",
                            "On phoneagent/pause, also make Twilio drop what it holds (clear), so the caller stops "
                            "hearing the agent at once; on resume, send again what Twilio had not played (from the "
-                           "last echoed mark: up to a mark interval is heard twice)",
+                           "last echoed mark, or further where the pacing says the queue had played; whole frames)",
                            DEFAULT_PAUSE_CLEARS, rw));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
                          "Counters: media frames and bytes sent, marks sent/played/cleared, clears, audio discarded "
-                         "by clears, audio dropped before the stream started, pauses, pauses ended by max-pause-ms",
+                         "by clears, audio dropped before the stream started, pauses, pauses ended by max-pause-ms, "
+                         "pauses that cleared Twilio's queue (pause-clears) and the audio sent again after them",
                          GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   /**
