@@ -17,7 +17,8 @@
  *     speaking at each: in local mode it is told to (the `respond` action)
  *     2 s before; in model mode it speaks first and then answers every
  *     caller turn (create-response), the answer interrupted by the next
- *     utterance. Figures from the emulator's report: reaction times (onset
+ *     utterance. Every other call echoes the agent back 20 dB down, 50 ms
+ *     late. Figures from the emulator's report: reaction times (onset
  *     to clear, onset to the agent's audio stopping at the caller), audio
  *     leaked after the clear, the truncate against what was played. An
  *     utterance that starts while the agent is silent (the model still
@@ -538,6 +539,10 @@ int main(int argc, char **argv) {
         }
         if (!write_wav(wav, x))
           return 1;
+        /* every other call over a line that echoes the agent back 20 dB
+         * down: a real interruption is double talk */
+        if (i % 2)
+          emu_args = {"--echo", "-20:50"};
       } else {
         int total = a.noise_s * 1000;
         sig::Pcm x = sig::noise(total, -62, seed);

@@ -53,7 +53,11 @@
  * - steady line noise: the noise floor follows it; it has no pitch;
  * - DTMF: frames where one DTMF row and one column frequency hold over 80 %
  *   of the energy are ignored, with 50 ms after them;
- * - echo of the agent's own voice: with #GstBargein:echo-margin-db, sound
+ * - echo of the agent's own voice: with #GstBargein:echo-cancel, an echo
+ *   canceller (webrtc-audio-processing's AECM) takes the agent's voice out
+ *   of the audio analysed, with what the caller heard as the far end (the
+ *   `phoneagent/far-end` query, answered by twiliosink); then, with
+ *   #GstBargein:echo-margin-db, sound
  *   more than that below the agent's level (the optional `level-db` field of
  *   the `phoneagent/heard` answer) is ignored; #GstBargein:min-level-db is an
  *   absolute floor;
@@ -70,6 +74,13 @@
  *   "flush", "mode", "caps"). Every pause is followed by exactly one resume.
  * - `phoneagent/barge-in`: `onset-running-time` (guint64),
  *   `decision-running-time` (guint64), `source` (gchararray, "local-vad").
+ *
+ * ## Custom queries sent downstream
+ *
+ * - `phoneagent/heard`: whether the agent is audible (see above).
+ * - `phoneagent/far-end` (with #GstBargein:echo-cancel, once per buffer):
+ *   in `running-time` (guint64), `samples` (guint, 8 kHz); out `audio`
+ *   (GstBuffer, μ-law: what the caller heard from that time on).
  *
  * Running times are those of the caller audio (buffer timestamps through
  * the segment), so `decision-running-time - onset-running-time` is the
@@ -104,11 +115,13 @@
 
 #include <gst/audio/audio.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <vector>
 
 #include "bargein-detector.h"
+#include "bargein-echo.h"
 #include "gstbargeinelements.h"
 #include "pa-audio.h"
 
@@ -132,6 +145,7 @@ typedef enum {
 #define DEFAULT_IGNORE_DTMF TRUE
 #define DEFAULT_BACKCHANNEL FALSE
 #define DEFAULT_BACKCHANNEL_MAX_MS 700
+#define DEFAULT_ECHO_CANCEL TRUE
 
 enum {
   PROP_0,
@@ -146,6 +160,7 @@ enum {
   PROP_IGNORE_DTMF,
   PROP_BACKCHANNEL,
   PROP_BACKCHANNEL_MAX_MS,
+  PROP_ECHO_CANCEL,
   PROP_STATS,
 };
 
@@ -177,11 +192,14 @@ GType gst_bargein_mode_get_type(void) {
 namespace {
 struct Settings {
   GstBargeinMode mode = DEFAULT_MODE;
+  bool echo_cancel = DEFAULT_ECHO_CANCEL;
   bargein::Params params;
 };
 
 struct Stats {
   guint64 pauses = 0, resumes = 0, barge_ins = 0, rejected = 0, ignored_bursts = 0, dtmf_frames = 0, frames = 0;
+  guint64 echo_frames = 0;   /* frames through the echo canceller */
+  double echo_taken_db = 0;  /* what it took out of frames while the agent spoke (average, dB) */
 };
 
 struct State {
@@ -192,6 +210,12 @@ struct State {
   GstClockTime acc_rt = GST_CLOCK_TIME_NONE; /* running time of acc[0] */
   bool paused = false;                   /* a phoneagent/pause is out, resume owed */
   bool rebuild = false;                  /* new settings, or a pause ended from outside: new detector */
+  std::unique_ptr<bargein::EchoCanceller> aec;
+  std::vector<uint8_t> far_mu;           /* the far end of this buffer's frames (phoneagent/far-end) */
+  std::vector<int16_t> far, clean;
+  unsigned far_quiet_frames = 0;         /* far-end frames of silence in a row */
+  guint64 far_heard_frames = 0;          /* far-end frames with the agent's voice, so far */
+  bargein::EchoPresence presence;        /* does the line echo the agent at all (during the warm-up) */
 };
 } // namespace
 
@@ -231,11 +255,12 @@ static void gst_bargein_set_property(GObject *object, guint prop_id, const GValu
   case PROP_IGNORE_DTMF: pp.ignore_dtmf = g_value_get_boolean(value); break;
   case PROP_BACKCHANNEL: pp.backchannel = g_value_get_boolean(value); break;
   case PROP_BACKCHANNEL_MAX_MS: pp.backchannel_max_ms = g_value_get_uint(value); break;
+  case PROP_ECHO_CANCEL: s.echo_cancel = g_value_get_boolean(value); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); return;
   }
   /* thresholds take effect at the next burst: a new detector (the noise
    * floor is learnt again in a second or two) */
-  if (prop_id != PROP_MODE)
+  if (prop_id != PROP_MODE && prop_id != PROP_ECHO_CANCEL)
     self->priv->st.rebuild = true;
 }
 
@@ -256,13 +281,15 @@ static void gst_bargein_get_property(GObject *object, guint prop_id, GValue *val
   case PROP_IGNORE_DTMF: g_value_set_boolean(value, pp.ignore_dtmf); break;
   case PROP_BACKCHANNEL: g_value_set_boolean(value, pp.backchannel); break;
   case PROP_BACKCHANNEL_MAX_MS: g_value_set_uint(value, pp.backchannel_max_ms); break;
+  case PROP_ECHO_CANCEL: g_value_set_boolean(value, s.echo_cancel); break;
   case PROP_STATS: {
     const Stats &c = self->priv->stats;
     g_value_take_boxed(value,
         gst_structure_new("bargein-stats", "pauses", G_TYPE_UINT64, c.pauses, "resumes", G_TYPE_UINT64, c.resumes,
                           "barge-ins", G_TYPE_UINT64, c.barge_ins, "rejected", G_TYPE_UINT64, c.rejected,
                           "ignored-bursts", G_TYPE_UINT64, c.ignored_bursts, "dtmf-frames", G_TYPE_UINT64,
-                          c.dtmf_frames, "frames", G_TYPE_UINT64, c.frames, nullptr));
+                          c.dtmf_frames, "frames", G_TYPE_UINT64, c.frames, "echo-frames", G_TYPE_UINT64,
+                          c.echo_frames, "echo-taken-db", G_TYPE_DOUBLE, c.echo_taken_db, nullptr));
     break;
   }
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
@@ -303,6 +330,30 @@ static bargein::AgentState ask_agent(GstBargein *self) {
   }
   gst_query_unref(q);
   return a;
+}
+
+/* What the caller heard of the agent from @rt on, @n samples at 8 kHz, as
+ * twiliosink paces it (phoneagent/far-end, through realtimemodel): false
+ * when nobody downstream answers. Streaming thread, without our lock. */
+static bool ask_far_end(GstBargein *self, GstClockTime rt, size_t n, std::vector<uint8_t> &out) {
+  GstQuery *q = gst_query_new_custom(GST_QUERY_CUSTOM,
+      gst_structure_new("phoneagent/far-end", "running-time", G_TYPE_UINT64, static_cast<guint64>(rt), "samples",
+                        G_TYPE_UINT, static_cast<guint>(n), nullptr));
+  bool ok = false;
+  if (gst_pad_peer_query(GST_BASE_TRANSFORM_SRC_PAD(self), q)) {
+    const GstStructure *s = gst_query_get_structure(q);
+    GstBuffer *audio = nullptr;
+    if (gst_structure_get(s, "audio", GST_TYPE_BUFFER, &audio, nullptr) && audio) {
+      if (gst_buffer_get_size(audio) == n) {
+        out.resize(n);
+        gst_buffer_extract(audio, 0, out.data(), n);
+        ok = true;
+      }
+      gst_buffer_unref(audio);
+    }
+  }
+  gst_query_unref(q);
+  return ok;
 }
 
 /* One decision, turned into events and messages (no lock held). */
@@ -368,6 +419,31 @@ static void end_pause(GstBargein *self, const char *reason) {
 
 /* ------------------------------------------------------------ analysis */
 
+/* a frame the echo canceller took more than this out of is echo */
+static const double kEchoTakenDb = 8.0;
+/* the far end below this (dBFS) is silence */
+static const double kFarQuietDb = -60.0;
+/* after a second of the agent's silence (longer than a line's echo tail)
+ * there is nothing to cancel: the canceller rests */
+static const unsigned kEchoTailFrames = 100;
+/* until the canceller has heard this much of the agent (10 ms frames) it
+ * has not learnt the line: the echo guard is #kWarmUpMarginDb stricter */
+static const guint64 kWarmUpFrames = 200;
+static const double kWarmUpMarginDb = 10.0;
+/* the line echoes the agent: its level follows the agent's this closely */
+static const double kEchoCorrelation = 0.5;
+
+/* The canceller is still learning a line that echoes: less than
+ * kWarmUpFrames of the agent heard, the agent audible in the last second,
+ * and the line's levels following the agent's (bargein::EchoPresence; on
+ * a line without echo, a caller who talks early is not held to the
+ * stricter guard). Before there is enough to tell, assume an echo. */
+static bool warming_up(const State &st) {
+  if (st.far_heard_frames >= kWarmUpFrames || st.far_quiet_frames >= kEchoTailFrames)
+    return false;
+  return !st.presence.known() || st.presence.correlation() >= kEchoCorrelation;
+}
+
 static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer *buf) {
   GstBargein *self = GST_BARGEIN(trans);
   GstBargeinPrivate *p = self->priv;
@@ -418,8 +494,61 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
   }
   gst_buffer_unmap(buf, &map);
 
+  /* the echo canceller's far end: what the caller heard meanwhile */
+  const size_t frames = st.acc.size() / n;
+  bool cancel = false;
+  if (p->settings.echo_cancel && frames && GST_CLOCK_TIME_IS_VALID(st.acc_rt)) {
+    GstClockTime from = st.acc_rt;
+    g.unlock();
+    bool got = ask_far_end(self, from, frames * 80, st.far_mu);
+    g.lock();
+    if (got && st.acc.size() / n >= frames) {
+      st.far.resize(st.far_mu.size());
+      pa::mulaw_decode_block(st.far_mu.data(), st.far.data(), st.far_mu.size());
+      if (!st.aec || st.aec->frame_samples() != n) {
+        st.aec.reset(new bargein::EchoCanceller(st.rate));
+        if (!st.aec->ok())
+          GST_WARNING_OBJECT(self, "webrtc echo canceller unavailable: the agent's echo is only guarded by level");
+      }
+      cancel = st.aec->ok();
+    }
+  }
+  st.clean.resize(n);
+
   size_t off = 0;
-  while (st.acc.size() - off >= n) {
+  for (size_t f = 0; st.acc.size() - off >= n; f++) {
+    const int16_t *frame = st.acc.data() + off;
+    if (cancel && f < frames) {
+      /* while the agent has been silent for a second (longer than any echo
+       * tail) there is nothing to cancel: save the work */
+      const int16_t *far = st.far.data() + f * 80;
+      const double far_db = bargein::level_db(far, 80);
+      if (st.far_heard_frames < kWarmUpFrames)
+        st.presence.add(far_db, bargein::level_db(frame, n));
+      const bool quiet = far_db < kFarQuietDb;
+      st.far_quiet_frames = quiet ? st.far_quiet_frames + 1 : 0;
+      if (st.far_quiet_frames < kEchoTailFrames) {
+        std::copy(frame, frame + n, st.clean.data());
+        st.aec->far(far);
+        st.aec->near(st.clean.data());
+        /* what the canceller took most of was echo: the detector hears what
+         * is left. Where the caller talks over the agent, it takes little:
+         * the detector hears the caller as is. Not before it has learnt
+         * the line: until then it also takes the start of a caller's
+         * words now and then (the stricter guard covers the echo). */
+        const double taken = bargein::level_db(frame, n) - bargein::level_db(st.clean.data(), n);
+        if (taken > kEchoTakenDb && st.far_heard_frames >= kWarmUpFrames)
+          frame = st.clean.data();
+        GST_LOG_OBJECT(self, "echo canceller: far %.1f dBFS, took %.1f dB%s", far_db, taken,
+                       frame == st.clean.data() ? " (echo)" : "");
+        p->stats.echo_frames++;
+        if (!quiet) {
+          st.far_heard_frames++;
+
+          p->stats.echo_taken_db += (taken - p->stats.echo_taken_db) / std::min<double>(st.far_heard_frames, 500);
+        }
+      }
+    }
     GstClockTime frame_rt = st.acc_rt;
     uint64_t frame_start = st.det->position();
     /* the agent query goes downstream: never with our lock held */
@@ -430,9 +559,16 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
       agent = ask_agent(self);
       g.lock();
       asked = true;
-      return agent;
+      bargein::AgentState a = agent;
+      if (cancel && warming_up(st) && a.level_db > -99) {
+        GST_DEBUG_OBJECT(self, "the echo canceller is still learning the line (%" G_GUINT64_FORMAT
+                         " frames of the agent heard, level correlation %.2f): echo guard %.0f dB stricter",
+                         st.far_heard_frames, st.presence.correlation(), kWarmUpMarginDb);
+        a.level_db += kWarmUpMarginDb;
+      }
+      return a;
     };
-    bargein::Decision d = st.det->process(st.acc.data() + off, ask);
+    bargein::Decision d = st.det->process(frame, ask);
     off += n;
     st.acc_rt += frame_dur;
     p->stats.frames++;
@@ -606,10 +742,17 @@ static void gst_bargein_class_init(GstBargeinClass *klass) {
       g_param_spec_uint("backchannel-max-ms", "Backchannel maximum",
                         "With backchannel: longest voiced burst (ms) taken as a backchannel", 50, 5000,
                         DEFAULT_BACKCHANNEL_MAX_MS, rw));
+  g_object_class_install_property(gobject_class, PROP_ECHO_CANCEL,
+      g_param_spec_boolean("echo-cancel", "Echo cancel",
+                           "Take the agent's own voice out of the caller's audio before deciding (webrtc's echo "
+                           "canceller, with what twiliosink says the caller heard as the far end; only for the "
+                           "analysis: the audio passes through untouched)",
+                           DEFAULT_ECHO_CANCEL, rw));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
                          "Counters: pauses, resumes, barge-ins, rejected bursts, bursts ignored because the agent was "
-                         "silent, DTMF frames, frames analysed",
+                         "silent, DTMF frames, frames analysed, frames through the echo canceller (echo-frames) and "
+                         "how much it took out of them while the agent spoke (echo-taken-db, average)",
                          GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);

@@ -65,6 +65,14 @@
  *   (gboolean), `level-db` (gdouble, RMS level in dBFS of the agent audio
  *   sent lately, about the last 100 ms; -100 when none: bargein's echo
  *   guard).
+ * - `phoneagent/far-end` (GST_QUERY_CUSTOM, answered on the sink pad): the
+ *   agent audio the caller hears at a given time, by twiliosink's pacing
+ *   (sent audio plays back to back from when it is sent; a clear cuts what
+ *   was not played), as the far end of an echo canceller. In:
+ *   `running-time` (guint64, the pipeline's running time of the first
+ *   sample), `samples` (guint, at most 8000). Out: `audio` (GstBuffer, that
+ *   many μ-law bytes at 8 kHz; silence where nothing plays). twiliosink
+ *   starts keeping this log (about 2 s of it) at the first such query.
  *
  * ## Element messages
  *
@@ -98,6 +106,7 @@
 #include "gsttwilioelements.h"
 #include "pa-audio.h"
 #include "pa-call.h"
+#include "pa-playout.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_twilio_sink_debug);
 #define GST_CAT_DEFAULT gst_twilio_sink_debug
@@ -166,6 +175,8 @@ struct State {
   guint64 clears = 0, discarded_bytes = 0, dropped_after_clear = 0, padded_bytes = 0, not_started_bytes = 0;
   guint64 pauses = 0, pause_timeouts = 0, pause_clears = 0, resent_bytes = 0;
   double level_pow = 0;             /* mean square (full scale 1.0) of the audio sent, ~100 ms average */
+  pa::Playout playout;              /* what plays when, once somebody asked (phoneagent/far-end) */
+  bool playout_wanted = false;
 };
 } // namespace
 
@@ -321,6 +332,8 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
         }
       }
       st.item_pos += n;
+      if (st.playout_wanted)
+        st.playout.add(st.play_end, st.held.data(), n);
       st.play_end += gst_util_uint64_scale(n, GST_SECOND, 8000);
       st.since_mark = mark ? 0 : st.since_mark + n;
     }
@@ -386,6 +399,8 @@ static guint do_clear(GstTwilioSink *self, const char *reason) {
     st.dropping_item = !st.item_id.empty();
     st.recent.clear();
     st.play_end = 0; /* Twilio's buffer is empty now */
+    if (st.playout_wanted)
+      st.playout.cut(now_running(self));
     st.level_pow = 0;
     if (st.wait_id)
       gst_clock_id_unschedule(st.wait_id);
@@ -428,6 +443,7 @@ static void clear_for_pause(GstTwilioSink *self, State &st) {
   st.recent.resize(played - st.recent_start);
   st.item_pos = played;
   st.play_end = 0;
+  st.playout.cut(now);
   st.since_mark = 0;
   st.pause_clears++;
   st.resent_bytes += again.size();
@@ -532,6 +548,25 @@ static gboolean gst_twilio_sink_query(GstBaseSink *sink, GstQuery *query) {
                         G_TYPE_BOOLEAN, h.known, "level-db", G_TYPE_DOUBLE, level, nullptr);
       return TRUE;
     }
+    if (s && gst_structure_has_name(s, "phoneagent/far-end")) {
+      guint64 rt = 0;
+      guint n = 0;
+      if (!gst_structure_get_uint64(s, "running-time", &rt) || !gst_structure_get_uint(s, "samples", &n) ||
+          n > 8000)
+        return FALSE;
+      GstBuffer *audio = gst_buffer_new_allocate(nullptr, n, nullptr);
+      GstMapInfo map;
+      gst_buffer_map(audio, &map, GST_MAP_WRITE);
+      {
+        std::lock_guard<std::mutex> g(p->lock);
+        p->st.playout_wanted = true;
+        p->st.playout.read(rt, n, map.data);
+      }
+      gst_buffer_unmap(audio, &map);
+      gst_structure_set(s, "audio", GST_TYPE_BUFFER, audio, nullptr);
+      gst_buffer_unref(audio);
+      return TRUE;
+    }
   }
   if (GST_QUERY_TYPE(query) == GST_QUERY_CONTEXT) {
     std::lock_guard<std::mutex> g(p->lock);
@@ -617,6 +652,8 @@ static gboolean gst_twilio_sink_start(GstBaseSink *sink) {
   st.since_mark = 0;
   st.dropping_item = false;
   st.paused = false;
+  st.playout.reset();
+  st.playout_wanted = false;
   return TRUE;
 }
 

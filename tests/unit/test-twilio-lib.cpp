@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "pa-audio.h"
+#include "pa-playout.h"
 #include "twilio-protocol.h"
 #include "twilio-signature.h"
 #include "twiml.h"
@@ -386,11 +387,53 @@ GST_START_TEST(test_wav_and_resample) {
 }
 GST_END_TEST;
 
+/* pa::Playout: twiliosink's log of what plays when (bargein's far end) */
+GST_START_TEST(test_playout_log) {
+  pa::Playout p(1000);
+  std::vector<uint8_t> a(160, 0x10), b(160, 0x20), out(480);
+  /* two frames back to back from 1 s on, then one after a 20 ms gap */
+  p.add(GST_SECOND, a.data(), a.size());
+  p.add(GST_SECOND + 20 * GST_MSECOND, b.data(), b.size());
+  p.add(GST_SECOND + 60 * GST_MSECOND, a.data(), a.size());
+  fail_unless_equals_uint64(p.end_rt(), GST_SECOND + 80 * GST_MSECOND);
+  /* from 10 ms before: 80 bytes of silence, then the frames */
+  p.read(GST_SECOND - 10 * GST_MSECOND, 480, out.data());
+  for (size_t i = 0; i < 480; i++) {
+    uint8_t want = i < 80 ? 0xFF : i < 240 ? 0x10 : i < 400 ? 0x20 : 0xFF; /* the gap */
+    fail_unless_equals_int(out[i], want);
+  }
+  p.read(GST_SECOND + 60 * GST_MSECOND, 240, out.data());
+  fail_unless_equals_int(out[0], 0x10);
+  fail_unless_equals_int(out[159], 0x10);
+  fail_unless_equals_int(out[160], 0xFF); /* nothing after the end */
+  /* a clear 5 ms into the last frame: the rest of it never plays */
+  p.cut(GST_SECOND + 65 * GST_MSECOND);
+  p.read(GST_SECOND + 60 * GST_MSECOND, 160, out.data());
+  fail_unless_equals_int(out[39], 0x10);
+  fail_unless_equals_int(out[40], 0xFF);
+  /* an overlap overwrites what was scheduled */
+  p.add(GST_SECOND + 10 * GST_MSECOND, b.data(), 80);
+  p.read(GST_SECOND, 160, out.data());
+  fail_unless_equals_int(out[79], 0x10);
+  fail_unless_equals_int(out[80], 0x20);
+  /* only about keep_ms of the past is kept */
+  for (int k = 0; k < 200; k++)
+    p.add(2 * GST_SECOND + k * 20 * GST_MSECOND, a.data(), a.size());
+  p.read(GST_SECOND, 160, out.data());
+  fail_unless_equals_int(out[100], 0xFF);
+  p.read(5 * GST_SECOND + 900 * GST_MSECOND, 160, out.data());
+  fail_unless_equals_int(out[100], 0x10);
+  p.reset();
+  fail_unless_equals_uint64(p.end_rt(), 0);
+}
+GST_END_TEST;
+
 static Suite *twilio_lib_suite(void) {
   Suite *s = suite_create("twilio-lib");
   TCase *tc = tcase_create("general");
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_signature_vectors);
+  tcase_add_test(tc, test_playout_log);
   tcase_add_test(tc, test_signature_validation_variants);
   tcase_add_test(tc, test_signature_body_sha256);
   tcase_add_test(tc, test_form_parsing);

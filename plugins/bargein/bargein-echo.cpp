@@ -1,0 +1,127 @@
+/* gst-phone-agent
+ * Copyright (C) 2026 gst-phone-agent contributors
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "bargein-echo.h"
+
+#include <webrtc/modules/audio_processing/include/audio_processing.h>
+#include <webrtc/modules/interface/module_common_types.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace bargein {
+
+struct EchoCanceller::Apm {
+  webrtc::AudioProcessing *apm = nullptr;
+  webrtc::AudioFrame near, far;
+  ~Apm() { delete apm; }
+};
+
+/* Why AECM and not webrtc's full AEC (EchoCancellation, "AEC2"): barge-in
+ * is double talk by definition, and AEC2's non-linear stage took a caller
+ * talking 12 dB over the echo down by 25-35 dB for most of a sentence
+ * (tests/bargein/test-bargein-echo.cpp tried both). AECM, in its quietest
+ * routing mode, keeps such a caller within 1 dB and takes the echo 25 dB
+ * down once it has learnt the line (about a second of the agent's speech);
+ * it finds the delay by itself, up to several hundred ms, and costs little. */
+EchoCanceller::EchoCanceller(int rate) : rate_(rate == 16000 ? 16000 : 8000) {
+  std::unique_ptr<Apm> a(new Apm);
+  a->apm = webrtc::AudioProcessing::Create();
+  if (!a->apm)
+    return;
+  webrtc::EchoControlMobile *m = a->apm->echo_control_mobile();
+  if (m->Enable(true) != webrtc::AudioProcessing::kNoError ||
+      m->set_routing_mode(webrtc::EchoControlMobile::kQuietEarpieceOrHeadset) != webrtc::AudioProcessing::kNoError)
+    return;
+  m->enable_comfort_noise(false);
+  for (webrtc::AudioFrame *f : {&a->near, &a->far}) {
+    f->sample_rate_hz_ = rate_;
+    f->num_channels_ = 1;
+    f->samples_per_channel_ = frame_samples();
+  }
+  apm_ = std::move(a);
+}
+
+EchoCanceller::~EchoCanceller() = default;
+
+void EchoCanceller::far(const int16_t *pcm8k) {
+  if (!apm_)
+    return;
+  webrtc::AudioFrame &f = apm_->far;
+  f.sample_rate_hz_ = rate_;
+  f.num_channels_ = 1;
+  f.samples_per_channel_ = frame_samples();
+  if (rate_ == 8000) {
+    std::copy(pcm8k, pcm8k + 80, f.data_);
+  } else {
+    /* 8 -> 16 kHz, linear: the far end only has to look like the echo */
+    for (size_t i = 0; i < 80; i++) {
+      int next = i + 1 < 80 ? pcm8k[i + 1] : pcm8k[i];
+      f.data_[2 * i] = pcm8k[i];
+      f.data_[2 * i + 1] = static_cast<int16_t>((pcm8k[i] + next) / 2);
+    }
+  }
+  apm_->apm->AnalyzeReverseStream(&f);
+  far_frames_++;
+}
+
+void EchoCanceller::near(int16_t *pcm) {
+  if (!apm_)
+    return;
+  webrtc::AudioFrame &f = apm_->near;
+  const size_t n = frame_samples();
+  f.sample_rate_hz_ = rate_;
+  f.num_channels_ = 1;
+  f.samples_per_channel_ = n;
+  std::copy(pcm, pcm + n, f.data_);
+  /* the far end is fed as it plays: what is left is the line's own delay,
+   * which AECM's delay estimator finds */
+  apm_->apm->set_stream_delay_ms(0);
+  if (apm_->apm->ProcessStream(&f) == webrtc::AudioProcessing::kNoError)
+    std::copy(f.data_, f.data_ + n, pcm);
+}
+
+void EchoPresence::add(double far_db, double near_db) {
+  const unsigned size = kWindow + kMaxLag;
+  /* a shift register: newest last (130 doubles, once per 10 ms) */
+  std::copy(far_ + 1, far_ + size, far_);
+  std::copy(near_ + 1, near_ + size, near_);
+  far_[size - 1] = std::max(far_db, -70.0);
+  near_[size - 1] = std::max(near_db, -70.0);
+  if (n_ < size)
+    n_++;
+  active_ = 0;
+  for (unsigned i = kMaxLag; i < size; i++)
+    active_ += far_[i] > -60.0;
+  if (n_ < size || active_ < 30) {
+    corr_ = 0;
+    return;
+  }
+  /* Pearson correlation of near[t] and far[t - lag] over the window */
+  const double *nw = near_ + kMaxLag;
+  double nm = 0;
+  for (unsigned i = 0; i < kWindow; i++)
+    nm += nw[i];
+  nm /= kWindow;
+  double best = -1;
+  for (unsigned lag = 0; lag <= kMaxLag; lag++) {
+    const double *fw = far_ + kMaxLag - lag;
+    double fm = 0;
+    for (unsigned i = 0; i < kWindow; i++)
+      fm += fw[i];
+    fm /= kWindow;
+    double sfn = 0, sff = 0, snn = 0;
+    for (unsigned i = 0; i < kWindow; i++) {
+      double a = fw[i] - fm, b = nw[i] - nm;
+      sfn += a * b;
+      sff += a * a;
+      snn += b * b;
+    }
+    if (sff > 0 && snn > 0)
+      best = std::max(best, sfn / std::sqrt(sff * snn));
+  }
+  corr_ = best;
+}
+
+} // namespace bargein

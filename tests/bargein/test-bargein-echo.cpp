@@ -1,0 +1,262 @@
+/* gst-phone-agent: bargein's echo canceller. First alone (the agent's voice
+ * echoed back at a line's delay and loss must mostly go, a caller talking
+ * over it must stay), then in the element, with a downstream that answers
+ * phoneagent/heard and phoneagent/far-end as twiliosink does: an echo as
+ * loud as a quiet caller pauses the agent without the canceller and not
+ * with it, and a real interruption over the echo is still caught. */
+#include <gst/check/gstharness.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../common/pa-check.h"
+#include "bargein-echo.h"
+#include "bargein-signals.h"
+
+namespace {
+
+/* the agent: a long espeak-ng sentence (or voiced sound when espeak-ng is
+ * missing), at -12 dBFS as the model speaks */
+sig::Pcm agent_voice(int ms) {
+  sig::Pcm x = sig::espeak("Our clinic offers general dentistry, cleanings, fillings, crowns and whitening, and we "
+                           "accept most insurance plans, including the ones offered by the larger employers in the "
+                           "area. We are open from eight in the morning until six in the evening on weekdays.",
+                           -12, "en-us");
+  if (x.empty())
+    x = sig::voiced(ms, -12, 140, 21);
+  while (x.size() < sig::samples(ms))
+    sig::append(x, sig::Pcm(x));
+  x.resize(sig::samples(ms));
+  return x;
+}
+
+/* the line: @far delayed @delay_ms, @loss_db down, over -62 dBFS hiss */
+sig::Pcm echo_of(const sig::Pcm &far, int delay_ms, double loss_db, guint32 seed = 5) {
+  sig::Pcm x = sig::noise(static_cast<int>(far.size() * 1000 / sig::kRate), -62, seed);
+  double g = std::pow(10.0, -loss_db / 20.0);
+  size_t d = sig::samples(delay_ms);
+  for (size_t i = d; i < x.size(); i++)
+    x[i] += g * far[i - d];
+  return x;
+}
+
+double level_db(const std::vector<int16_t> &x, size_t from, size_t to) {
+  double e = 0;
+  for (size_t i = from; i < to; i++)
+    e += static_cast<double>(x[i]) * x[i];
+  e /= static_cast<double>(to - from) * 32768.0 * 32768.0;
+  return e > 1e-12 ? 10 * std::log10(e) : -120;
+}
+
+/* runs the canceller over @near with @far as the far end (both through
+ * μ-law, as they travel), returns the near end after it */
+std::vector<int16_t> cancel(const sig::Pcm &far, const sig::Pcm &near) {
+  bargein::EchoCanceller aec(8000);
+  fail_unless(aec.ok(), "webrtc's echo canceller did not start");
+  std::vector<uint8_t> fm = sig::to_mulaw(far), nm = sig::to_mulaw(near);
+  std::vector<int16_t> f(fm.size()), out(nm.size());
+  pa::mulaw_decode_block(fm.data(), f.data(), fm.size());
+  pa::mulaw_decode_block(nm.data(), out.data(), nm.size());
+  gint64 t0 = g_get_monotonic_time();
+  size_t frames = 0;
+  for (size_t o = 0; o + 80 <= out.size() && o + 80 <= f.size(); o += 80, frames++) {
+    aec.far(f.data() + o);
+    aec.near(out.data() + o);
+  }
+  g_print("(%.1f us per 10 ms frame)\n", static_cast<double>(g_get_monotonic_time() - t0) / frames);
+  return out;
+}
+} // namespace
+
+/* 15 and 25 dB down, 40 and 120 ms late: after a few seconds to find the
+ * delay, what is left of the echo is at least 18 dB further down (12 dB at
+ * 120 ms, where webrtc's AEC does less well; bargein's level guard, 20 dB
+ * under the agent, covers the rest) */
+GST_START_TEST(test_canceller_removes_echo) {
+  sig::Pcm far = agent_voice(12000);
+  for (int delay : {40, 120})
+    for (double loss : {15.0, 25.0}) {
+      sig::Pcm near = echo_of(far, delay, loss);
+      std::vector<int16_t> in = sig::to_s16(near), out = cancel(far, near);
+      size_t from = sig::samples(5000), to = out.size();
+      double before = level_db(in, from, to), after = level_db(out, from, to);
+      g_print("delay %d ms, loss %.0f dB: echo %.1f dBFS -> %.1f dBFS\n", delay, loss, before, after);
+      double want = delay < 100 ? 18 : 12;
+      fail_unless(after < before - want, "echo (%d ms, %.0f dB) only went from %.1f to %.1f dBFS", delay, loss, before,
+                  after);
+    }
+}
+GST_END_TEST;
+
+/* a caller talking over the agent (double talk) is not cancelled away */
+GST_START_TEST(test_canceller_keeps_caller) {
+  sig::Pcm far = agent_voice(12000);
+  sig::Pcm near = echo_of(far, 60, 20);
+  sig::Pcm caller = sig::espeak("Wait, I have a question about my appointment.", -24, "en-gb");
+  if (caller.empty())
+    caller = sig::voiced(2000, -24, 210, 9);
+  sig::mix(near, caller, 7000);
+  std::vector<int16_t> out = cancel(far, near);
+  std::vector<int16_t> alone = sig::to_s16(caller);
+  size_t from = sig::samples(7000), to = from + alone.size();
+  double want = level_db(alone, 0, alone.size()), got = level_db(out, from, to);
+  g_print("caller %.1f dBFS over the echo -> %.1f dBFS after the canceller\n", want, got);
+  fail_unless(got > want - 6, "the caller went from %.1f to %.1f dBFS", want, got);
+}
+GST_END_TEST;
+
+namespace {
+/* what the harness answers downstream of bargein, as twiliosink would while
+ * the agent speaks: phoneagent/heard (speaking, at -12 dBFS) and
+ * phoneagent/far-end (the agent's audio laid on the running time) */
+struct Downstream {
+  std::vector<uint8_t> far; /* μ-law, sample 0 at running time 0 */
+  guint64 far_queries = 0;
+};
+Downstream *downstream = nullptr;
+GstPadQueryFunction harness_query = nullptr;
+
+gboolean downstream_query(GstPad *pad, GstObject *parent, GstQuery *query) {
+  GstStructure *s = GST_QUERY_TYPE(query) == GST_QUERY_CUSTOM ? gst_query_writable_structure(query) : nullptr;
+  if (s && gst_structure_has_name(s, "phoneagent/heard")) {
+    gst_structure_set(s, "item-id", G_TYPE_STRING, "item_1", "played-ms", G_TYPE_UINT64, G_GUINT64_CONSTANT(800),
+                      "sent-ms", G_TYPE_UINT64, G_GUINT64_CONSTANT(1000), "known", G_TYPE_BOOLEAN, TRUE, "level-db",
+                      G_TYPE_DOUBLE, -12.0, nullptr);
+    return TRUE;
+  }
+  if (s && gst_structure_has_name(s, "phoneagent/far-end")) {
+    guint64 rt = 0;
+    guint n = 0;
+    fail_unless(gst_structure_get_uint64(s, "running-time", &rt) && gst_structure_get_uint(s, "samples", &n));
+    GstBuffer *b = gst_buffer_new_allocate(nullptr, n, nullptr);
+    gst_buffer_memset(b, 0, 0xFF, n);
+    size_t from = static_cast<size_t>(gst_util_uint64_scale(rt, 8000, GST_SECOND));
+    for (size_t i = 0; i < n && from + i < downstream->far.size(); i++)
+      gst_buffer_fill(b, i, &downstream->far[from + i], 1);
+    gst_structure_set(s, "audio", GST_TYPE_BUFFER, b, nullptr);
+    gst_buffer_unref(b);
+    downstream->far_queries++;
+    return TRUE;
+  }
+  return harness_query(pad, parent, query);
+}
+
+struct Run {
+  std::string events; /* the phoneagent/ events, in order */
+  guint64 barge_ins = 0, pauses = 0, echo_frames = 0;
+  std::vector<GstClockTime> pauses_at; /* onset-running-time of each pause */
+  GstClockTime first_barge_in = GST_CLOCK_TIME_NONE, first_decision = GST_CLOCK_TIME_NONE;
+};
+
+/* bargein @props fed @near in 20 ms μ-law buffers on running time 0.. */
+Run run_element(const char *props, const sig::Pcm &far, const sig::Pcm &near) {
+  Downstream d;
+  d.far = sig::to_mulaw(far);
+  downstream = &d;
+  std::string desc = std::string("bargein name=b ") + props;
+  GstHarness *h = gst_harness_new_parse(desc.c_str());
+  GstElement *el = gst_bin_get_by_name(GST_BIN(h->element), "b");
+  harness_query = GST_PAD_QUERYFUNC(h->sinkpad);
+  gst_pad_set_query_function(h->sinkpad, downstream_query);
+  gst_harness_use_testclock(h);
+  gst_harness_set_src_caps_str(h, "audio/x-mulaw, rate=8000, channels=1");
+  std::vector<uint8_t> mu = sig::to_mulaw(near);
+  Run r;
+  const size_t chunk = sig::samples(20);
+  for (size_t o = 0; o + chunk <= mu.size(); o += chunk) {
+    GstBuffer *b = gst_buffer_new_memdup(mu.data() + o, chunk);
+    GST_BUFFER_PTS(b) = gst_util_uint64_scale(o, GST_SECOND, 8000);
+    GST_BUFFER_DURATION(b) = 20 * GST_MSECOND;
+    fail_unless_equals_int(gst_harness_push(h, b), GST_FLOW_OK);
+    gst_buffer_unref(gst_harness_pull(h));
+    while (GstEvent *e = gst_harness_try_pull_event(h)) {
+      const GstStructure *s = gst_event_get_structure(e);
+      if (s && g_str_has_prefix(gst_structure_get_name(s), "phoneagent/")) {
+        r.events += std::string(r.events.empty() ? "" : ",") + (gst_structure_get_name(s) + strlen("phoneagent/"));
+        guint64 onset = 0, decision = 0;
+        gst_structure_get_uint64(s, "onset-running-time", &onset);
+        if (gst_structure_has_name(s, "phoneagent/pause"))
+          r.pauses_at.push_back(onset);
+        if (gst_structure_has_name(s, "phoneagent/barge-in") && r.first_barge_in == GST_CLOCK_TIME_NONE &&
+            gst_structure_get_uint64(s, "decision-running-time", &decision)) {
+          r.first_barge_in = onset;
+          r.first_decision = decision;
+        }
+      }
+      gst_event_unref(e);
+    }
+  }
+  GstStructure *st = nullptr;
+  g_object_get(el, "stats", &st, nullptr);
+  gst_structure_get_uint64(st, "barge-ins", &r.barge_ins);
+  gst_structure_get_uint64(st, "pauses", &r.pauses);
+  gst_structure_get_uint64(st, "echo-frames", &r.echo_frames);
+  gst_structure_free(st);
+  gst_object_unref(el);
+  gst_harness_teardown(h);
+  downstream = nullptr;
+  fail_unless(d.far_queries > 0 || strstr(props, "echo-cancel=false"), "bargein never asked for the far end");
+  return r;
+}
+} // namespace
+
+/* The agent's voice back 15 dB down (a loud line; bargein's level guard
+ * alone lets it through): without the canceller it interrupts the agent;
+ * with it, nothing interrupts, and once the canceller has heard 2 s of the
+ * agent (it learns the line meanwhile, under a stricter level guard)
+ * nothing even pauses it */
+GST_START_TEST(test_element_ignores_echo) {
+  sig::Pcm far = agent_voice(12000);
+  sig::Pcm near = echo_of(far, 60, 15);
+  Run off = run_element("echo-cancel=false", far, near);
+  Run on = run_element("", far, near);
+  g_print("echo 15 dB down: without the canceller %" G_GUINT64_FORMAT " pauses, %" G_GUINT64_FORMAT
+          " barge-ins; with it %" G_GUINT64_FORMAT " pauses, %" G_GUINT64_FORMAT " barge-ins (%" G_GUINT64_FORMAT
+          " frames through it)\n",
+          off.pauses, off.barge_ins, on.pauses, on.barge_ins, on.echo_frames);
+  fail_unless(off.barge_ins > 0, "the echo is too weak to test anything");
+  fail_unless_equals_uint64(on.barge_ins, 0);
+  for (GstClockTime t : on.pauses_at)
+    fail_unless(t < 2 * GST_SECOND, "paused on the echo at %" GST_TIME_FORMAT, GST_TIME_ARGS(t));
+  fail_unless(on.echo_frames >= 1000);
+}
+GST_END_TEST;
+
+/* A caller who talks over the agent (and its echo) is caught as soon as the
+ * same caller on a quiet line */
+GST_START_TEST(test_element_catches_caller_over_echo) {
+  sig::Pcm far = agent_voice(12000);
+  sig::Pcm near = echo_of(far, 60, 20);
+  sig::Pcm caller = sig::espeak("Wait, I have a question.", -26, "en-gb+f2", true);
+  if (caller.empty())
+    caller = sig::voiced(1500, -26, 210, 9);
+  sig::mix(near, caller, 8000);
+  sig::Pcm quiet(far.size(), 0.0), line = sig::noise(12000, -62, 5);
+  sig::mix(line, caller, 8000);
+  Run alone = run_element("", quiet, line);
+  Run on = run_element("", far, near);
+  g_print("caller alone: %s, decided at %" GST_TIME_FORMAT "; over the echo: %s, decided at %" GST_TIME_FORMAT "\n",
+          alone.events.c_str(), GST_TIME_ARGS(alone.first_decision), on.events.c_str(),
+          GST_TIME_ARGS(on.first_decision));
+  assert_str(alone.events, "pause,barge-in,resume");
+  assert_str(on.events, "pause,barge-in,resume");
+  fail_unless(on.first_barge_in >= 7990 * GST_MSECOND && on.first_barge_in <= 8040 * GST_MSECOND);
+  fail_unless(on.first_decision <= alone.first_decision + 20 * GST_MSECOND);
+}
+GST_END_TEST;
+
+static Suite *bargein_echo_suite() {
+  Suite *s = suite_create("bargein-echo");
+  TCase *tc = tcase_create("general");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_canceller_removes_echo);
+  tcase_add_test(tc, test_canceller_keeps_caller);
+  tcase_add_test(tc, test_element_ignores_echo);
+  tcase_add_test(tc, test_element_catches_caller_over_echo);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+GST_CHECK_MAIN(bargein_echo)
