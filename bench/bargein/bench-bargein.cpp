@@ -33,6 +33,7 @@ struct Event {
   int onset_ms, at_ms;
   bargein::Action action;
   const char *reason;
+  unsigned voiced_ms, sound_ms;
 };
 
 struct Result {
@@ -41,8 +42,12 @@ struct Result {
   std::vector<Event> events;
 };
 
-double g_us = 0;      /* time in Detector::process */
-uint64_t g_frames = 0;
+double g_us = 0, g_loud_us = 0; /* time in Detector::process: all frames, loud ones */
+uint64_t g_frames = 0, g_loud_frames = 0;
+/* BENCH_DUMP=case:from_ms:to_ms prints the detector's view of every frame of
+ * one case: e2e noise call N (1..), e2e phrase 1000+n, short word 2000+n,
+ * classic speech 3000+i, classic noise 4000+i (BENCH_VERBOSE=1 lists n) */
+int g_dump_from = -1, g_dump_to = -1, g_dump_case = -2, g_case = -1;
 
 Result run(const sig::Pcm &x, const bargein::Params &p) {
   bargein::Detector d(sig::kRate, p);
@@ -54,17 +59,33 @@ Result run(const sig::Pcm &x, const bargein::Params &p) {
   const size_t n = d.frame_samples();
   auto agent = [] { return bargein::AgentState(); };
   std::vector<bargein::Decision> decs;
-  auto t0 = std::chrono::steady_clock::now();
   for (size_t o = 0; o + n <= s.size(); o += n) {
+    auto t0 = std::chrono::steady_clock::now();
     bargein::Decision dec = d.process(s.data() + o, agent);
+    double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    g_us += us;
+    g_frames++;
+    if (d.last().loud) {
+      g_loud_us += us;
+      g_loud_frames++;
+    }
     if (dec.action != bargein::Action::None)
       decs.push_back(dec);
+    if (g_case == g_dump_case) {
+      int ms = static_cast<int>(o * 1000 / sig::kRate);
+      const bargein::FrameInfo &fi = d.last();
+      if (ms >= g_dump_from && ms < g_dump_to)
+        printf("    %6d ms level %6.1f floor %6.1f loud %d vad %d pitch %.2f pred %5.1f dB%s\n", ms, fi.level_db,
+               fi.floor_db, fi.loud, fi.vad, fi.periodicity, fi.prediction_gain_db,
+               dec.action == bargein::Action::Pause     ? " PAUSE"
+               : dec.action == bargein::Action::Confirm ? " CONFIRM"
+               : dec.action == bargein::Action::Resume  ? " RESUME"
+                                                        : "");
+    }
   }
-  g_us += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-  g_frames += s.size() / n;
   for (const auto &dec : decs) {
     int onset = static_cast<int>(dec.onset * 1000 / sig::kRate), at = static_cast<int>(dec.at * 1000 / sig::kRate);
-    r.events.push_back({onset, at, dec.action, dec.reason});
+    r.events.push_back({onset, at, dec.action, dec.reason, dec.voiced_ms, dec.sound_ms});
     if (dec.action == bargein::Action::Pause)
       r.pauses++;
     if (dec.action == bargein::Action::Confirm && r.barge_ins++ == 0) {
@@ -155,6 +176,7 @@ int kind_at(const std::vector<Played> &played, int onset_ms) {
 void e2e_noise(const bargein::Params &p, int calls, int noise_s) {
   struct Tally {
     int events = 0, pauses = 0, barge_ins = 0;
+    unsigned max_voiced = 0; /* the most voiced sound in a burst let go */
     std::vector<std::string> where;
   };
   std::map<int, Tally> t;
@@ -163,11 +185,15 @@ void e2e_noise(const bargein::Params &p, int calls, int noise_s) {
     sig::Pcm x = e2e_noise_call(i, noise_s * 1000, played);
     for (const auto &pl : played)
       t[pl.kind].events++;
+    g_case = i + 1;
     Result r = run(x, p);
+
     for (const auto &e : r.events) {
-      if (e.action == bargein::Action::Resume)
-        continue;
       int k = kind_at(played, e.onset_ms);
+      if (e.action == bargein::Action::Resume) {
+        t[k].max_voiced = std::max(t[k].max_voiced, e.voiced_ms);
+        continue;
+      }
       if (e.action == bargein::Action::Pause)
         t[k].pauses++;
       else {
@@ -185,15 +211,17 @@ void e2e_noise(const bargein::Params &p, int calls, int noise_s) {
   }
   printf("e2e noise set: %d calls x %d s (bench/bargein-e2e's generator, seeds 101..%d), no echo\n", calls, noise_s,
          100 + calls);
-  printf("%-12s %8s %8s %10s\n", "kind", "played", "pauses", "barge-ins");
+  printf("%-12s %8s %8s %10s %18s\n", "kind", "played", "pauses", "barge-ins", "voiced (let go)");
   int total = 0, pauses = 0;
   for (int k = 0; k < 7; k++) {
     const Tally &y = t[k];
-    printf("%-12s %8d %8d %10d\n", k == 6 ? "line only" : kKinds[k], y.events, y.pauses, y.barge_ins);
+    printf("%-12s %8d %8d %10d %15u ms\n", k == 6 ? "line only" : kKinds[k], y.events, y.pauses, y.barge_ins,
+           y.max_voiced);
     total += y.barge_ins;
     pauses += y.pauses;
   }
   printf("false barge-ins on the e2e noise set: %d (pauses %d)\n", total, pauses);
+  printf("(voiced: the most voiced sound in one burst that was let go, against %u ms needed)\n", p.min_speech_ms / 2);
   for (int k = 0; k < 7; k++)
     for (const auto &w : t[k].where)
       printf("  %s\n", w.c_str());
@@ -247,6 +275,7 @@ void e2e_speech(const bargein::Params &p, bool verbose) {
       int total = onset + static_cast<int>(sp.size() * 1000 / sig::kRate) + 1500;
       sig::Pcm x = (n % 2) ? sig::pink(total, line_db, seed) : sig::noise(total, line_db, seed);
       sig::mix(x, sp, onset);
+      g_case = 1000 * (s + 1) + n;
       Result r = run(x, p);
       Set &st = sets[s];
       st.n++;
@@ -352,7 +381,9 @@ void classic(const bargein::Params &p) {
 
   printf("%-52s %7s %10s\n", "classic noise set", "pauses", "barge-ins");
   int false_total = 0;
-  for (auto &c : noise) {
+  for (size_t i = 0; i < noise.size(); i++) {
+    const Case &c = noise[i];
+    g_case = 4000 + static_cast<int>(i);
     Result r = run(c.x, p);
     false_total += r.barge_ins;
     printf("%-52s %7d %10d\n", c.name.c_str(), r.pauses, r.barge_ins);
@@ -401,7 +432,9 @@ void classic(const bargein::Params &p) {
   }
   printf("%-52s %9s %12s %12s\n", "classic speech set (true onset 1000 ms)", "detected", "onset err", "reaction");
   int missed = 0;
-  for (auto &c : speech) {
+  for (size_t i = 0; i < speech.size(); i++) {
+    const Case &c = speech[i];
+    g_case = 3000 + static_cast<int>(i);
     Result r = run(c.x, p);
     if (r.barge_ins)
       printf("%-52s %9s %9.0f ms %9.0f ms\n", c.name.c_str(), "yes", r.onset_ms - 1000, r.decision_ms - r.onset_ms);
@@ -419,6 +452,9 @@ int main(int argc, char **argv) {
   int seeds = 12, noise_s = 55;
   bool verbose = getenv("BENCH_VERBOSE") != nullptr;
   std::string sets = "e2e-noise,e2e-speech,classic";
+  if (const char *dump = getenv("BENCH_DUMP"))
+    if (sscanf(dump, "%d:%d:%d", &g_dump_case, &g_dump_from, &g_dump_to) != 3)
+      g_dump_case = -2;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--seeds") && i + 1 < argc)
       seeds = atoi(argv[++i]);
@@ -439,8 +475,8 @@ int main(int argc, char **argv) {
     e2e_speech(p, verbose);
   if (sets.find("classic") != std::string::npos)
     classic(p);
-  printf("detector cost: %.1f us per 10 ms frame (%llu frames, %.2f s of audio per ms of CPU)\n",
+  printf("detector cost: %.1f us per 10 ms frame (%llu frames), %.1f us per loud frame (%llu)\n",
          g_frames ? g_us / g_frames : 0.0, static_cast<unsigned long long>(g_frames),
-         g_us > 0 ? g_frames * 0.01 / (g_us / 1000) : 0.0);
+         g_loud_frames ? g_loud_us / g_loud_frames : 0.0, static_cast<unsigned long long>(g_loud_frames));
   return 0;
 }
