@@ -179,9 +179,10 @@ static const size_t kAnaKeep = 320;
  * signal high-passed at 300 Hz and pre-emphasized (y[n] = h[n] - 0.85
  * h[n-1]). The plain signal's autocorrelation is dominated by its low end:
  * pink hiss and rumble correlate at every short lag and looked voiced.
- * Filtered, pink hiss at -45..-35 dBFS stays under 0.4 (99 % under 0.31),
- * white hiss and coughs nearly always; 70 % of espeak-ng speech frames the
- * VAD calls voice are over it. A voice keeps its period in its harmonics
+ * Filtered, pink hiss at -45..-35 dBFS stays under 0.4 (99 % of its
+ * frames under 0.31), white hiss and coughs nearly always (97 % of cough
+ * frames); 70 % of the espeak-ng speech frames the VAD calls voice are
+ * over it. A voice keeps its period in its harmonics
  * above 300 Hz. */
 static const double kMinPeriodicity = 0.4;
 static const double kHighPassHz = 300;
@@ -193,8 +194,8 @@ static const float kPreEmphasis = 0.85f;
  * spectral flatness of its envelope; 20-24 dB for the notes, still 16-19
  * dB at -35 dBFS over a -62 dBFS line). Voiced speech, a comb of many
  * harmonics under formants, is one or the other now and then, rarely both
- * (espeak-ng: under 40 % of a burst's pitched frames; music-like notes
- * 87-97 %). Such frames are not voiced, and a burst with more of them than
+ * (in bench/bargein's first second of a burst: espeak-ng at most 36 % of
+ * its pitched frames, music-like notes 87-97 %). Such frames are not voiced, and a burst with more of them than
  * voiced frames is not speech. */
 static const double kTonalPeriodicity = 0.85;
 static const double kTonalPredictionGainDb = 16.0;
