@@ -1,17 +1,27 @@
 /* gst-phone-agent: bargein benchmark. Feeds the barge-in detector (the same
- * code the element runs) synthetic caller audio, with the agent taken as
- * speaking throughout, and prints:
- *   - for a noise set (line noise, hum, pink hiss, music-like tones, coughs,
- *     clicks, DTMF, a noise step
- *     after digital silence): pauses and false barge-ins;
- *   - for a speech set (speech-like voiced sound at several levels over
- *     line noise, espeak-ng sentences): detection and reaction times
- *     (decision - onset; onset error against the true start).
- * Usage: bench-bargein [min-speech-ms]
+ * code the element runs) synthetic caller audio through μ-law, with the agent
+ * taken as speaking throughout, and prints:
+ *   - e2e noise set: the noise set of bench/bargein-e2e without the echo
+ *     (coughs, clicks, DTMF keys, white and pink hiss, music-like tones over
+ *     a -62 dBFS line; the same generator, the e2e's 6 calls and more seeds):
+ *     pauses and false barge-ins per kind;
+ *   - e2e speech set: every pair of the e2e's espeak-ng voices and phrases
+ *     (90 utterances, -12..-30 dBFS over white or pink line noise at
+ *     -62..-54 dBFS), and short words ("Stop.", "Wait." ...) in each voice:
+ *     detected or missed, pause and confirm time after the true onset
+ *     (p50/p95/max);
+ *   - the classic sets: line noise, hum, a noise step, coughs, clicks, DTMF
+ *     and speech-like voiced sound (F0 110/210 Hz, -15..-35 dBFS);
+ *   - the detector's cost, µs per 10 ms frame over everything fed.
+ * Usage: bench-bargein [min-speech-ms] [--seeds N] [--sets e2e-noise,e2e-speech,classic]
  */
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,48 +29,304 @@
 #include "bargein-signals.h"
 
 namespace {
+struct Event {
+  int onset_ms, at_ms;
+  bargein::Action action;
+  const char *reason;
+  unsigned voiced_ms, sound_ms;
+};
+
 struct Result {
   int pauses = 0, barge_ins = 0;
-  double onset_ms = -1, decision_ms = -1;
+  double onset_ms = -1, decision_ms = -1; /* the first barge-in */
+  std::vector<Event> events;
 };
+
+double g_us = 0, g_loud_us = 0; /* time in Detector::process: all frames, loud ones */
+uint64_t g_frames = 0, g_loud_frames = 0;
+/* BENCH_DUMP=case:from_ms:to_ms prints the detector's view of every frame of
+ * one case: e2e noise call N (1..), e2e phrase 1000+n, short word 2000+n,
+ * classic speech 3000+i, classic noise 4000+i (BENCH_VERBOSE=1 lists n) */
+int g_dump_from = -1, g_dump_to = -1, g_dump_case = -2, g_case = -1;
 
 Result run(const sig::Pcm &x, const bargein::Params &p) {
   bargein::Detector d(sig::kRate, p);
-  std::vector<int16_t> s = sig::to_s16(x);
+  std::vector<int16_t> s(x.size());
   /* through μ-law, as Twilio sends it */
   std::vector<uint8_t> mu = sig::to_mulaw(x);
   pa::mulaw_decode_block(mu.data(), s.data(), mu.size());
   Result r;
   const size_t n = d.frame_samples();
   auto agent = [] { return bargein::AgentState(); };
+  std::vector<bargein::Decision> decs;
   for (size_t o = 0; o + n <= s.size(); o += n) {
+    auto t0 = std::chrono::steady_clock::now();
     bargein::Decision dec = d.process(s.data() + o, agent);
+    double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    g_us += us;
+    g_frames++;
+    if (d.last().loud) {
+      g_loud_us += us;
+      g_loud_frames++;
+    }
+    if (dec.action != bargein::Action::None)
+      decs.push_back(dec);
+    if (g_case == g_dump_case) {
+      int ms = static_cast<int>(o * 1000 / sig::kRate);
+      const bargein::FrameInfo &fi = d.last();
+      if (ms >= g_dump_from && ms < g_dump_to)
+        printf("    %6d ms level %6.1f floor %6.1f loud %d vad %d pitch %.2f pred %5.1f dB%s\n", ms, fi.level_db,
+               fi.floor_db, fi.loud, fi.vad, fi.periodicity, fi.prediction_gain_db,
+               dec.action == bargein::Action::Pause     ? " PAUSE"
+               : dec.action == bargein::Action::Confirm ? " CONFIRM"
+               : dec.action == bargein::Action::Resume  ? " RESUME"
+                                                        : "");
+    }
+  }
+  for (const auto &dec : decs) {
+    int onset = static_cast<int>(dec.onset * 1000 / sig::kRate), at = static_cast<int>(dec.at * 1000 / sig::kRate);
+    r.events.push_back({onset, at, dec.action, dec.reason, dec.voiced_ms, dec.sound_ms});
     if (dec.action == bargein::Action::Pause)
       r.pauses++;
-    if (dec.action == bargein::Action::Confirm) {
-      if (r.barge_ins++ == 0) {
-        r.onset_ms = dec.onset * 1000.0 / sig::kRate;
-        r.decision_ms = dec.at * 1000.0 / sig::kRate;
-      }
+    if (dec.action == bargein::Action::Confirm && r.barge_ins++ == 0) {
+      r.onset_ms = onset;
+      r.decision_ms = at;
     }
   }
   return r;
 }
 
 sig::Pcm line(int ms, double db, guint32 seed) { return sig::noise(ms, db, seed); }
-} // namespace
 
-int main(int argc, char **argv) {
-  bargein::Params p;
-  if (argc > 1)
-    p.min_speech_ms = static_cast<unsigned>(atoi(argv[1]));
-  printf("bargein detector benchmark (min-speech-ms %u, snr-db %.0f, vad-aggressiveness %d)\n\n", p.min_speech_ms,
-         p.snr_db, p.vad_aggressiveness);
+/* ------------------------------------------------ e2e noise set */
 
-  struct Case {
-    std::string name;
-    sig::Pcm x;
+const char *kKinds[] = {"cough", "clicks", "dtmf", "white", "pink", "music", "echo"};
+
+struct Played {
+  int kind, t, len;
+  double db;
+};
+
+/* the noise call @i of bench/bargein-e2e (same seeds, same generator), minus
+ * the agent's echo */
+sig::Pcm e2e_noise_call(int i, int total, std::vector<Played> &played) {
+  guint32 seed = static_cast<guint32>(100 + i + 1);
+  sig::Pcm x = sig::noise(total, -62, seed);
+  GRand *r = g_rand_new_with_seed(seed);
+  int kind = i;
+  static const double rows[] = {697, 770, 852, 941}, cols[] = {1209, 1336, 1477};
+  for (int t = 1000; t < total - 4000; kind++) {
+    int len = 0;
+    double db = 0;
+    switch (kind % 7) {
+    case 0: /* cough */
+      len = g_rand_int_range(r, 60, 400);
+      db = g_rand_double_range(r, -25, -15);
+      sig::mix(x, sig::burst(len, db, seed + t), t);
+      break;
+    case 1: /* a few clicks */
+      for (int k = 0; k < 4; k++)
+        sig::mix(x, sig::burst(g_rand_int_range(r, 5, 15), g_rand_double_range(r, -20, -10), seed + t + k),
+                 t + k * 250);
+      len = 1000;
+      break;
+    case 2: /* a DTMF key */
+      len = g_rand_int_range(r, 100, 140);
+      {
+        double lo = rows[g_rand_int_range(r, 0, 4)], hi = cols[g_rand_int_range(r, 0, 3)];
+        db = g_rand_double_range(r, -22, -10);
+        sig::mix(x, sig::dtmf(len, lo, hi, db), t);
+      }
+      break;
+    case 3: /* white hiss */
+      len = g_rand_int_range(r, 1000, 3000);
+      db = g_rand_double_range(r, -45, -35);
+      sig::mix(x, sig::noise(len, db, seed + t), t);
+      break;
+    case 4: /* pink hiss */
+      len = g_rand_int_range(r, 1000, 3000);
+      db = g_rand_double_range(r, -45, -35);
+      sig::mix(x, sig::pink(len, db, seed + t), t);
+      break;
+    case 5: /* music-like tones */
+      len = g_rand_int_range(r, 2000, 4000);
+      db = g_rand_double_range(r, -35, -25);
+      sig::mix(x, sig::music(len, db, seed + t), t);
+      break;
+    default: /* the line alone (in the e2e: the echo only) */
+      len = 1500;
+      break;
+    }
+    played.push_back({kind % 7, t, len, db});
+    t += len + g_rand_int_range(r, 800, 2000);
+  }
+  g_rand_free(r);
+  return x;
+}
+
+/* the sound that was playing when a burst started at @onset_ms */
+int kind_at(const std::vector<Played> &played, int onset_ms) {
+  int k = 6;
+  for (const auto &p : played)
+    if (p.t <= onset_ms + 30)
+      k = p.kind;
+  return k;
+}
+
+void e2e_noise(const bargein::Params &p, int calls, int noise_s) {
+  struct Tally {
+    int events = 0, pauses = 0, barge_ins = 0;
+    unsigned max_voiced = 0; /* the most voiced sound in a burst let go */
+    std::vector<std::string> where;
   };
+  std::map<int, Tally> t;
+  for (int i = 0; i < calls; i++) {
+    std::vector<Played> played;
+    sig::Pcm x = e2e_noise_call(i, noise_s * 1000, played);
+    for (const auto &pl : played)
+      t[pl.kind].events++;
+    g_case = i + 1;
+    Result r = run(x, p);
+
+    for (const auto &e : r.events) {
+      int k = kind_at(played, e.onset_ms);
+      if (e.action == bargein::Action::Resume) {
+        t[k].max_voiced = std::max(t[k].max_voiced, e.voiced_ms);
+        continue;
+      }
+      if (e.action == bargein::Action::Pause)
+        t[k].pauses++;
+      else {
+        t[k].barge_ins++;
+        char w[96];
+        const Played *pl = nullptr;
+        for (const auto &q : played)
+          if (q.t <= e.onset_ms + 30)
+            pl = &q;
+        snprintf(w, sizeof w, "call %d at %.1f s (%s %d ms %.0f dBFS, +%d ms)", i + 1, e.onset_ms / 1000.0,
+                 kKinds[k], pl ? pl->len : 0, pl ? pl->db : 0.0, pl ? e.onset_ms - pl->t : 0);
+        t[k].where.push_back(w);
+      }
+    }
+  }
+  printf("e2e noise set: %d calls x %d s (bench/bargein-e2e's generator, seeds 101..%d), no echo\n", calls, noise_s,
+         100 + calls);
+  printf("%-12s %8s %8s %10s %18s\n", "kind", "played", "pauses", "barge-ins", "voiced (let go)");
+  int total = 0, pauses = 0;
+  for (int k = 0; k < 7; k++) {
+    const Tally &y = t[k];
+    printf("%-12s %8d %8d %10d %15u ms\n", k == 6 ? "line only" : kKinds[k], y.events, y.pauses, y.barge_ins,
+           y.max_voiced);
+    total += y.barge_ins;
+    pauses += y.pauses;
+  }
+  printf("false barge-ins on the e2e noise set: %d (pauses %d)\n", total, pauses);
+  printf("(voiced: the most voiced sound in one burst that was let go, against %u ms needed)\n", p.min_speech_ms / 2);
+  for (int k = 0; k < 7; k++)
+    for (const auto &w : t[k].where)
+      printf("  %s\n", w.c_str());
+  printf("\n");
+}
+
+/* ------------------------------------------------ e2e speech set */
+
+const char *kVoices[] = {"en-us", "en-gb", "en-us+m3", "en-gb+f2", "en+m1", "en-us+f4", "en-gb-scotland", "en+f3",
+                         "en-029", "en-us+m5"};
+const char *kPhrases[] = {"Wait, I have a question.",
+                          "Sorry, can I stop you there?",
+                          "Hold on a second please.",
+                          "No, that is not what I asked.",
+                          "Excuse me, I need to change my appointment.",
+                          "Actually, I would like to talk to someone.",
+                          "Stop, stop, I already know that.",
+                          "Hang on, what was that time again?",
+                          "Okay, but how much does it cost?"};
+const char *kShort[] = {"Stop.", "Wait.", "No, stop.", "Hello?", "Hold on."};
+
+double pct(std::vector<double> v, double q) {
+  if (v.empty())
+    return -1;
+  std::sort(v.begin(), v.end());
+  size_t k = static_cast<size_t>(q * (v.size() - 1) + 0.5);
+  return v[std::min(k, v.size() - 1)];
+}
+
+void e2e_speech(const bargein::Params &p, bool verbose) {
+  struct Set {
+    const char *name;
+    std::vector<double> pause, confirm;
+    int n = 0, missed = 0, early = 0;
+  };
+  Set sets[2] = {{"e2e phrases (10 voices x 9 phrases)", {}, {}}, {"short words (10 voices x 5 words)", {}, {}}};
+  for (int s = 0; s < 2; s++) {
+    int count = s == 0 ? 90 : 50;
+    for (int n = 0; n < count; n++) {
+      const char *voice = kVoices[n % 10];
+      const char *text = s == 0 ? kPhrases[n % 9] : kShort[(n / 10 + n) % 5];
+      double db = -12.0 - (n * 7 % 19); /* -12 .. -30 dBFS */
+      sig::Pcm sp = sig::espeak(text, db, voice, true);
+      if (sp.empty()) {
+        printf("espeak-ng failed (voice %s): speech set skipped\n", voice);
+        return;
+      }
+      double line_db = -62 + 2 * ((n / 2) % 5); /* -62 .. -54 */
+      guint32 seed = static_cast<guint32>(500 + 1000 * s + n);
+      int onset = 1000 + (n * 13 % 11) * 3; /* jittered against the frames */
+      int total = onset + static_cast<int>(sp.size() * 1000 / sig::kRate) + 1500;
+      sig::Pcm x = (n % 2) ? sig::pink(total, line_db, seed) : sig::noise(total, line_db, seed);
+      sig::mix(x, sp, onset);
+      g_case = 1000 * (s + 1) + n;
+      Result r = run(x, p);
+      Set &st = sets[s];
+      st.n++;
+      int first_pause = -1, confirm = -1;
+      for (const auto &e : r.events) {
+        if (e.action == bargein::Action::Pause && first_pause < 0)
+          first_pause = e.at_ms;
+        if (e.action == bargein::Action::Confirm && confirm < 0)
+          confirm = e.at_ms;
+      }
+      if (first_pause >= 0 && first_pause < onset)
+        st.early++;
+      if (confirm < onset) {
+        st.missed++;
+        printf("  MISSED: %s \"%s\" %.0f dBFS over %s %.0f dBFS\n", voice, text, db, (n % 2) ? "pink" : "white",
+               line_db);
+        if (verbose)
+          for (const auto &e : r.events)
+            printf("     %s onset %d at %d %s\n",
+                   e.action == bargein::Action::Pause ? "pause" : e.action == bargein::Action::Resume ? "resume" : "confirm",
+                   e.onset_ms - onset, e.at_ms - onset, e.reason);
+        continue;
+      }
+      if (first_pause >= 0)
+        st.pause.push_back(first_pause - onset);
+      st.confirm.push_back(confirm - onset);
+      if (verbose)
+        printf("  %-10s %-45s %4.0f dB: pause %4d confirm %4d ms\n", voice, text, db, first_pause - onset,
+               confirm - onset);
+    }
+  }
+  printf("%-38s %5s %7s %22s %22s\n", "e2e speech set", "n", "missed", "pause p50/p95/max", "confirm p50/p95/max");
+  for (auto &st : sets) {
+    char a[40], b[40];
+    snprintf(a, sizeof a, "%.0f/%.0f/%.0f ms", pct(st.pause, .5), pct(st.pause, .95), pct(st.pause, 1));
+    snprintf(b, sizeof b, "%.0f/%.0f/%.0f ms", pct(st.confirm, .5), pct(st.confirm, .95), pct(st.confirm, 1));
+    printf("%-38s %5d %7d %22s %22s\n", st.name, st.n, st.missed, a, b);
+    if (st.early)
+      printf("  (%d paused before the speech started)\n", st.early);
+  }
+  printf("(times after the true onset, the first sample of the trimmed espeak-ng speech)\n\n");
+}
+
+/* ------------------------------------------------ the classic sets */
+
+struct Case {
+  std::string name;
+  sig::Pcm x;
+};
+
+void classic(const bargein::Params &p) {
   std::vector<Case> noise;
   for (double db : {-55.0, -45.0, -35.0, -25.0})
     noise.push_back({"white noise " + std::to_string(static_cast<int>(db)) + " dBFS, 10 s", line(10000, db, 5)});
@@ -113,14 +379,16 @@ int main(int argc, char **argv) {
     noise.push_back({"16 DTMF keys, 100-140 ms, -10..-22 dBFS per tone", x});
   }
 
-  printf("%-52s %7s %10s\n", "noise set", "pauses", "barge-ins");
+  printf("%-52s %7s %10s\n", "classic noise set", "pauses", "barge-ins");
   int false_total = 0;
-  for (auto &c : noise) {
+  for (size_t i = 0; i < noise.size(); i++) {
+    const Case &c = noise[i];
+    g_case = 4000 + static_cast<int>(i);
     Result r = run(c.x, p);
     false_total += r.barge_ins;
     printf("%-52s %7d %10d\n", c.name.c_str(), r.pauses, r.barge_ins);
   }
-  printf("false barge-ins on the noise set: %d\n\n", false_total);
+  printf("false barge-ins on the classic noise set: %d\n\n", false_total);
 
   std::vector<Case> speech;
   for (double db : {-15.0, -25.0, -35.0})
@@ -162,13 +430,53 @@ int main(int argc, char **argv) {
       name += std::string(" ") + w.voice + " " + std::to_string(static_cast<int>(w.db));
     speech.push_back({name, x});
   }
-  printf("%-52s %9s %12s %12s\n", "speech set (true onset 1000 ms)", "detected", "onset err", "reaction");
-  for (auto &c : speech) {
+  printf("%-52s %9s %12s %12s\n", "classic speech set (true onset 1000 ms)", "detected", "onset err", "reaction");
+  int missed = 0;
+  for (size_t i = 0; i < speech.size(); i++) {
+    const Case &c = speech[i];
+    g_case = 3000 + static_cast<int>(i);
     Result r = run(c.x, p);
     if (r.barge_ins)
       printf("%-52s %9s %9.0f ms %9.0f ms\n", c.name.c_str(), "yes", r.onset_ms - 1000, r.decision_ms - r.onset_ms);
-    else
+    else {
+      missed++;
       printf("%-52s %9s %12s %12s\n", c.name.c_str(), "NO", "-", "-");
+    }
   }
+  printf("missed in the classic speech set: %d of %zu\n\n", missed, speech.size());
+}
+} // namespace
+
+int main(int argc, char **argv) {
+  bargein::Params p;
+  int seeds = 12, noise_s = 55;
+  bool verbose = getenv("BENCH_VERBOSE") != nullptr;
+  std::string sets = "e2e-noise,e2e-speech,classic";
+  if (const char *dump = getenv("BENCH_DUMP"))
+    if (sscanf(dump, "%d:%d:%d", &g_dump_case, &g_dump_from, &g_dump_to) != 3)
+      g_dump_case = -2;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--seeds") && i + 1 < argc)
+      seeds = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--sets") && i + 1 < argc)
+      sets = argv[++i];
+    else if (argv[i][0] != '-')
+      p.min_speech_ms = static_cast<unsigned>(atoi(argv[i]));
+    else {
+      fprintf(stderr, "usage: bench-bargein [min-speech-ms] [--seeds N] [--sets e2e-noise,e2e-speech,classic]\n");
+      return 2;
+    }
+  }
+  printf("bargein detector benchmark (min-speech-ms %u, snr-db %.0f, vad-aggressiveness %d)\n\n", p.min_speech_ms,
+         p.snr_db, p.vad_aggressiveness);
+  if (sets.find("e2e-noise") != std::string::npos)
+    e2e_noise(p, seeds, noise_s);
+  if (sets.find("e2e-speech") != std::string::npos)
+    e2e_speech(p, verbose);
+  if (sets.find("classic") != std::string::npos)
+    classic(p);
+  printf("detector cost: %.1f us per 10 ms frame (%llu frames), %.1f us per loud frame (%llu)\n",
+         g_frames ? g_us / g_frames : 0.0, static_cast<unsigned long long>(g_frames),
+         g_loud_frames ? g_loud_us / g_loud_frames : 0.0, static_cast<unsigned long long>(g_loud_frames));
   return 0;
 }

@@ -49,7 +49,11 @@ struct FrameInfo {
   double floor_db = -100.0; /* tracked noise floor */
   bool dtmf = false;        /* dual-tone energy dominates */
   bool vad = false;         /* the VAD's verdict */
-  double periodicity = 0;   /* best normalized autocorrelation at a pitch lag (60-400 Hz), last 20 ms */
+  double periodicity = 0;   /* best normalized autocorrelation at a pitch lag (60-400 Hz) of the
+                               signal high-passed at 300 Hz and pre-emphasized, last 20 ms (loud
+                               frames only, else 0) */
+  double prediction_gain_db = 0; /* 10th-order linear prediction gain, last 20 ms: high for a few
+                                    clean tones (loud frames only, else 0) */
   bool loud = false;        /* above floor + snr, min level and echo level, not DTMF */
 };
 
@@ -86,13 +90,15 @@ private:
   int rate_;
   Params p_;
   std::unique_ptr<Vad> vad_;
-  std::vector<int16_t> hist_; /* the last 40 ms, for periodicity */
+  std::vector<float> ana_, pe_; /* the last 40 ms at 8 kHz: as is, and high-passed and pre-emphasized */
+  float ana_prev_ = 0;
+  double hx1_ = 0, hx2_ = 0, hy1_ = 0, hy2_ = 0; /* high-pass state */
   FrameInfo info_;
   State state_ = State::Idle;
   bool have_floor_ = false;
   double floor_db_ = -100.0;
   double echo_db_ = -100.0;
-  unsigned loud_run_ = 0, quiet_ms_ = 0, candidate_ms_ = 0, loud_ms_ = 0, voiced_ms_ = 0, dtmf_hold_ = 0;
+  unsigned loud_run_ = 0, quiet_ms_ = 0, candidate_ms_ = 0, loud_ms_ = 0, voiced_ms_ = 0, tonal_ms_ = 0, dtmf_hold_ = 0;
   uint64_t pos_ = 0, onset_ = 0;
 };
 
@@ -103,5 +109,9 @@ double level_db(const int16_t *pcm, size_t n);
 /* voicing: the best normalized autocorrelation of the last @win samples of
  * @x (which holds at least @win + rate/60 samples) at lags of 60-400 Hz */
 double periodicity(const int16_t *x, size_t n, size_t win, int rate);
+/* tonality: the gain (dB) of an @order-th order (at most 32) linear
+ * predictor on @n samples (at most 512; Hamming window, autocorrelation
+ * method), capped at 40 dB */
+double prediction_gain_db(const float *x, size_t n, int order);
 
 } // namespace bargein

@@ -1,6 +1,7 @@
 /* gst-phone-agent: synthetic caller audio for bargein's tests and benchmark
- * (8 kHz PCM): line noise, voiced speech-like sound, coughs, DTMF, and
- * espeak-ng speech when the program is installed. */
+ * (8 kHz PCM): line noise (white, pink, brown), music-like tones, voiced
+ * speech-like sound, coughs, DTMF, and espeak-ng speech when the program is
+ * installed. */
 #pragma once
 
 #include <glib.h>
@@ -60,6 +61,19 @@ inline Pcm pink(int ms, double db, guint32 seed = 1) {
     b1 = 0.96300 * b1 + w[i] * 0.2965164;
     b2 = 0.57000 * b2 + w[i] * 1.0526913;
     x[i] = b0 + b1 + b2 + w[i] * 0.1848;
+  }
+  scale_to(x, db);
+  return x;
+}
+
+/* rumble: brown noise (leaky integrated white noise, -6 dB per octave above
+ * ~6 Hz) with an RMS level of @db dBFS */
+inline Pcm brown(int ms, double db, guint32 seed = 1) {
+  Pcm x = noise(ms, 0, seed);
+  double y = 0;
+  for (double &v : x) {
+    y = 0.995 * y + v;
+    v = y;
   }
   scale_to(x, db);
   return x;
