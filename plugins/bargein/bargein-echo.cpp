@@ -84,35 +84,38 @@ void EchoCanceller::near(int16_t *pcm) {
 
 void EchoPresence::add(double far_db, double near_db) {
   const unsigned size = kWindow + kMaxLag;
-  /* a shift register: newest last (130 doubles, once per 10 ms) */
+  /* a shift register: newest last (90 doubles, once per 10 ms) */
   std::copy(far_ + 1, far_ + size, far_);
   std::copy(near_ + 1, near_ + size, near_);
   far_[size - 1] = std::max(far_db, -70.0);
   near_[size - 1] = std::max(near_db, -70.0);
   if (n_ < size)
     n_++;
-  active_ = 0;
-  for (unsigned i = kMaxLag; i < size; i++)
-    active_ += far_[i] > -60.0;
-  if (n_ < size || active_ < 30) {
-    corr_ = 0;
+  /* the window: the newest frames, up to kWindow, with kMaxLag of the far
+   * end before them */
+  if (n_ <= kMaxLag)
     return;
-  }
+  const unsigned w = std::min(n_ - kMaxLag, kWindow);
+  const double *nw = near_ + size - w;
+  unsigned active = 0;
+  for (unsigned i = 0; i < w; i++)
+    active += far_[size - w + i] > -60.0;
+  if (active < 30)
+    return; /* the agent is mostly silent: keep what was said */
   /* Pearson correlation of near[t] and far[t - lag] over the window */
-  const double *nw = near_ + kMaxLag;
   double nm = 0;
-  for (unsigned i = 0; i < kWindow; i++)
+  for (unsigned i = 0; i < w; i++)
     nm += nw[i];
-  nm /= kWindow;
+  nm /= w;
   double best = -1;
   for (unsigned lag = 0; lag <= kMaxLag; lag++) {
-    const double *fw = far_ + kMaxLag - lag;
+    const double *fw = far_ + size - w - lag;
     double fm = 0;
-    for (unsigned i = 0; i < kWindow; i++)
+    for (unsigned i = 0; i < w; i++)
       fm += fw[i];
-    fm /= kWindow;
+    fm /= w;
     double sfn = 0, sff = 0, snn = 0;
-    for (unsigned i = 0; i < kWindow; i++) {
+    for (unsigned i = 0; i < w; i++) {
       double a = fw[i] - fm, b = nw[i] - nm;
       sfn += a * b;
       sff += a * a;
@@ -122,6 +125,7 @@ void EchoPresence::add(double far_db, double near_db) {
       best = std::max(best, sfn / std::sqrt(sff * snn));
   }
   corr_ = best;
+  known_ = true;
 }
 
 } // namespace bargein

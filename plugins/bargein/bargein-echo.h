@@ -50,21 +50,24 @@ private:
 /* Whether the caller's line echoes the agent at all: the correlation of the
  * two sides' frame levels (dB) over the last 600 ms, at the best lag up to
  * 300 ms. An echo follows the agent's syllables; line noise and a caller do
- * not. Cheap, and known within a second, where the canceller needs about
- * two to learn the line. */
+ * not. Cheap, and known after 300 ms of the agent's voice, where the
+ * canceller needs about two seconds to learn the line. */
 class EchoPresence {
 public:
   /* one 10 ms frame: the far end's level and the near end's, dBFS */
   void add(double far_db, double near_db);
-  /* enough to say: 900 ms of frames, 300 ms of them with the agent audible */
-  bool known() const { return n_ == kWindow + kMaxLag && active_ >= 30; }
-  /* the best correlation (-1..1), 0 while not known() */
+  /* there was enough to say, once: 300 ms of the agent audible in the last
+   * 600 ms (and it stays said through the agent's pauses) */
+  bool known() const { return known_; }
+  /* the best correlation (-1..1) the last time there was enough to say; 0
+   * before */
   double correlation() const { return corr_; }
 
 private:
   static constexpr unsigned kWindow = 60, kMaxLag = 30;
   double far_[kWindow + kMaxLag] = {}, near_[kWindow + kMaxLag] = {};
-  unsigned n_ = 0, active_ = 0;
+  unsigned n_ = 0;
+  bool known_ = false;
   double corr_ = 0;
 };
 

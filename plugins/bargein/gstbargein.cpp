@@ -200,6 +200,7 @@ struct Stats {
   guint64 pauses = 0, resumes = 0, barge_ins = 0, rejected = 0, ignored_bursts = 0, dtmf_frames = 0, frames = 0;
   guint64 echo_frames = 0;   /* frames through the echo canceller */
   double echo_taken_db = 0;  /* what it took out of frames while the agent spoke (average, dB) */
+  bool line_echoes = false;  /* the caller's line was found to echo the agent */
 };
 
 struct State {
@@ -215,7 +216,8 @@ struct State {
   std::vector<int16_t> far, clean;
   unsigned far_quiet_frames = 0;         /* far-end frames of silence in a row */
   guint64 far_heard_frames = 0;          /* far-end frames with the agent's voice, so far */
-  bargein::EchoPresence presence;        /* does the line echo the agent at all (during the warm-up) */
+  bargein::EchoPresence presence;        /* does the line echo the agent at all */
+  bool line_echoes = false;              /* it did, once: the same line, the whole call */
 };
 } // namespace
 
@@ -289,7 +291,8 @@ static void gst_bargein_get_property(GObject *object, guint prop_id, GValue *val
                           "barge-ins", G_TYPE_UINT64, c.barge_ins, "rejected", G_TYPE_UINT64, c.rejected,
                           "ignored-bursts", G_TYPE_UINT64, c.ignored_bursts, "dtmf-frames", G_TYPE_UINT64,
                           c.dtmf_frames, "frames", G_TYPE_UINT64, c.frames, "echo-frames", G_TYPE_UINT64,
-                          c.echo_frames, "echo-taken-db", G_TYPE_DOUBLE, c.echo_taken_db, nullptr));
+                          c.echo_frames, "echo-taken-db", G_TYPE_DOUBLE, c.echo_taken_db, "line-echoes",
+                          G_TYPE_BOOLEAN, c.line_echoes, nullptr));
     break;
   }
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
@@ -429,9 +432,9 @@ static const unsigned kEchoTailFrames = 100;
 /* until the canceller has heard this much of the agent (10 ms frames) it
  * has not learnt the line: the echo guard is #kWarmUpMarginDb stricter */
 static const guint64 kWarmUpFrames = 200;
-static const double kWarmUpMarginDb = 10.0;
+static const double kWarmUpMarginDb = 15.0;
 /* the line echoes the agent: its level follows the agent's this closely */
-static const double kEchoCorrelation = 0.5;
+static const double kEchoCorrelation = 0.8;
 
 /* The canceller is still learning a line that echoes: less than
  * kWarmUpFrames of the agent heard, the agent audible in the last second,
@@ -441,7 +444,7 @@ static const double kEchoCorrelation = 0.5;
 static bool warming_up(const State &st) {
   if (st.far_heard_frames >= kWarmUpFrames || st.far_quiet_frames >= kEchoTailFrames)
     return false;
-  return !st.presence.known() || st.presence.correlation() >= kEchoCorrelation;
+  return st.line_echoes || !st.presence.known();
 }
 
 static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer *buf) {
@@ -523,8 +526,15 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
        * tail) there is nothing to cancel: save the work */
       const int16_t *far = st.far.data() + f * 80;
       const double far_db = bargein::level_db(far, 80);
-      if (st.far_heard_frames < kWarmUpFrames)
+      if (!st.line_echoes) {
         st.presence.add(far_db, bargein::level_db(frame, n));
+        if (st.presence.known() && st.presence.correlation() >= kEchoCorrelation) {
+          st.line_echoes = true;
+          p->stats.line_echoes = true;
+          GST_INFO_OBJECT(self, "the caller's line echoes the agent (level correlation %.2f)",
+                          st.presence.correlation());
+        }
+      }
       const bool quiet = far_db < kFarQuietDb;
       st.far_quiet_frames = quiet ? st.far_quiet_frames + 1 : 0;
       if (st.far_quiet_frames < kEchoTailFrames) {
@@ -533,11 +543,12 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
         st.aec->near(st.clean.data());
         /* what the canceller took most of was echo: the detector hears what
          * is left. Where the caller talks over the agent, it takes little:
-         * the detector hears the caller as is. Not before it has learnt
-         * the line: until then it also takes the start of a caller's
-         * words now and then (the stricter guard covers the echo). */
+         * the detector hears the caller as is. Only on a line that echoes,
+         * and not before the canceller has learnt it: until then it also
+         * takes the start of a caller's words now and then (the stricter
+         * guard covers the echo meanwhile). */
         const double taken = bargein::level_db(frame, n) - bargein::level_db(st.clean.data(), n);
-        if (taken > kEchoTakenDb && st.far_heard_frames >= kWarmUpFrames)
+        if (taken > kEchoTakenDb && st.line_echoes && st.far_heard_frames >= kWarmUpFrames)
           frame = st.clean.data();
         GST_LOG_OBJECT(self, "echo canceller: far %.1f dBFS, took %.1f dB%s", far_db, taken,
                        frame == st.clean.data() ? " (echo)" : "");
@@ -752,7 +763,8 @@ static void gst_bargein_class_init(GstBargeinClass *klass) {
       g_param_spec_boxed("stats", "Statistics",
                          "Counters: pauses, resumes, barge-ins, rejected bursts, bursts ignored because the agent was "
                          "silent, DTMF frames, frames analysed, frames through the echo canceller (echo-frames) and "
-                         "how much it took out of them while the agent spoke (echo-taken-db, average)",
+                         "how much it took out of them while the agent spoke (echo-taken-db, average), whether the "
+                         "caller's line was found to echo the agent (line-echoes)",
                          GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);

@@ -146,6 +146,7 @@ gboolean downstream_query(GstPad *pad, GstObject *parent, GstQuery *query) {
 struct Run {
   std::string events; /* the phoneagent/ events, in order */
   guint64 barge_ins = 0, pauses = 0, echo_frames = 0;
+  gboolean line_echoes = FALSE;
   std::vector<GstClockTime> pauses_at; /* onset-running-time of each pause */
   GstClockTime first_barge_in = GST_CLOCK_TIME_NONE, first_decision = GST_CLOCK_TIME_NONE;
 };
@@ -193,6 +194,7 @@ Run run_element(const char *props, const sig::Pcm &far, const sig::Pcm &near) {
   gst_structure_get_uint64(st, "barge-ins", &r.barge_ins);
   gst_structure_get_uint64(st, "pauses", &r.pauses);
   gst_structure_get_uint64(st, "echo-frames", &r.echo_frames);
+  gst_structure_get_boolean(st, "line-echoes", &r.line_echoes);
   gst_structure_free(st);
   gst_object_unref(el);
   gst_harness_teardown(h);
@@ -209,18 +211,22 @@ Run run_element(const char *props, const sig::Pcm &far, const sig::Pcm &near) {
  * nothing even pauses it */
 GST_START_TEST(test_element_ignores_echo) {
   sig::Pcm far = agent_voice(12000);
-  sig::Pcm near = echo_of(far, 60, 15);
-  Run off = run_element("echo-cancel=false", far, near);
-  Run on = run_element("", far, near);
-  g_print("echo 15 dB down: without the canceller %" G_GUINT64_FORMAT " pauses, %" G_GUINT64_FORMAT
-          " barge-ins; with it %" G_GUINT64_FORMAT " pauses, %" G_GUINT64_FORMAT " barge-ins (%" G_GUINT64_FORMAT
-          " frames through it)\n",
-          off.pauses, off.barge_ins, on.pauses, on.barge_ins, on.echo_frames);
-  fail_unless(off.barge_ins > 0, "the echo is too weak to test anything");
-  fail_unless_equals_uint64(on.barge_ins, 0);
-  for (GstClockTime t : on.pauses_at)
-    fail_unless(t < 2 * GST_SECOND, "paused on the echo at %" GST_TIME_FORMAT, GST_TIME_ARGS(t));
-  fail_unless(on.echo_frames >= 1000);
+  for (double loss : {15.0, 25.0}) {
+    sig::Pcm near = echo_of(far, 60, loss);
+    Run off = run_element("echo-cancel=false", far, near);
+    Run on = run_element("", far, near);
+    g_print("echo %.0f dB down: without the canceller %" G_GUINT64_FORMAT " pauses, %" G_GUINT64_FORMAT
+            " barge-ins; with it %" G_GUINT64_FORMAT " pauses, %" G_GUINT64_FORMAT " barge-ins (%" G_GUINT64_FORMAT
+            " frames through it, line echoes: %d)\n",
+            loss, off.pauses, off.barge_ins, on.pauses, on.barge_ins, on.echo_frames, on.line_echoes);
+    if (loss < 20)
+      fail_unless(off.barge_ins > 0, "the echo is too weak to test anything");
+    fail_unless(on.line_echoes, "the echo %.0f dB down was not noticed", loss);
+    fail_unless_equals_uint64(on.barge_ins, 0);
+    for (GstClockTime t : on.pauses_at)
+      fail_unless(t < 2 * GST_SECOND, "paused on the echo at %" GST_TIME_FORMAT, GST_TIME_ARGS(t));
+    fail_unless(on.echo_frames >= 1000);
+  }
 }
 GST_END_TEST;
 
@@ -241,6 +247,8 @@ GST_START_TEST(test_element_catches_caller_over_echo) {
           alone.events.c_str(), GST_TIME_ARGS(alone.first_decision), on.events.c_str(),
           GST_TIME_ARGS(on.first_decision));
   assert_str(alone.events, "pause,barge-in,resume");
+  fail_unless(!alone.line_echoes, "a caller on a quiet line taken for an echo");
+  fail_unless(on.line_echoes);
   assert_str(on.events, "pause,barge-in,resume");
   fail_unless(on.first_barge_in >= 7990 * GST_MSECOND && on.first_barge_in <= 8040 * GST_MSECOND);
   fail_unless(on.first_decision <= alone.first_decision + 20 * GST_MSECOND);
