@@ -422,8 +422,6 @@ static void end_pause(GstBargein *self, const char *reason) {
 
 /* ------------------------------------------------------------ analysis */
 
-/* a frame the echo canceller took more than this out of is echo */
-static const double kEchoTakenDb = 8.0;
 /* the far end below this (dBFS) is silence */
 static const double kFarQuietDb = -60.0;
 /* after a second of the agent's silence (longer than a line's echo tail)
@@ -541,14 +539,15 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
         std::copy(frame, frame + n, st.clean.data());
         st.aec->far(far);
         st.aec->near(st.clean.data());
-        /* what the canceller took most of was echo: the detector hears what
-         * is left. Where the caller talks over the agent, it takes little:
-         * the detector hears the caller as is. Only on a line that echoes,
-         * and not before the canceller has learnt it: until then it also
+        /* on a line that echoes, once the canceller has learnt it, the
+         * detector hears what the canceller leaves: the caller (within a
+         * dB or so), a noise on the line, without the agent's voice mixed
+         * in. Not on a line without echo (the canceller could only do
+         * harm), nor before it has learnt the line: until then it also
          * takes the start of a caller's words now and then (the stricter
          * guard covers the echo meanwhile). */
         const double taken = bargein::level_db(frame, n) - bargein::level_db(st.clean.data(), n);
-        if (taken > kEchoTakenDb && st.line_echoes && st.far_heard_frames >= kWarmUpFrames)
+        if (st.line_echoes && st.far_heard_frames >= kWarmUpFrames)
           frame = st.clean.data();
         GST_LOG_OBJECT(self, "echo canceller: far %.1f dBFS, took %.1f dB%s", far_db, taken,
                        frame == st.clean.data() ? " (echo)" : "");
