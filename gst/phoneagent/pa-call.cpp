@@ -23,6 +23,7 @@ struct PendingMark {
 struct ItemProgress {
   uint64_t sent_bytes = 0;
   uint64_t played_bytes = 0;
+  gint64 played_at_us = 0; /* arrival of the mark echo that set played_bytes */
   guint generation = 0;
 };
 
@@ -383,8 +384,10 @@ void pa_call_handle_text(PaCall *call, const char *data, size_t len) {
       } else {
         p->c.marks_played++;
         ItemProgress &ip = p->items[it->second.item_id];
-        if (ip.generation == it->second.generation && it->second.item_bytes > ip.played_bytes)
+        if (ip.generation == it->second.generation && it->second.item_bytes > ip.played_bytes) {
           ip.played_bytes = it->second.item_bytes;
+          ip.played_at_us = item.arrival_us;
+        }
       }
       p->pending.erase(it);
       p->played_cond.notify_all();
@@ -664,6 +667,7 @@ pa::Heard pa_call_get_heard(PaCall *call, const std::string &item_id) {
   h.known = true;
   h.sent_ms = it->second.sent_bytes / 8;
   h.played_ms = it->second.played_bytes / 8;
+  h.played_at_us = it->second.played_at_us;
   return h;
 }
 

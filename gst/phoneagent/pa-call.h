@@ -50,6 +50,7 @@ struct Heard {
   std::string item_id;
   uint64_t sent_ms = 0;     /* audio of this item sent to Twilio */
   uint64_t played_ms = 0;   /* audio of this item Twilio reported played (marks) */
+  int64_t played_at_us = 0; /* when the mark that said so arrived (monotonic µs), 0 if none did */
   guint generation = 0;     /* clear generation */
   bool known = false;       /* false when the item was never seen */
 };

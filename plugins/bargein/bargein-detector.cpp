@@ -346,6 +346,8 @@ Decision Detector::process(const int16_t *pcm, const std::function<AgentState()>
       d.action = Action::Pause;
       d.onset = onset_;
       d.voiced_ms = voiced_ms_;
+      d.sound_ms = loud_ms_;
+      d.tonal_ms = tonal_ms_;
       d.reason = "onset";
     }
     break;
@@ -362,6 +364,7 @@ Decision Detector::process(const int16_t *pcm, const std::function<AgentState()>
     d.onset = onset_;
     d.voiced_ms = voiced_ms_;
     d.sound_ms = loud_ms_;
+    d.tonal_ms = tonal_ms_;
     /* speech: that much sound, at least half of it voiced ("stop" is a short
      * vowel between unvoiced consonants; a cough has no voicing at all), and
      * not mostly clean tones (music) */

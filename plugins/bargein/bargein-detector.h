@@ -40,6 +40,7 @@ struct Decision {
   uint64_t at = 0;        /* sample after the frame that decided */
   unsigned voiced_ms = 0; /* voiced speech in the burst so far */
   unsigned sound_ms = 0;  /* loud frames in the burst so far */
+  unsigned tonal_ms = 0;  /* tonal (music-like) frames in the burst so far */
   const char *reason = "";
 };
 

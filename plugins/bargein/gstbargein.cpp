@@ -24,8 +24,11 @@
  * 1. At the first sign of sound (#GstBargein:onset-ms of frames louder than
  *    the noise floor plus #GstBargein:snr-db, not DTMF) while the agent is
  *    audible, bargein sends `phoneagent/pause`: twiliosink stops sending new
- *    agent audio and holds it; the caller still hears the little Twilio has
- *    queued (twiliosink's lead).
+ *    agent audio and holds it, and by default (its pause-clears) empties
+ *    Twilio's queue, so the caller stops hearing the agent at once. (With
+ *    pause-clears off, the caller still hears the little Twilio has queued,
+ *    twiliosink's lead, unless the sound turns out voiced:
+ *    #GstBargein:clear-voiced-ms, `phoneagent/pause-clear`.)
  * 2. Once the burst holds #GstBargein:min-speech-ms of sound, at least half
  *    of it voiced (VAD and pitch), it is a barge-in: bargein sends `phoneagent/barge-in` (realtimemodel cancels the
  *    response, clears twiliosink and truncates the conversation at what the
@@ -72,6 +75,10 @@
  * - `phoneagent/resume`: `running-time` (guint64), `reason` (gchararray:
  *   "too-short", "backchannel", "dtmf", "not-speech", "barge-in", "eos",
  *   "flush", "mode", "caps"). Every pause is followed by exactly one resume.
+ * - `phoneagent/pause-clear`: `onset-running-time`, `running-time`
+ *   (guint64): the paused sound has #GstBargein:clear-voiced-ms of voiced
+ *   sound; twiliosink clears Twilio's queue if its pause did not. At most
+ *   one per pause; not with #GstBargein:backchannel.
  * - `phoneagent/barge-in`: `onset-running-time` (guint64),
  *   `decision-running-time` (guint64), `source` (gchararray, "local-vad").
  *
@@ -146,6 +153,7 @@ typedef enum {
 #define DEFAULT_BACKCHANNEL FALSE
 #define DEFAULT_BACKCHANNEL_MAX_MS 700
 #define DEFAULT_ECHO_CANCEL TRUE
+#define DEFAULT_CLEAR_VOICED_MS 40
 
 enum {
   PROP_0,
@@ -161,6 +169,7 @@ enum {
   PROP_BACKCHANNEL,
   PROP_BACKCHANNEL_MAX_MS,
   PROP_ECHO_CANCEL,
+  PROP_CLEAR_VOICED_MS,
   PROP_STATS,
 };
 
@@ -193,11 +202,13 @@ namespace {
 struct Settings {
   GstBargeinMode mode = DEFAULT_MODE;
   bool echo_cancel = DEFAULT_ECHO_CANCEL;
+  guint clear_voiced_ms = DEFAULT_CLEAR_VOICED_MS;
   bargein::Params params;
 };
 
 struct Stats {
   guint64 pauses = 0, resumes = 0, barge_ins = 0, rejected = 0, ignored_bursts = 0, dtmf_frames = 0, frames = 0;
+  guint64 pause_clears = 0;  /* phoneagent/pause-clear sent */
   guint64 echo_frames = 0;   /* frames through the echo canceller */
   double echo_taken_db = 0;  /* what it took out of frames while the agent spoke (average, dB) */
   bool line_echoes = false;  /* the caller's line was found to echo the agent */
@@ -210,6 +221,7 @@ struct State {
   std::vector<int16_t> acc;              /* PCM not yet analysed (less than a frame) */
   GstClockTime acc_rt = GST_CLOCK_TIME_NONE; /* running time of acc[0] */
   bool paused = false;                   /* a phoneagent/pause is out, resume owed */
+  bool pause_cleared = false;            /* ... and a phoneagent/pause-clear after it */
   bool rebuild = false;                  /* new settings, or a pause ended from outside: new detector */
   std::unique_ptr<bargein::EchoCanceller> aec;
   std::vector<uint8_t> far_mu;           /* the far end of this buffer's frames (phoneagent/far-end) */
@@ -258,11 +270,12 @@ static void gst_bargein_set_property(GObject *object, guint prop_id, const GValu
   case PROP_BACKCHANNEL: pp.backchannel = g_value_get_boolean(value); break;
   case PROP_BACKCHANNEL_MAX_MS: pp.backchannel_max_ms = g_value_get_uint(value); break;
   case PROP_ECHO_CANCEL: s.echo_cancel = g_value_get_boolean(value); break;
+  case PROP_CLEAR_VOICED_MS: s.clear_voiced_ms = g_value_get_uint(value); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); return;
   }
   /* thresholds take effect at the next burst: a new detector (the noise
    * floor is learnt again in a second or two) */
-  if (prop_id != PROP_MODE && prop_id != PROP_ECHO_CANCEL)
+  if (prop_id != PROP_MODE && prop_id != PROP_ECHO_CANCEL && prop_id != PROP_CLEAR_VOICED_MS)
     self->priv->st.rebuild = true;
 }
 
@@ -284,13 +297,15 @@ static void gst_bargein_get_property(GObject *object, guint prop_id, GValue *val
   case PROP_BACKCHANNEL: g_value_set_boolean(value, pp.backchannel); break;
   case PROP_BACKCHANNEL_MAX_MS: g_value_set_uint(value, pp.backchannel_max_ms); break;
   case PROP_ECHO_CANCEL: g_value_set_boolean(value, s.echo_cancel); break;
+  case PROP_CLEAR_VOICED_MS: g_value_set_uint(value, s.clear_voiced_ms); break;
   case PROP_STATS: {
     const Stats &c = self->priv->stats;
     g_value_take_boxed(value,
         gst_structure_new("bargein-stats", "pauses", G_TYPE_UINT64, c.pauses, "resumes", G_TYPE_UINT64, c.resumes,
                           "barge-ins", G_TYPE_UINT64, c.barge_ins, "rejected", G_TYPE_UINT64, c.rejected,
                           "ignored-bursts", G_TYPE_UINT64, c.ignored_bursts, "dtmf-frames", G_TYPE_UINT64,
-                          c.dtmf_frames, "frames", G_TYPE_UINT64, c.frames, "echo-frames", G_TYPE_UINT64,
+                          c.dtmf_frames, "frames", G_TYPE_UINT64, c.frames, "pause-clears", G_TYPE_UINT64,
+                          c.pause_clears, "echo-frames", G_TYPE_UINT64,
                           c.echo_frames, "echo-taken-db", G_TYPE_DOUBLE, c.echo_taken_db, "line-echoes",
                           G_TYPE_BOOLEAN, c.line_echoes, nullptr));
     break;
@@ -422,6 +437,9 @@ static void end_pause(GstBargein *self, const char *reason) {
 
 /* ------------------------------------------------------------ analysis */
 
+/* a pause-clear also needs this much more sound than clear-voiced-ms (the
+ * echo's residue and line blips are 20-40 ms of sound) */
+static const unsigned kClearMoreSoundMs = 20;
 /* the far end below this (dBFS) is silence */
 static const double kFarQuietDb = -60.0;
 /* after a second of the agent's silence (longer than a line's echo tail)
@@ -586,7 +604,14 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
       p->stats.dtmf_frames++;
     if (asked && !agent.speaking)
       p->stats.ignored_bursts++;
-    if (d.action == bargein::Action::None)
+    /* a paused sound that sounds like a voice: empty Twilio's queue too
+     * (not with backchannel: an "mm-hm" must not cost the agent a gap) */
+    const guint clear_ms = p->settings.clear_voiced_ms;
+    bool voice_clear = clear_ms && !p->settings.params.backchannel && (d.action == bargein::Action::None || d.action == bargein::Action::Pause) &&
+                       (st.paused || d.action == bargein::Action::Pause) && !st.pause_cleared &&
+                       d.voiced_ms >= clear_ms && d.sound_ms >= clear_ms + kClearMoreSoundMs &&
+                       d.tonal_ms < d.voiced_ms;
+    if (d.action == bargein::Action::None && !voice_clear)
       continue;
     auto to_rt = [&](uint64_t pos) -> GstClockTime {
       gint64 delta = static_cast<gint64>(pos) - static_cast<gint64>(frame_start);
@@ -595,7 +620,11 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
     };
     Outcome o{d, to_rt(d.onset), to_rt(d.at)};
     switch (d.action) {
-    case bargein::Action::Pause: st.paused = true; p->stats.pauses++; break;
+    case bargein::Action::Pause:
+      st.paused = true;
+      st.pause_cleared = false;
+      p->stats.pauses++;
+      break;
     case bargein::Action::Confirm:
       st.paused = false;
       p->stats.barge_ins++;
@@ -608,8 +637,18 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
       break;
     case bargein::Action::None: break;
     }
+    if (voice_clear) {
+      st.pause_cleared = true;
+      p->stats.pause_clears++;
+    }
     g.unlock();
     act(self, o);
+    if (voice_clear) {
+      GST_DEBUG_OBJECT(self, "the paused sound is voiced (%u ms): pause-clear", d.voiced_ms);
+      push_oob(self, gst_structure_new("phoneagent/pause-clear", "onset-running-time", G_TYPE_UINT64,
+                                       static_cast<guint64>(o.onset_rt), "running-time", G_TYPE_UINT64,
+                                       static_cast<guint64>(o.at_rt), nullptr));
+    }
     g.lock();
   }
   st.acc.erase(st.acc.begin(), st.acc.begin() + static_cast<long>(off));
@@ -758,10 +797,18 @@ static void gst_bargein_class_init(GstBargeinClass *klass) {
                            "canceller, with what twiliosink says the caller heard as the far end; only for the "
                            "analysis: the audio passes through untouched)",
                            DEFAULT_ECHO_CANCEL, rw));
+  g_object_class_install_property(gobject_class, PROP_CLEAR_VOICED_MS,
+      g_param_spec_uint("clear-voiced-ms", "Clear after voiced ms",
+                        "Voiced sound (ms) in a paused burst (with 20 ms more of sound in all) after which bargein "
+                        "sends phoneagent/pause-clear, so "
+                        "twiliosink empties Twilio's queue too and the caller stops hearing the agent at once (a "
+                        "cough or a hiss, without voicing, only pauses). 0: never",
+                        0, 1000, DEFAULT_CLEAR_VOICED_MS, rw));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
                          "Counters: pauses, resumes, barge-ins, rejected bursts, bursts ignored because the agent was "
-                         "silent, DTMF frames, frames analysed, frames through the echo canceller (echo-frames) and "
+                         "silent, DTMF frames, frames analysed, pause-clears sent, frames through the echo canceller "
+                         "(echo-frames) and "
                          "how much it took out of them while the agent spoke (echo-taken-db, average), whether the "
                          "caller's line was found to echo the agent (line-echoes)",
                          GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));

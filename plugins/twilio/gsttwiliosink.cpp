@@ -50,6 +50,12 @@
  *   what Twilio had not played, to send again on resume). Fields: any
  *   (bargein sends `onset-running-time`, `running-time`, `source`); ignored
  *   here.
+ * - `phoneagent/pause-clear` (out-of-band, from bargein once the sound that
+ *   paused looks like a voice): while paused, do what
+ *   #GstTwilioSink:pause-clears does at the pause, once per pause: send
+ *   `clear` and keep what Twilio had not played, to send again on resume.
+ *   Ignored when not paused, or when the pause already cleared. Fields:
+ *   any (bargein sends `onset-running-time`, `running-time`).
  * - `phoneagent/resume` (out-of-band): end the pause; sending goes on exactly
  *   where it stopped, nothing lost (unless a clear came in between). Fields:
  *   any (bargein sends `running-time`, `reason`). A pause that nobody ends
@@ -117,7 +123,7 @@ GST_DEBUG_CATEGORY_STATIC(gst_twilio_sink_debug);
 #define DEFAULT_EOS_TIMEOUT 10000
 #define DEFAULT_CLOSE_ON_EOS TRUE
 #define DEFAULT_MAX_PAUSE_MS 3000
-#define DEFAULT_PAUSE_CLEARS FALSE
+#define DEFAULT_PAUSE_CLEARS TRUE
 /* audio of the current item kept after it was sent, to send again what a
  * pause-clear made Twilio drop (more than any lead) */
 static constexpr size_t kResendWindow = 2 * 8000;
@@ -168,7 +174,8 @@ struct State {
   bool dropping_item = false;       /* after clear: drop until the next item-start */
   bool paused = false;              /* phoneagent/pause: send nothing until resume */
   guint64 pause_serial = 0;         /* bumped by each pause, for the max-pause timeout */
-  std::vector<uint8_t> recent;      /* the current item's last sent audio (pause-clears) */
+  std::vector<uint8_t> recent;      /* the current item's last sent audio (for a clearing pause) */
+  bool pause_cleared = false;       /* this pause emptied Twilio's queue: resume sends again */
   guint64 recent_start = 0;         /* its position in the item, bytes */
   guint64 item_pos = 0;             /* bytes of the item sent (back to what was played after a pause-clear) */
   std::string item_id;
@@ -323,13 +330,13 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       st.not_started_bytes += n;
     } else {
       st.level_pow += (pa::mulaw_mean_square(st.held.data(), n) - st.level_pow) * std::min(1.0, n / 800.0);
-      if (p->settings.pause_clears) {
-        st.recent.insert(st.recent.end(), st.held.begin(), st.held.begin() + static_cast<long>(n));
-        if (st.recent.size() > kResendWindow) {
-          size_t excess = st.recent.size() - kResendWindow;
-          st.recent.erase(st.recent.begin(), st.recent.begin() + static_cast<long>(excess));
-          st.recent_start += excess;
-        }
+      /* what a clearing pause may have to send again (a pause can clear on
+       * a later phoneagent/pause-clear, whatever pause-clears says) */
+      st.recent.insert(st.recent.end(), st.held.begin(), st.held.begin() + static_cast<long>(n));
+      if (st.recent.size() > 2 * kResendWindow) {
+        size_t excess = st.recent.size() - kResendWindow;
+        st.recent.erase(st.recent.begin(), st.recent.begin() + static_cast<long>(excess));
+        st.recent_start += excess;
       }
       st.item_pos += n;
       if (st.playout_wanted)
@@ -431,10 +438,20 @@ static void clear_for_pause(GstTwilioSink *self, State &st) {
   pa::Heard heard = pa_call_get_heard(st.call, st.item_id);
   guint64 played = heard.known ? heard.played_ms * 8 : st.recent_start;
   /* the marks lag (their echoes are in flight; the clear turns them into
-   * cleared ones): the pacing knows how much of the queue has played */
+   * cleared ones): the pacing knows how much of the queue has played. It
+   * runs ahead when Twilio's playout fell behind it (a gap earlier in the
+   * item): playing on from the last mark echo, at the rate audio plays,
+   * is then nearer the truth, so the nearer of the two is taken. */
   guint64 queued = gst_util_uint64_scale(st.play_end - now, 8000, GST_SECOND);
-  if (st.item_pos > queued)
-    played = std::max(played, (st.item_pos - queued) / 160 * 160);
+  if (st.item_pos > queued) {
+    guint64 paced = st.item_pos - queued;
+    if (heard.known && heard.played_at_us > 0) {
+      gint64 since_us = g_get_monotonic_time() - heard.played_at_us;
+      if (since_us >= 0 && since_us < 500000)
+        paced = std::min(paced, played + static_cast<guint64>(since_us) * 8 / 1000);
+    }
+    played = std::max(played, paced / 160 * 160);
+  }
   played = std::min(std::max(played, st.recent_start), st.item_pos);
   pa_call_raise_played(st.call, st.item_id, played);
   std::vector<uint8_t> again(st.recent.begin() + static_cast<long>(played - st.recent_start), st.recent.end());
@@ -446,6 +463,7 @@ static void clear_for_pause(GstTwilioSink *self, State &st) {
   st.playout.cut(now);
   st.since_mark = 0;
   st.pause_clears++;
+  st.pause_cleared = true;
   st.resent_bytes += again.size();
   GST_DEBUG_OBJECT(self, "pause: clear (generation %u), %zu ms to send again on resume", gen, again.size() / 8);
 }
@@ -458,17 +476,28 @@ static void set_paused(GstTwilioSink *self, bool paused) {
   if (paused && !st.paused) {
     st.pause_serial++;
     st.pauses++;
+    st.pause_cleared = false;
     if (p->settings.pause_clears && !st.dropping_item)
       clear_for_pause(self, st);
   }
   GST_DEBUG_OBJECT(self, "%s (%zu bytes held)", paused ? "pause" : "resume", st.held.size());
   st.paused = paused;
   p->cond.notify_all();
-  if (!paused && p->settings.pause_clears && st.call && !st.held.empty() && !st.dropping_item) {
+  if (!paused && st.pause_cleared && st.call && !st.held.empty() && !st.dropping_item) {
     /* what the pause made Twilio drop goes again now (it fits in the lead:
      * Twilio holds nothing); a render in progress sends the rest */
     send_held(self, g, false, true);
   }
+}
+
+/* phoneagent/pause-clear: the sound that paused looks like a voice; empty
+ * Twilio's queue now (once per pause). Any thread. */
+static void clear_paused(GstTwilioSink *self) {
+  GstTwilioSinkPrivate *p = self->priv;
+  std::lock_guard<std::mutex> g(p->lock);
+  State &st = p->st;
+  if (st.paused && !st.pause_cleared && !st.dropping_item)
+    clear_for_pause(self, st);
 }
 
 static gboolean gst_twilio_sink_event(GstBaseSink *sink, GstEvent *event) {
@@ -485,6 +514,12 @@ static gboolean gst_twilio_sink_event(GstBaseSink *sink, GstEvent *event) {
   if (GST_EVENT_TYPE(event) == GST_EVENT_CUSTOM_DOWNSTREAM_OOB && s &&
       (gst_structure_has_name(s, "phoneagent/pause") || gst_structure_has_name(s, "phoneagent/resume"))) {
     set_paused(self, gst_structure_has_name(s, "phoneagent/pause"));
+    gst_event_unref(event);
+    return TRUE;
+  }
+  if (GST_EVENT_TYPE(event) == GST_EVENT_CUSTOM_DOWNSTREAM_OOB && s &&
+      gst_structure_has_name(s, "phoneagent/pause-clear")) {
+    clear_paused(self);
     gst_event_unref(event);
     return TRUE;
   }
@@ -743,7 +778,9 @@ static void gst_twilio_sink_class_init(GstTwilioSinkClass *klass) {
       g_param_spec_boolean("pause-clears", "Pause clears",
                            "On phoneagent/pause, also make Twilio drop what it holds (clear), so the caller stops "
                            "hearing the agent at once; on resume, send again what Twilio had not played (from the "
-                           "last echoed mark, or further where the pacing says the queue had played; whole frames)",
+                           "last echoed mark, or further where the pacing says the queue had played; whole frames). "
+                           "Without it, a pause clears only when phoneagent/pause-clear follows (bargein sends it "
+                           "once the sound looks like a voice)",
                            DEFAULT_PAUSE_CLEARS, rw));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",

@@ -44,9 +44,10 @@ struct AgentPipeline {
   std::vector<GstStructure *> msgs; /* element messages, in order */
   bool eos = false;
 
-  AgentPipeline(const std::string &bargein_props, const std::string &model_props) {
+  AgentPipeline(const std::string &bargein_props, const std::string &model_props,
+                const std::string &sink_props = "") {
     std::string desc = "twiliosrc name=src port=0 address=127.0.0.1 ! bargein name=b " + bargein_props +
-                       " ! realtimemodel name=m " + model_props + " ! twiliosink name=sink";
+                       " ! realtimemodel name=m " + model_props + " ! twiliosink name=sink " + sink_props;
     GError *err = nullptr;
     pipeline = gst_parse_launch(desc.c_str(), &err);
     fail_unless(pipeline != nullptr, "%s", err ? err->message : "?");
@@ -178,11 +179,13 @@ double dmember(JsonObject *o, const char *name) {
   return json_node_get_double(n);
 }
 
-JsonObject *only_clear(const Report &r) {
+/* the first of exactly @n clears */
+JsonObject *first_clear(const Report &r, guint n = 1) {
   JsonArray *clears = json_object_get_array_member(r.call(0), "clears");
-  fail_unless_equals_int(json_array_get_length(clears), 1);
+  fail_unless_equals_int(json_array_get_length(clears), n);
   return json_array_get_object_element(clears, 0);
 }
+JsonObject *only_clear(const Report &r) { return first_clear(r, 1); }
 
 /* A caller who waits (line noise) for @at_ms, then speaks over the agent. */
 std::string interrupting_caller(const TempDir &tmp, int at_ms) {
@@ -201,8 +204,8 @@ std::string interrupting_caller(const TempDir &tmp, int at_ms) {
 /* What the caller heard after the clear, and the truncate against what the
  * emulator played of the greeting (the only item: played since the stream
  * start is played of the item). */
-void check_clear_and_truncate(AgentPipeline &a, const Report &r) {
-  JsonObject *cl = only_clear(r);
+void check_clear_and_truncate(AgentPipeline &a, const Report &r, guint clears = 1) {
+  JsonObject *cl = first_clear(r, clears);
   /* after the clear, nothing but the frame playing when it arrived */
   fail_unless_equals_int(dmember(cl, "leaked_ms"), 0);
   double played = dmember(cl, "played_ms_at_clear");
@@ -221,20 +224,25 @@ void check_clear_and_truncate(AgentPipeline &a, const Report &r) {
 
 } // namespace
 
-/* bargein's local VAD (alone) interrupts the greeting: one clear, nothing of the old
- * response after it, the truncate at what was played, the agent paused
- * before the clear so the caller stopped hearing it early. */
-GST_START_TEST(test_caller_interrupts_the_greeting) {
+/* bargein's local VAD (alone) interrupts the greeting: nothing of the old
+ * response after the clear, the truncate at what was played. By default
+ * (twiliosink pause-clears) the pause at the onset also empties Twilio's
+ * queue (a first clear), long before the barge-in is confirmed (a second);
+ * with pause-clears=false and bargein clear-voiced-ms=0 the pause only
+ * stops the sending, and the caller hears what Twilio holds (twiliosink's
+ * lead) until the barge-in's clear. */
+static void caller_interrupts_the_greeting(bool pause_clears) {
   TempDir tmp;
   std::string wav = interrupting_caller(tmp, 2500);
   if (wav.empty()) {
     GST_WARNING("espeak-ng not available: skipped");
     return;
   }
-  AgentPipeline a("", kLocalOnly);
+  AgentPipeline a(pause_clears ? "" : "clear-voiced-ms=0", kLocalOnly, pause_clears ? "" : "pause-clears=false");
   Report r(a.call(tmp, wav));
   assert_str(r.outcome(0), "completed");
-  fail_unless_equals_int(json_object_get_int_member(r.call(0), "clears_received"), 1);
+  const guint clears = pause_clears ? 2 : 1;
+  fail_unless_equals_int(json_object_get_int_member(r.call(0), "clears_received"), clears);
 
   /* bargein saw the agent speaking (through the heard query) and decided */
   const GstStructure *bi = a.msg("barge-in");
@@ -252,13 +260,21 @@ GST_START_TEST(test_caller_interrupts_the_greeting) {
   fail_unless(onset >= 2500 * GST_MSECOND && onset < 4000 * GST_MSECOND, "onset %" GST_TIME_FORMAT,
               GST_TIME_ARGS(onset));
   fail_unless_equals_int(AgentPipeline::stat(a.bargein, "barge-ins"), 1);
+  fail_unless_equals_int(AgentPipeline::stat(a.sink, "pause-clears"), pause_clears ? 1 : 0);
   const GstStructure *rb = a.msg("realtime-barge-in");
   fail_unless(rb != nullptr);
   assert_str(gst_structure_get_string(rb, "source"), "local-vad");
-  check_clear_and_truncate(a, r);
+  check_clear_and_truncate(a, r, clears);
 
-  JsonObject *cl = only_clear(r);
+  JsonObject *cl = first_clear(r, clears);
   double since = dmember(cl, "since_onset_ms"), stop = dmember(cl, "audio_stop_since_onset_ms");
+  if (pause_clears) {
+    /* the agent stops at the caller with the pause: onset-ms (20) after
+     * the onset, and a frame or two */
+    fail_unless(since <= 80, "the pause's clear %.0f ms after the onset", since);
+    fail_unless(stop <= 80, "the agent stopped %.0f ms after the onset", stop);
+    return;
+  }
   /* the clear follows the decision (min-speech-ms after the onset) ... */
   fail_unless(since >= 150 && since < 800, "clear %.0f ms after the onset", since);
   /* ... but the pause stopped the agent at the caller before it: within
@@ -268,6 +284,11 @@ GST_START_TEST(test_caller_interrupts_the_greeting) {
   fail_unless(stop < since, "the agent was heard until the clear (%.0f ms)", stop);
   fail_unless(stop <= lead + 80.0, "the agent stopped %.0f ms after the onset (lead %u ms)", stop, lead);
 }
+
+GST_START_TEST(test_caller_interrupts_the_greeting) { caller_interrupts_the_greeting(true); }
+GST_END_TEST;
+
+GST_START_TEST(test_caller_interrupts_the_greeting_without_pause_clear) { caller_interrupts_the_greeting(false); }
 GST_END_TEST;
 
 /* A cough and a DTMF key over the greeting, local VAD alone: no clear, no
@@ -302,7 +323,11 @@ GST_START_TEST(test_cough_and_dtmf_do_not_interrupt) {
   AgentPipeline a("", kLocalOnly);
   Report r(a.call(tmp, tmp.file("noisy.wav")));
   assert_str(r.outcome(0), "completed");
-  fail_unless(json_object_get_int_member(r.call(0), "clears_received") == 0, "interrupted:\n%s", a.dump().c_str());
+  /* no barge-in: the only clears are the pauses' (twiliosink pause-clears),
+   * each followed by the rest of the greeting again */
+  fail_unless(json_object_get_int_member(r.call(0), "clears_received") ==
+                  static_cast<gint64>(AgentPipeline::stat(a.sink, "pause-clears")),
+              "interrupted:\n%s", a.dump().c_str());
   fail_unless_equals_int(a.count("realtime-barge-in"), 0);
   fail_unless_equals_int(AgentPipeline::stat(a.bargein, "barge-ins"), 0);
   /* the cough was heard as a possible start of speech (a pause), and let go */
@@ -342,7 +367,11 @@ GST_START_TEST(test_echo_does_not_interrupt) {
   AgentPipeline a(props ? props : "", kLocalOnly);
   Report r(a.call(tmp, tmp.file("quiet.wav"), {"--echo", "-15:60"}));
   assert_str(r.outcome(0), "completed");
-  fail_unless(json_object_get_int_member(r.call(0), "clears_received") == 0, "interrupted:\n%s", a.dump().c_str());
+  /* no barge-in: the only clears are the pauses' (twiliosink pause-clears),
+   * each followed by the rest of the greeting again */
+  fail_unless(json_object_get_int_member(r.call(0), "clears_received") ==
+                  static_cast<gint64>(AgentPipeline::stat(a.sink, "pause-clears")),
+              "interrupted:\n%s", a.dump().c_str());
   fail_unless_equals_int(AgentPipeline::stat(a.bargein, "barge-ins"), 0);
   guint64 sent = 0, played = a.heard_played_ms(a.first_agent_item(), &sent);
   fail_unless(sent > 6000 && played + 20 >= sent, "the greeting: %" G_GUINT64_FORMAT " ms sent, %" G_GUINT64_FORMAT
@@ -410,6 +439,7 @@ static Suite *bargein_e2e_suite(void) {
   tcase_set_timeout(tc, 120);
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_caller_interrupts_the_greeting);
+  tcase_add_test(tc, test_caller_interrupts_the_greeting_without_pause_clear);
   tcase_add_test(tc, test_cough_and_dtmf_do_not_interrupt);
   tcase_add_test(tc, test_echo_does_not_interrupt);
   tcase_add_test(tc, test_model_vad_mode_and_cleared_marks);

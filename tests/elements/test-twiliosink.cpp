@@ -287,6 +287,7 @@ GstBuffer *filled(int ms, uint8_t fill) {
 
 GST_START_TEST(test_pause_holds_and_resume_sends_in_order) {
   Fixture f(10000); /* no lead waits: only the pause holds audio back */
+  g_object_set(f.h->element, "pause-clears", FALSE, nullptr); /* a plain pause */
   gst_harness_push(f.h, filled(40, 0x10));
   fail_unless_equals_int(f.count(Event::Media), 2);
   fail_unless(gst_harness_push_event(f.h, oob("phoneagent/pause")));
@@ -318,10 +319,12 @@ GST_END_TEST;
 
 /* pause-clears: the pause makes Twilio drop what it holds (clear), and the
  * resume sends again what it had not played, from the last echoed mark, in
- * order; the heard position never counts what the clear threw away. */
-GST_START_TEST(test_pause_clears_and_sends_again) {
+ * order; the heard position never counts what the clear threw away.
+ * Without pause-clears, the same once phoneagent/pause-clear follows the
+ * pause (bargein: the sound looks like a voice), and only then. */
+static void pause_clears_and_sends_again(bool by_event) {
   Fixture f(10000); /* no lead waits */
-  g_object_set(f.h->element, "pause-clears", TRUE, nullptr);
+  g_object_set(f.h->element, "pause-clears", !by_event, nullptr);
   fail_unless(gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
       gst_structure_new("phoneagent/item-start", "item-id", G_TYPE_STRING, "item_1", nullptr))));
   for (int i = 0; i < 10; i++)
@@ -333,8 +336,17 @@ GST_START_TEST(test_pause_clears_and_sends_again) {
     if (o.event == Event::Mark && echoed++ < 4)
       f.feed(build_mark_echo(99, "MZ7", o.mark_name));
   fail_unless(gst_harness_push_event(f.h, oob("phoneagent/pause")));
+  if (by_event) {
+    fail_unless(f.snapshot().back().event != Event::Clear, "a clear at a plain pause");
+    fail_unless(gst_harness_push_event(f.h, oob("phoneagent/pause-clear")));
+    fail_unless(gst_harness_push_event(f.h, oob("phoneagent/pause-clear"))); /* once per pause */
+  }
   auto s = f.snapshot();
   fail_unless(s.back().event == Event::Clear, "no clear at the pause");
+  int clears = 0;
+  for (auto &o : s)
+    clears += o.event == Event::Clear;
+  fail_unless_equals_int(clears, 1);
   GstStructure *heard_s = heard(f.h, "item_1");
   fail_unless_equals_uint64(u64(heard_s, "played-ms"), 80);
   fail_unless_equals_uint64(u64(heard_s, "sent-ms"), 80); /* what the clear dropped is not counted as sent */
@@ -363,10 +375,18 @@ GST_START_TEST(test_pause_clears_and_sends_again) {
   fail_unless_equals_uint64(u64(st, "resent-ms"), 120);
   gst_structure_free(st);
 }
+
+GST_START_TEST(test_pause_clears_and_sends_again) { pause_clears_and_sends_again(false); }
+GST_END_TEST;
+
+GST_START_TEST(test_pause_clear_event_clears_and_sends_again) { pause_clears_and_sends_again(true); }
 GST_END_TEST;
 
 GST_START_TEST(test_clear_while_paused_discards) {
   Fixture f(10000);
+  /* a plain pause (with pause-clears, the frame Twilio held comes back to
+   * be sent again, and the clear discards it too: 120 ms) */
+  g_object_set(f.h->element, "pause-clears", FALSE, nullptr);
   gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
       gst_structure_new("phoneagent/item-start", "item-id", G_TYPE_STRING, "item_A", nullptr)));
   gst_harness_push(f.h, filled(20, 0x10));
@@ -423,6 +443,7 @@ static Suite *twiliosink_suite(void) {
   tcase_add_test(tc, test_clear_while_paused_discards);
   tcase_add_test(tc, test_pause_ends_by_itself);
   tcase_add_test(tc, test_pause_clears_and_sends_again);
+  tcase_add_test(tc, test_pause_clear_event_clears_and_sends_again);
   return s;
 }
 
