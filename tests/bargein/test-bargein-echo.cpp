@@ -90,6 +90,32 @@ GST_START_TEST(test_canceller_removes_echo) {
 }
 GST_END_TEST;
 
+/* at 16 kHz (raw caller audio at that rate): the far end comes at 8 kHz and
+ * is brought up inside; the echo still goes */
+GST_START_TEST(test_canceller_at_16khz) {
+  sig::Pcm far = agent_voice(10000);
+  sig::Pcm near8 = echo_of(far, 60, 15);
+  std::vector<int16_t> f = sig::to_s16(far), n8 = sig::to_s16(near8);
+  /* the near end at 16 kHz: each sample twice (the echo only has to be
+   * the far end's, delayed and quieter) */
+  std::vector<int16_t> near(2 * n8.size());
+  for (size_t i = 0; i < n8.size(); i++)
+    near[2 * i] = near[2 * i + 1] = n8[i];
+  std::vector<int16_t> in = near;
+  bargein::EchoCanceller aec(16000);
+  fail_unless(aec.ok());
+  fail_unless_equals_int(aec.frame_samples(), 160);
+  for (size_t o = 0; o + 80 <= f.size(); o += 80) {
+    aec.far(f.data() + o);
+    aec.near(near.data() + 2 * o);
+  }
+  size_t from = 2 * sig::samples(5000), to = near.size();
+  double before = level_db(in, from, to), after = level_db(near, from, to);
+  g_print("16 kHz: echo %.1f dBFS -> %.1f dBFS\n", before, after);
+  fail_unless(after < before - 12, "at 16 kHz the echo only went from %.1f to %.1f dBFS", before, after);
+}
+GST_END_TEST;
+
 /* a caller talking over the agent (double talk) is not cancelled away */
 GST_START_TEST(test_canceller_keeps_caller) {
   sig::Pcm far = agent_voice(12000);
@@ -262,6 +288,7 @@ static Suite *bargein_echo_suite() {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_canceller_removes_echo);
   tcase_add_test(tc, test_canceller_keeps_caller);
+  tcase_add_test(tc, test_canceller_at_16khz);
   tcase_add_test(tc, test_element_ignores_echo);
   tcase_add_test(tc, test_element_catches_caller_over_echo);
   suite_add_tcase(s, tc);
