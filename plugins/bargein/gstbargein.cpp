@@ -802,7 +802,8 @@ static void gst_bargein_class_init(GstBargeinClass *klass) {
                         "Voiced sound (ms) in a paused burst (with 20 ms more of sound in all) after which bargein "
                         "sends phoneagent/pause-clear, so "
                         "twiliosink empties Twilio's queue too and the caller stops hearing the agent at once (a "
-                        "cough or a hiss, without voicing, only pauses). 0: never",
+                        "cough or a hiss, without voicing, only pauses). Only matters with twiliosink "
+                        "pause-clears=false, whose pause does not clear by itself. 0: never",
                         0, 1000, DEFAULT_CLEAR_VOICED_MS, rw));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",

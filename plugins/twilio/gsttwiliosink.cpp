@@ -427,10 +427,10 @@ static guint do_clear(GstTwilioSink *self, const char *reason) {
 
 static void gst_twilio_sink_clear_action(GstTwilioSink *self) { do_clear(self, "action"); }
 
-/* With pause-clears: Twilio drops what it holds (the caller stops hearing
- * the agent now, not when the lead has played out), and what it had not
- * played yet, from the last mark it echoed, goes back in front of the held
- * audio, to be sent again on resume. Called with the lock held. */
+/* A clearing pause (pause-clears, or phoneagent/pause-clear): Twilio drops
+ * what it holds (the caller stops hearing the agent now, not when the lead
+ * has played out), and what it had not played yet goes back in front of
+ * the held audio, to be sent again on resume. Called with the lock held. */
 static void clear_for_pause(GstTwilioSink *self, State &st) {
   GstClockTime now = now_running(self);
   if (!st.call || !GST_CLOCK_TIME_IS_VALID(now) || st.play_end <= now)
@@ -778,7 +778,8 @@ static void gst_twilio_sink_class_init(GstTwilioSinkClass *klass) {
       g_param_spec_boolean("pause-clears", "Pause clears",
                            "On phoneagent/pause, also make Twilio drop what it holds (clear), so the caller stops "
                            "hearing the agent at once; on resume, send again what Twilio had not played (from the "
-                           "last echoed mark, or further where the pacing says the queue had played; whole frames). "
+                           "last echoed mark played on at the rate audio plays, or where the pacing says the queue "
+                           "had played if that is less; whole frames). Every pause let go is then an audible gap. "
                            "Without it, a pause clears only when phoneagent/pause-clear follows (bargein sends it "
                            "once the sound looks like a voice)",
                            DEFAULT_PAUSE_CLEARS, rw));
