@@ -538,8 +538,6 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
   for (size_t f = 0; st.acc.size() - off >= n; f++) {
     const int16_t *frame = st.acc.data() + off;
     if (cancel && f < frames) {
-      /* while the agent has been silent for a second (longer than any echo
-       * tail) there is nothing to cancel: save the work */
       const int16_t *far = st.far.data() + f * 80;
       const double far_db = bargein::level_db(far, 80);
       if (!st.line_echoes) {
@@ -551,6 +549,8 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
                           st.presence.correlation());
         }
       }
+      /* while the agent has been silent for a second (longer than any echo
+       * tail) there is nothing to cancel: save the work */
       const bool quiet = far_db < kFarQuietDb;
       st.far_quiet_frames = quiet ? st.far_quiet_frames + 1 : 0;
       if (st.far_quiet_frames < kEchoTailFrames) {
@@ -568,11 +568,10 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
         if (st.line_echoes && st.far_heard_frames >= kWarmUpFrames)
           frame = st.clean.data();
         GST_LOG_OBJECT(self, "echo canceller: far %.1f dBFS, took %.1f dB%s", far_db, taken,
-                       frame == st.clean.data() ? " (echo)" : "");
+                       frame == st.clean.data() ? " (the detector hears what is left)" : "");
         p->stats.echo_frames++;
         if (!quiet) {
           st.far_heard_frames++;
-
           p->stats.echo_taken_db += (taken - p->stats.echo_taken_db) / std::min<double>(st.far_heard_frames, 500);
         }
       }
@@ -607,8 +606,8 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
     /* a paused sound that sounds like a voice: empty Twilio's queue too
      * (not with backchannel: an "mm-hm" must not cost the agent a gap) */
     const guint clear_ms = p->settings.clear_voiced_ms;
-    bool voice_clear = clear_ms && !p->settings.params.backchannel && (d.action == bargein::Action::None || d.action == bargein::Action::Pause) &&
-                       (st.paused || d.action == bargein::Action::Pause) && !st.pause_cleared &&
+    const bool pausing = d.action == bargein::Action::Pause || (d.action == bargein::Action::None && st.paused);
+    bool voice_clear = clear_ms && !p->settings.params.backchannel && pausing && !st.pause_cleared &&
                        d.voiced_ms >= clear_ms && d.sound_ms >= clear_ms + kClearMoreSoundMs &&
                        d.tonal_ms < d.voiced_ms;
     if (d.action == bargein::Action::None && !voice_clear)
@@ -707,7 +706,14 @@ static gboolean gst_bargein_start(GstBaseTransform *trans) {
   st.acc.clear();
   st.acc_rt = GST_CLOCK_TIME_NONE;
   st.paused = false;
+  st.pause_cleared = false;
   st.det.reset();
+  /* a new call, maybe a new line: the canceller learns it again */
+  st.aec.reset();
+  st.presence = bargein::EchoPresence();
+  st.line_echoes = false;
+  st.far_quiet_frames = 0;
+  st.far_heard_frames = 0;
   self->priv->stats = Stats();
   return TRUE;
 }
