@@ -125,8 +125,9 @@ GST_DEBUG_CATEGORY_STATIC(gst_twilio_sink_debug);
 #define DEFAULT_MAX_PAUSE_MS 3000
 #define DEFAULT_PAUSE_CLEARS TRUE
 /* audio of the current item kept after it was sent, to send again what a
- * pause-clear made Twilio drop (more than any lead) */
-static constexpr size_t kResendWindow = 2 * 8000;
+ * clearing pause made Twilio drop: what Twilio can hold (the lead) and the
+ * marks' lag, twice over, and at least 500 ms (bytes) */
+static size_t resend_window(guint lead_ms) { return std::max<size_t>(2u * lead_ms * 8u, 4000); }
 
 enum {
   PROP_0,
@@ -333,8 +334,9 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       /* what a clearing pause may have to send again (a pause can clear on
        * a later phoneagent/pause-clear, whatever pause-clears says) */
       st.recent.insert(st.recent.end(), st.held.begin(), st.held.begin() + static_cast<long>(n));
-      if (st.recent.size() > 2 * kResendWindow) {
-        size_t excess = st.recent.size() - kResendWindow;
+      const size_t window = resend_window(p->settings.lead);
+      if (st.recent.size() > 2 * window) { /* trimmed now and then, not per frame */
+        size_t excess = st.recent.size() - window;
         st.recent.erase(st.recent.begin(), st.recent.begin() + static_cast<long>(excess));
         st.recent_start += excess;
       }
