@@ -83,17 +83,6 @@ bool write_wav(const std::string &path, const sig::Pcm &x) {
   return true;
 }
 
-const char *kVoices[] = {"en-us", "en-gb", "en-us+m3", "en-gb+f2", "en+m1", "en-us+f4", "en-gb-scotland", "en+f3",
-                         "en-029", "en-us+m5"};
-const char *kPhrases[] = {"Wait, I have a question.",
-                          "Sorry, can I stop you there?",
-                          "Hold on a second please.",
-                          "No, that is not what I asked.",
-                          "Excuse me, I need to change my appointment.",
-                          "Actually, I would like to talk to someone.",
-                          "Stop, stop, I already know that.",
-                          "Hang on, what was that time again?",
-                          "Okay, but how much does it cost?"};
 const char *kReplies[] = {
     "Say: Our clinic offers general dentistry, cleanings, fillings, crowns and whitening, and we accept most "
     "insurance plans, including the ones offered by the larger employers in the area.",
@@ -594,9 +583,9 @@ int main(int argc, char **argv) {
         for (int j = 0; j < a.cycles; j++) {
           int onset = 3000 + j * kPeriodMs + ((i * 7 + j * 13) % 11) * 30; /* jittered against the frames */
           int n = i * a.cycles + j;
-          const char *voice = kVoices[n % G_N_ELEMENTS(kVoices)];
+          const char *voice = sig::kE2eVoices[n % G_N_ELEMENTS(sig::kE2eVoices)];
           double db = -12.0 - (n * 7 % 19); /* -12 .. -30 dBFS */
-          sig::Pcm sp = espeak_voice(kPhrases[n % G_N_ELEMENTS(kPhrases)], voice, db);
+          sig::Pcm sp = espeak_voice(sig::kE2ePhrases[n % G_N_ELEMENTS(sig::kE2ePhrases)], voice, db);
           if (sp.empty()) {
             g_printerr("bench: espeak-ng failed for voice %s\n", voice);
             return 1;
@@ -611,52 +600,11 @@ int main(int argc, char **argv) {
         if (i % 2)
           emu_args = {"--echo", "-20:50"};
       } else {
-        int total = a.noise_s * 1000;
-        sig::Pcm x = sig::noise(total, -62, seed);
-        GRand *r = g_rand_new_with_seed(seed);
-        int kind = i;
-        static const double rows[] = {697, 770, 852, 941}, cols[] = {1209, 1336, 1477};
-        for (int t = 1000; t < total - 4000; kind++) {
-          int len = 0;
-          switch (kind % 7) {
-          case 0: /* cough */
-            len = g_rand_int_range(r, 60, 400);
-            sig::mix(x, sig::burst(len, g_rand_double_range(r, -25, -15), seed + t), t);
-            break;
-          case 1: /* a few clicks */
-            for (int k = 0; k < 4; k++)
-              sig::mix(x, sig::burst(g_rand_int_range(r, 5, 15), g_rand_double_range(r, -20, -10), seed + t + k),
-                       t + k * 250);
-            len = 1000;
-            break;
-          case 2: /* a DTMF key */
-            len = g_rand_int_range(r, 100, 140);
-            sig::mix(x, sig::dtmf(len, rows[g_rand_int_range(r, 0, 4)], cols[g_rand_int_range(r, 0, 3)],
-                                  g_rand_double_range(r, -22, -10)),
-                     t);
-            break;
-          case 3: /* white hiss */
-            len = g_rand_int_range(r, 1000, 3000);
-            sig::mix(x, sig::noise(len, g_rand_double_range(r, -45, -35), seed + t), t);
-            break;
-          case 4: /* pink hiss */
-            len = g_rand_int_range(r, 1000, 3000);
-            sig::mix(x, sig::pink(len, g_rand_double_range(r, -45, -35), seed + t), t);
-            break;
-          case 5: /* music-like tones */
-            len = g_rand_int_range(r, 2000, 4000);
-            sig::mix(x, sig::music(len, g_rand_double_range(r, -35, -25), seed + t), t);
-            break;
-          default: /* the line alone (the echo only) */
-            len = 1500;
-            break;
-          }
-          static const char *names[] = {"cough", "clicks", "dtmf", "white", "pink", "music", "echo"};
-          if (kind % 7 != 6)
-            noises.push_back({names[kind % 7], t, t + len});
-          t += len + g_rand_int_range(r, 800, 2000);
-        }
-        g_rand_free(r);
+        std::vector<sig::NoiseEvent> played;
+        sig::Pcm x = sig::noise_call(i, a.noise_s * 1000, seed, played);
+        for (const sig::NoiseEvent &e : played)
+          if (e.kind != sig::kNoiseKindCount - 1) /* not the line alone */
+            noises.push_back({sig::kNoiseKinds[e.kind], e.begin_ms, e.begin_ms + e.len_ms});
         if (!write_wav(wav, x))
           return 1;
         /* the agent's own voice back, 15 to 25 dB down, 40-60 ms late */

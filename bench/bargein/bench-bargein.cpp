@@ -100,75 +100,19 @@ sig::Pcm line(int ms, double db, guint32 seed) { return sig::noise(ms, db, seed)
 
 /* ------------------------------------------------ e2e noise set */
 
-const char *kKinds[] = {"cough", "clicks", "dtmf", "white", "pink", "music", "echo"};
-
-struct Played {
-  int kind, t, len;
-  double db;
-};
+using Played = sig::NoiseEvent;
 
 /* the noise call @i of bench/bargein-e2e (same seeds, same generator), minus
  * the agent's echo */
 sig::Pcm e2e_noise_call(int i, int total, std::vector<Played> &played) {
-  guint32 seed = static_cast<guint32>(100 + i + 1);
-  sig::Pcm x = sig::noise(total, -62, seed);
-  GRand *r = g_rand_new_with_seed(seed);
-  int kind = i;
-  static const double rows[] = {697, 770, 852, 941}, cols[] = {1209, 1336, 1477};
-  for (int t = 1000; t < total - 4000; kind++) {
-    int len = 0;
-    double db = 0;
-    switch (kind % 7) {
-    case 0: /* cough */
-      len = g_rand_int_range(r, 60, 400);
-      db = g_rand_double_range(r, -25, -15);
-      sig::mix(x, sig::burst(len, db, seed + t), t);
-      break;
-    case 1: /* a few clicks */
-      for (int k = 0; k < 4; k++)
-        sig::mix(x, sig::burst(g_rand_int_range(r, 5, 15), g_rand_double_range(r, -20, -10), seed + t + k),
-                 t + k * 250);
-      len = 1000;
-      break;
-    case 2: /* a DTMF key */
-      len = g_rand_int_range(r, 100, 140);
-      {
-        double lo = rows[g_rand_int_range(r, 0, 4)], hi = cols[g_rand_int_range(r, 0, 3)];
-        db = g_rand_double_range(r, -22, -10);
-        sig::mix(x, sig::dtmf(len, lo, hi, db), t);
-      }
-      break;
-    case 3: /* white hiss */
-      len = g_rand_int_range(r, 1000, 3000);
-      db = g_rand_double_range(r, -45, -35);
-      sig::mix(x, sig::noise(len, db, seed + t), t);
-      break;
-    case 4: /* pink hiss */
-      len = g_rand_int_range(r, 1000, 3000);
-      db = g_rand_double_range(r, -45, -35);
-      sig::mix(x, sig::pink(len, db, seed + t), t);
-      break;
-    case 5: /* music-like tones */
-      len = g_rand_int_range(r, 2000, 4000);
-      db = g_rand_double_range(r, -35, -25);
-      sig::mix(x, sig::music(len, db, seed + t), t);
-      break;
-    default: /* the line alone (in the e2e: the echo only) */
-      len = 1500;
-      break;
-    }
-    played.push_back({kind % 7, t, len, db});
-    t += len + g_rand_int_range(r, 800, 2000);
-  }
-  g_rand_free(r);
-  return x;
+  return sig::noise_call(i, total, static_cast<guint32>(100 + i + 1), played);
 }
 
 /* the sound that was playing when a burst started at @onset_ms */
 int kind_at(const std::vector<Played> &played, int onset_ms) {
   int k = 6;
   for (const auto &p : played)
-    if (p.t <= onset_ms + 30)
+    if (p.begin_ms <= onset_ms + 30)
       k = p.kind;
   return k;
 }
@@ -201,10 +145,10 @@ void e2e_noise(const bargein::Params &p, int calls, int noise_s) {
         char w[96];
         const Played *pl = nullptr;
         for (const auto &q : played)
-          if (q.t <= e.onset_ms + 30)
+          if (q.begin_ms <= e.onset_ms + 30)
             pl = &q;
         snprintf(w, sizeof w, "call %d at %.1f s (%s %d ms %.0f dBFS, +%d ms)", i + 1, e.onset_ms / 1000.0,
-                 kKinds[k], pl ? pl->len : 0, pl ? pl->db : 0.0, pl ? e.onset_ms - pl->t : 0);
+                 sig::kNoiseKinds[k], pl ? pl->len_ms : 0, pl ? pl->db : 0.0, pl ? e.onset_ms - pl->begin_ms : 0);
         t[k].where.push_back(w);
       }
     }
@@ -215,7 +159,7 @@ void e2e_noise(const bargein::Params &p, int calls, int noise_s) {
   int total = 0, pauses = 0;
   for (int k = 0; k < 7; k++) {
     const Tally &y = t[k];
-    printf("%-12s %8d %8d %10d %15u ms\n", k == 6 ? "line only" : kKinds[k], y.events, y.pauses, y.barge_ins,
+    printf("%-12s %8d %8d %10d %15u ms\n", k == 6 ? "line only" : sig::kNoiseKinds[k], y.events, y.pauses, y.barge_ins,
            y.max_voiced);
     total += y.barge_ins;
     pauses += y.pauses;
@@ -230,17 +174,6 @@ void e2e_noise(const bargein::Params &p, int calls, int noise_s) {
 
 /* ------------------------------------------------ e2e speech set */
 
-const char *kVoices[] = {"en-us", "en-gb", "en-us+m3", "en-gb+f2", "en+m1", "en-us+f4", "en-gb-scotland", "en+f3",
-                         "en-029", "en-us+m5"};
-const char *kPhrases[] = {"Wait, I have a question.",
-                          "Sorry, can I stop you there?",
-                          "Hold on a second please.",
-                          "No, that is not what I asked.",
-                          "Excuse me, I need to change my appointment.",
-                          "Actually, I would like to talk to someone.",
-                          "Stop, stop, I already know that.",
-                          "Hang on, what was that time again?",
-                          "Okay, but how much does it cost?"};
 const char *kShort[] = {"Stop.", "Wait.", "No, stop.", "Hello?", "Hold on."};
 
 double pct(std::vector<double> v, double q) {
@@ -261,8 +194,8 @@ void e2e_speech(const bargein::Params &p, bool verbose) {
   for (int s = 0; s < 2; s++) {
     int count = s == 0 ? 90 : 50;
     for (int n = 0; n < count; n++) {
-      const char *voice = kVoices[n % 10];
-      const char *text = s == 0 ? kPhrases[n % 9] : kShort[(n / 10 + n) % 5];
+      const char *voice = sig::kE2eVoices[n % G_N_ELEMENTS(sig::kE2eVoices)];
+      const char *text = s == 0 ? sig::kE2ePhrases[n % G_N_ELEMENTS(sig::kE2ePhrases)] : kShort[(n / 10 + n) % 5];
       double db = -12.0 - (n * 7 % 19); /* -12 .. -30 dBFS */
       sig::Pcm sp = sig::espeak(text, db, voice, true);
       if (sp.empty()) {

@@ -539,9 +539,9 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
     const int16_t *frame = st.acc.data() + off;
     if (cancel && f < frames) {
       const int16_t *far = st.far.data() + f * 80;
-      const double far_db = bargein::level_db(far, 80);
+      const double far_db = bargein::level_db(far, 80), near_db = bargein::level_db(frame, n);
       if (!st.line_echoes) {
-        st.presence.add(far_db, bargein::level_db(frame, n));
+        st.presence.add(far_db, near_db);
         if (st.presence.known() && st.presence.correlation() >= kEchoCorrelation) {
           st.line_echoes = true;
           p->stats.line_echoes = true;
@@ -564,7 +564,7 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
          * harm), nor before it has learnt the line: until then it also
          * takes the start of a caller's words now and then (the stricter
          * guard covers the echo meanwhile). */
-        const double taken = bargein::level_db(frame, n) - bargein::level_db(st.clean.data(), n);
+        const double taken = near_db - bargein::level_db(st.clean.data(), n);
         if (st.line_echoes && st.far_heard_frames >= kWarmUpFrames)
           frame = st.clean.data();
         GST_LOG_OBJECT(self, "echo canceller: far %.1f dBFS, took %.1f dB%s", far_db, taken,

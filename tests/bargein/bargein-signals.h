@@ -244,4 +244,89 @@ inline Pcm espeak(const std::string &text, double db, const std::string &voice =
   return out;
 }
 
+/* ---- the sets of bench/bargein-e2e, which bench/bargein replays offline ---- */
+
+/* espeak-ng voices and interruptions of the speech set */
+inline const char *const kE2eVoices[] = {"en-us",          "en-gb", "en-us+m3", "en-gb+f2", "en+m1", "en-us+f4",
+                                         "en-gb-scotland", "en+f3", "en-029",   "en-us+m5"};
+inline const char *const kE2ePhrases[] = {"Wait, I have a question.",
+                                          "Sorry, can I stop you there?",
+                                          "Hold on a second please.",
+                                          "No, that is not what I asked.",
+                                          "Excuse me, I need to change my appointment.",
+                                          "Actually, I would like to talk to someone.",
+                                          "Stop, stop, I already know that.",
+                                          "Hang on, what was that time again?",
+                                          "Okay, but how much does it cost?"};
+
+/* the kinds of the noise set, in the order they take turns ("echo": the
+ * line alone, which the e2e benchmark's emulator fills with the echo) */
+inline const char *const kNoiseKinds[] = {"cough", "clicks", "dtmf", "white", "pink", "music", "echo"};
+constexpr int kNoiseKindCount = 7;
+
+struct NoiseEvent {
+  int kind;           /* index in kNoiseKinds */
+  int begin_ms, len_ms;
+  double db;          /* its level (0 for clicks and the line alone) */
+};
+
+/* One call of the noise set: @total_ms of a -62 dBFS line with, from 1 s
+ * on, coughs, clicks, DTMF keys, white and pink hiss, music-like tones and
+ * quiet stretches taking turns from kind @first_kind, 0.8-2 s apart; all
+ * drawn from @seed. What was played, when, goes to @events. */
+inline Pcm noise_call(int first_kind, int total_ms, guint32 seed, std::vector<NoiseEvent> &events) {
+  static const double rows[] = {697, 770, 852, 941}, cols[] = {1209, 1336, 1477};
+  Pcm x = noise(total_ms, -62, seed);
+  GRand *r = g_rand_new_with_seed(seed);
+  int kind = first_kind;
+  for (int t = 1000; t < total_ms - 4000; kind++) {
+    int len = 0;
+    double db = 0;
+    switch (kind % kNoiseKindCount) {
+    case 0: /* a cough */
+      len = g_rand_int_range(r, 60, 400);
+      db = g_rand_double_range(r, -25, -15);
+      mix(x, burst(len, db, seed + t), t);
+      break;
+    case 1: /* a few clicks */
+      for (int k = 0; k < 4; k++) {
+        int ms = g_rand_int_range(r, 5, 15);
+        double click_db = g_rand_double_range(r, -20, -10);
+        mix(x, burst(ms, click_db, seed + t + k), t + k * 250);
+      }
+      len = 1000;
+      break;
+    case 2: /* a DTMF key */ {
+      len = g_rand_int_range(r, 100, 140);
+      double lo = rows[g_rand_int_range(r, 0, 4)], hi = cols[g_rand_int_range(r, 0, 3)];
+      db = g_rand_double_range(r, -22, -10);
+      mix(x, dtmf(len, lo, hi, db), t);
+      break;
+    }
+    case 3: /* white hiss */
+      len = g_rand_int_range(r, 1000, 3000);
+      db = g_rand_double_range(r, -45, -35);
+      mix(x, noise(len, db, seed + t), t);
+      break;
+    case 4: /* pink hiss */
+      len = g_rand_int_range(r, 1000, 3000);
+      db = g_rand_double_range(r, -45, -35);
+      mix(x, pink(len, db, seed + t), t);
+      break;
+    case 5: /* music-like tones */
+      len = g_rand_int_range(r, 2000, 4000);
+      db = g_rand_double_range(r, -35, -25);
+      mix(x, music(len, db, seed + t), t);
+      break;
+    default: /* the line alone */
+      len = 1500;
+      break;
+    }
+    events.push_back({kind % kNoiseKindCount, t, len, db});
+    t += len + g_rand_int_range(r, 800, 2000);
+  }
+  g_rand_free(r);
+  return x;
+}
+
 } // namespace sig
