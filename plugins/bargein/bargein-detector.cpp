@@ -319,6 +319,7 @@ Decision Detector::process(const int16_t *pcm, const std::function<AgentState()>
       voiced_ms_ = 0;
       tonal_ms_ = 0;
       loud_ms_ = 0;
+      dtmf_in_burst_ = false;
     }
     loud_ms_ += frame_ms;
     if (voiced)
@@ -353,6 +354,8 @@ Decision Detector::process(const int16_t *pcm, const std::function<AgentState()>
     break;
   case State::Candidate: {
     candidate_ms_ += frame_ms;
+    if (fi.dtmf)
+      dtmf_in_burst_ = true;
     if (fi.loud)
       loud_ms_ += frame_ms;
     if (voiced)
@@ -373,10 +376,12 @@ Decision Detector::process(const int16_t *pcm, const std::function<AgentState()>
       state_ = State::Confirmed;
       d.action = Action::Confirm;
       d.reason = "speech";
-    } else if (speech_like && !p_.backchannel && quiet_ms_ >= p_.hangover_ms) {
+    } else if (speech_like && !p_.backchannel && !dtmf_in_burst_ && quiet_ms_ >= p_.hangover_ms) {
       /* a short word that ended before min_speech_ms of sound (a quiet
        * "Stop." can be a 150 ms vowel between consonants under the
-       * threshold): judged on the whole burst, once it has ended */
+       * threshold): judged on the whole burst, once it has ended. Not a
+       * burst with a key tone in it: the tone's ragged edges, over the
+       * agent's echo, can look voiced */
       state_ = State::Confirmed;
       d.action = Action::Confirm;
       d.reason = "speech";

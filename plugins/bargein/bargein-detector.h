@@ -100,6 +100,7 @@ private:
   double floor_db_ = -100.0;
   double echo_db_ = -100.0;
   unsigned loud_run_ = 0, quiet_ms_ = 0, candidate_ms_ = 0, loud_ms_ = 0, voiced_ms_ = 0, tonal_ms_ = 0, dtmf_hold_ = 0;
+  bool dtmf_in_burst_ = false; /* a key tone came during the paused burst */
   uint64_t pos_ = 0, onset_ = 0;
 };
 
