@@ -12,6 +12,9 @@
 #        RAMP_MS=2000      call starts spread over this time
 #        TAIL_MS=1500      emulator keeps the call open this long after its audio
 #        TRANSPORT=raw     emulator WebSocket client
+#        PHASES=20         emulator --phases: the calls' 20 ms frames spread over this many
+#                          phases (20: 1 ms apart), as independent calls' are; PHASES=1 sends
+#                          every call's frame at the same instant (see bench/server-echo/run.sh)
 #        MODEL_OPTS=       more realtimemodel properties (e.g. silence-duration-ms=300)
 #        SERVER_OPTS=      more phone-agent options
 #
@@ -33,6 +36,7 @@ AUDIO_MS=${AUDIO_MS:-15000}
 RAMP_MS=${RAMP_MS:-2000}
 TAIL_MS=${TAIL_MS:-1500}
 TRANSPORT=${TRANSPORT:-raw}
+PHASES=${PHASES:-20}
 SERVER=$BUILD/tools/phone-agent/phone-agent
 EMU=$BUILD/tools/twilio-emulator/twilio-emulator
 MODEL=$BUILD/tools/realtime-local/realtime-local
@@ -108,7 +112,7 @@ run_once() {
 
   rc=0
   timeout --foreground -s KILL "$KILL_S" "$EMU" --url "http://127.0.0.1:$port/twilio/voice" --calls "$n" --ramp-ms "$RAMP_MS" \
-    --audio "synth:$AUDIO_MS" --tail-ms "$TAIL_MS" --transport "$TRANSPORT" --max-duration-s "$LIMIT_S" \
+    --audio "synth:$AUDIO_MS" --tail-ms "$TAIL_MS" --transport "$TRANSPORT" --phases "$PHASES" --max-duration-s "$LIMIT_S" \
     --report "$TMP/report.json" --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" || rc=$?
 
   t1=$(cpu_ticks "$spid")

@@ -9,6 +9,11 @@
 #        BISECT=2         refinement steps between the last pass and the first fail
 #        TEMPLATE=pipelines/echo.pipeline
 #        TRANSPORT=raw    emulator WebSocket client (raw: least CPU per call)
+#        PHASES=20        emulator --phases: the calls' 20 ms frames spread over this many
+#                         phases (20: 1 ms apart). Real calls are independent, so their frames
+#                         reach the server at independent phases; with PHASES=1 every call's
+#                         frame arrives at the same instant, which flatters a server that
+#                         batches work per wake-up. 1, 2, 4, 5, 8, 10, 16 or 20.
 #        LATE_MS=20       the lateness limit (p99 of the caller's frame pacing)
 #        SERVER_OPTS=     more phone-agent options
 #        NICE=0           run the server and the emulator at this nice level (e.g. -10 on a
@@ -41,6 +46,7 @@ RAMP_MS=${RAMP_MS:-2000}
 BISECT=${BISECT:-2}
 TEMPLATE=${TEMPLATE:-$SRC/pipelines/echo.pipeline}
 TRANSPORT=${TRANSPORT:-raw}
+PHASES=${PHASES:-20}
 LATE_MS=${LATE_MS:-20}
 SERVER=$BUILD/tools/phone-agent/phone-agent
 EMU=$BUILD/tools/twilio-emulator/twilio-emulator
@@ -99,7 +105,7 @@ run_once() {
   CANARY_PID=$!
   rc=0
   nice -n "${NICE:-0}" "$EMU" --url "http://127.0.0.1:$port/twilio/voice" --calls "$n" --ramp-ms "$RAMP_MS" \
-    --audio "synth:$AUDIO_MS" --tail-ms 500 --transport "$TRANSPORT" --max-duration-s "$LIMIT_S" \
+    --audio "synth:$AUDIO_MS" --tail-ms 500 --transport "$TRANSPORT" --phases "$PHASES" --max-duration-s "$LIMIT_S" \
     --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" || rc=$?
 
   t1=$(cpu_ticks "$SERVER_PID")
@@ -145,7 +151,7 @@ run_once() {
 }
 
 echo "server-echo: $(basename "$TEMPLATE") ${SERVER_OPTS:-}, $((AUDIO_MS / 1000)) s of synthetic speech per call, starts spread over" \
-     "$RAMP_MS ms, emulator transport $TRANSPORT, nice ${NICE:-0}; $(nproc 2>/dev/null || echo '?') CPUs ($(uname -m))"
+     "$RAMP_MS ms, emulator transport $TRANSPORT, $PHASES frame phases, nice ${NICE:-0}; $(nproc 2>/dev/null || echo '?') CPUs ($(uname -m))"
 best=0
 fail=0
 for n in $CALLS; do

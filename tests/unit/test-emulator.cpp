@@ -1,20 +1,31 @@
 /* gst-phone-agent: unit tests of the Twilio emulator's internals (playout
  * buffer, turn/latency detection, percentiles, command-line specs, the raw
- * WebSocket frame codec, the media/mark fast parser, the caller script). */
+ * WebSocket frame codec, the media/mark fast parser, the caller script, the
+ * frame phases of --phases: the schedule, the ticker driving it, and a whole
+ * run against an in-process peer). */
 #include "../common/pa-check.h"
 
+#include <libsoup/soup.h>
+
+#include <algorithm>
 #include <cmath>
+#include <map>
+#include <set>
 
 #include "fast-parse.h"
 #include "options.h"
 #include "pa-audio.h"
+#include "phases.h"
 #include "playout.h"
+#include "runner.h"
 #include "script.h"
 #include "specs.h"
 #include "stats.h"
 #include "synth.h"
+#include "ticker.h"
 #include "turns.h"
 #include "twilio-protocol.h"
+#include "twiml.h"
 #include "ws-frame.h"
 
 using namespace emu;
@@ -508,6 +519,275 @@ GST_START_TEST(test_synth_turns) {
 }
 GST_END_TEST;
 
+/* ------------------------------------------------------------ phases */
+
+GST_START_TEST(test_phase_schedule) {
+  for (int n : {1, 2, 4, 5, 8, 10, 16, 20})
+    fail_unless(PhaseSchedule::valid(n), "%d", n);
+  for (int n : {-1, 0, 3, 6, 7, 9, 12, 15, 21, 40})
+    fail_if(PhaseSchedule::valid(n), "%d", n);
+  assert_str(PhaseSchedule::valid_list(), "1, 2, 4, 5, 8, 10, 16 or 20");
+
+  /* one phase: every call on every 20 ms tick, in the order the single shared
+   * tick always used (call (i + tick) mod N first) */
+  PhaseSchedule one(1, 5);
+  fail_unless_equals_int(one.period_us(), 20000);
+  for (int64_t t = 0; t < 12; t++) {
+    fail_unless_equals_int(one.frame_of(t), t);
+    fail_unless_equals_int(one.phase_at(t), 0);
+    std::vector<size_t> order;
+    one.for_each(one.frame_of(t), one.phase_at(t), [&](size_t i) { order.push_back(i); });
+    fail_unless_equals_int(order.size(), 5);
+    for (size_t i = 0; i < 5; i++)
+      fail_unless_equals_int(order[i], (i + static_cast<size_t>(t)) % 5);
+  }
+
+  /* four phases, 10 calls: sub-ticks every 5 ms; sub-tick s is frame s / 4 of
+   * phase s % 4 and touches only that phase's calls (i % 4 == phase), each
+   * once, rotating within the phase */
+  PhaseSchedule four(4, 10);
+  fail_unless_equals_int(four.period_us(), 5000);
+  fail_unless_equals_int(four.offset_us(3), 15000);
+  fail_unless_equals_int(four.bucket(0).size(), 3); /* 0 4 8 */
+  fail_unless_equals_int(four.bucket(3).size(), 2); /* 3 7 */
+  std::vector<int> acted(10, 0);
+  for (int64_t s = 0; s < 4 * 6; s++) {
+    const int64_t frame = four.frame_of(s);
+    const int phase = four.phase_at(s);
+    fail_unless_equals_int(frame, s / 4);
+    fail_unless_equals_int(phase, s % 4);
+    std::vector<size_t> order;
+    four.for_each(frame, phase, [&](size_t i) { order.push_back(i); });
+    fail_unless_equals_int(order.size(), four.bucket(phase).size());
+    for (size_t i : order) {
+      fail_unless_equals_int(four.phase_of(i), phase);
+      acted[i]++;
+    }
+    fail_unless_equals_int(order[0], four.bucket(phase)[static_cast<size_t>(frame) % order.size()]);
+  }
+  for (int a : acted)
+    fail_unless_equals_int(a, 6); /* once per frame */
+
+  /* fewer calls than phases: empty buckets are fine */
+  PhaseSchedule sparse(20, 3);
+  int touched = 0;
+  for (int64_t s = 0; s < 40; s++)
+    sparse.for_each(sparse.frame_of(s), sparse.phase_at(s), [&](size_t) { touched++; });
+  fail_unless_equals_int(touched, 6);
+}
+GST_END_TEST;
+
+/* The real ticker at 20/N ms driving the schedule, as the runner does: the
+ * ideal time each call is given is exact (the ticker's absolute deadlines),
+ * whatever the machine's load, so these checks are exact too. */
+GST_START_TEST(test_phase_ticker) {
+  constexpr int kPhases = 4, kCalls = 6, kFrames = 8;
+  GMainContext *ctx = g_main_context_new();
+  g_main_context_push_thread_default(ctx);
+  GMainLoop *loop = g_main_loop_new(ctx, FALSE);
+
+  PhaseSchedule sched(kPhases, kCalls);
+  struct Act {
+    int64_t frame, ideal_us, now_us;
+  };
+  std::vector<std::vector<Act>> acts(kCalls);
+  std::vector<int64_t> subs;
+  Ticker ticker(
+      sched.period_us(),
+      [&](int64_t sub, int64_t ideal_us) {
+        subs.push_back(sub);
+        const int64_t frame = sched.frame_of(sub);
+        sched.for_each(frame, sched.phase_at(sub),
+                       [&](size_t i) { acts[i].push_back({frame, ideal_us, g_get_monotonic_time()}); });
+        if (sub + 1 == int64_t{kFrames} * kPhases)
+          g_main_loop_quit(loop);
+      },
+      Ticker::kDefaultMaxCatchUp * kPhases);
+  const int64_t origin = g_get_monotonic_time() + 2000;
+  ticker.start(origin);
+  GSource *guard = g_timeout_source_new_seconds(10); /* never hang */
+  g_source_set_callback(guard, G_SOURCE_FUNC(+[](gpointer l) -> gboolean {
+                          g_main_loop_quit(static_cast<GMainLoop *>(l));
+                          return G_SOURCE_REMOVE;
+                        }),
+                        loop, nullptr);
+  g_source_attach(guard, ctx);
+  g_main_loop_run(loop);
+  ticker.stop();
+  g_source_destroy(guard);
+  g_source_unref(guard);
+
+  fail_unless_equals_int(subs.size(), kFrames * kPhases);
+  for (size_t s = 0; s < subs.size(); s++)
+    fail_unless_equals_int(subs[s], s);
+  for (int i = 0; i < kCalls; i++) {
+    const auto &a = acts[static_cast<size_t>(i)];
+    fail_unless_equals_int(a.size(), kFrames);
+    const int64_t offset = (i % kPhases) * 5000; /* its phase within the frame */
+    for (size_t k = 0; k < a.size(); k++) {
+      fail_unless_equals_int(a[k].frame, k);
+      /* its own exact 20 ms grid, at its phase's offset */
+      fail_unless_equals_int(a[k].ideal_us, origin + static_cast<int64_t>(k) * 20000 + offset);
+      fail_unless(a[k].now_us >= a[k].ideal_us, "call %d frame %zu ran early", i, k); /* absolute deadlines */
+    }
+  }
+  /* calls of different phases are 5 ms apart, calls of one phase together */
+  fail_unless_equals_int(acts[1][0].ideal_us - acts[0][0].ideal_us, 5000);
+  fail_unless_equals_int(acts[3][0].ideal_us - acts[1][0].ideal_us, 10000);
+  fail_unless_equals_int(acts[4][0].ideal_us, acts[0][0].ideal_us);
+
+  g_main_loop_unref(loop);
+  g_main_context_pop_thread_default(ctx);
+  g_main_context_unref(ctx);
+}
+GST_END_TEST;
+
+/* A whole run (Runner, calls, transport) against a trivial in-process peer
+ * that notes when each media frame arrives: with --phases 4 the calls'
+ * frames arrive at the phase of their call, 5 ms apart, each call's own
+ * frames on a 20 ms grid. Robust on a loaded machine: a frame's phase is its
+ * arrival time modulo 20 ms (from the run's start, the ticker's origin), each
+ * call is judged by the median over its frames, and the tolerance is almost
+ * half the 5 ms spacing. */
+namespace {
+
+struct PhasePeer {
+  int port = 0;
+  std::map<std::string, std::vector<int64_t>> arrivals; /* streamSid -> arrival of each media frame */
+  std::vector<SoupWebsocketConnection *> conns;
+};
+
+std::string json_field(std::string_view text, std::string_view name) {
+  std::string key = "\"" + std::string(name) + "\":\"";
+  size_t p = text.find(key);
+  if (p == std::string_view::npos)
+    return {};
+  p += key.size();
+  size_t e = text.find('"', p);
+  return e == std::string_view::npos ? std::string() : std::string(text.substr(p, e - p));
+}
+
+void phase_peer_voice(SoupServer *, SoupServerMessage *msg, const char *, GHashTable *, gpointer data) {
+  auto *peer = static_cast<PhasePeer *>(data);
+  pa::twilio::ConnectStream cs;
+  cs.url = "wss://127.0.0.1:" + std::to_string(peer->port) + "/media";
+  std::string xml = pa::twilio::build_connect_stream(cs);
+  soup_server_message_set_status(msg, SOUP_STATUS_OK, nullptr);
+  soup_server_message_set_response(msg, "text/xml", SOUP_MEMORY_COPY, xml.data(), xml.size());
+}
+
+void phase_peer_message(SoupWebsocketConnection *, gint type, GBytes *message, gpointer data) {
+  const int64_t now = g_get_monotonic_time();
+  auto *peer = static_cast<PhasePeer *>(data);
+  gsize len = 0;
+  const char *p = static_cast<const char *>(g_bytes_get_data(message, &len));
+  std::string_view text(p, len);
+  if (type == SOUP_WEBSOCKET_DATA_TEXT && json_field(text, "event") == "media")
+    peer->arrivals[json_field(text, "streamSid")].push_back(now);
+}
+
+void phase_peer_ws(SoupServer *, SoupServerMessage *, const char *, SoupWebsocketConnection *conn, gpointer data) {
+  auto *peer = static_cast<PhasePeer *>(data);
+  peer->conns.push_back(static_cast<SoupWebsocketConnection *>(g_object_ref(conn)));
+  g_signal_connect(conn, "message", G_CALLBACK(phase_peer_message), peer);
+}
+
+/* Circular distance of @a from @b on a 20 ms dial, in (-10 ms, 10 ms]. */
+int64_t dial_diff(int64_t a, int64_t b) {
+  int64_t d = ((a - b) % 20000 + 20000) % 20000;
+  return d > 10000 ? d - 20000 : d;
+}
+
+} // namespace
+
+static void run_phase_peer(bool raw) {
+  constexpr int kPhases = 4, kCalls = 8;
+  PhasePeer peer;
+  SoupServer *server = soup_server_new(nullptr, nullptr);
+  soup_server_add_handler(server, "/voice", phase_peer_voice, &peer, nullptr);
+  soup_server_add_websocket_handler(server, "/media", nullptr, nullptr, phase_peer_ws, &peer, nullptr);
+  GError *err = nullptr;
+  fail_unless(soup_server_listen_local(server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, &err), "%s",
+              err ? err->message : "");
+  GSList *uris = soup_server_get_uris(server);
+  peer.port = g_uri_get_port(static_cast<GUri *>(uris->data));
+  g_slist_free_full(uris, reinterpret_cast<GDestroyNotify>(g_uri_unref));
+
+  Options opt;
+  opt.url = "http://127.0.0.1:" + std::to_string(peer.port) + "/voice";
+  opt.audio = "synth:600";
+  opt.tail_ms = 0;
+  opt.calls = kCalls;
+  opt.phases = kPhases;
+  opt.raw_transport = raw;
+  opt.max_duration_s = 20;
+  opt.poll_batch_us = 0;
+  opt.quiet = true;
+  std::vector<uint8_t> audio;
+  std::string error;
+  fail_unless(load_caller_audio(opt.audio, audio, error), "%s", error.c_str());
+  Script script = make_audio_script(std::move(audio), opt);
+
+  std::vector<CallReport> reports;
+  int64_t origin = 0;
+  {
+    Runner runner(opt, script);
+    fail_unless(runner.init(error), "%s", error.c_str());
+    runner.run();
+    fail_if(runner.timed_out());
+    origin = runner.run_start_us(); /* the ticker's origin */
+    reports = runner.reports();
+  }
+  fail_unless_equals_int(reports.size(), kCalls);
+  std::set<int64_t> phases_seen;
+  for (int i = 0; i < kCalls; i++) {
+    const CallReport &r = reports[static_cast<size_t>(i)];
+    assert_str(r.outcome, "completed");
+    const auto &t = peer.arrivals[r.stream_sid];
+    fail_unless_equals_int(t.size(), script.media_frames);
+    fail_unless(t.size() >= 20);
+    /* the call's phase: the median of its frames' arrival times on the 20 ms dial */
+    std::vector<int64_t> dial;
+    for (int64_t a : t)
+      dial.push_back(((a - origin) % 20000 + 20000) % 20000);
+    std::sort(dial.begin(), dial.end());
+    const int64_t median = dial[dial.size() / 2];
+    const int64_t expected = (i % kPhases) * 5000;
+    /* arrivals come a little after the send (never before): up to 2.4 ms late
+     * for most of the frames is far from the next phase, 5 ms on */
+    fail_unless(dial_diff(median, expected) >= -500 && dial_diff(median, expected) <= 2400,
+                "call %d (transport %s): frames arrive at %.2f ms on the 20 ms dial, its phase is %.2f ms", i,
+                raw ? "raw" : "libsoup", median / 1000.0, expected / 1000.0);
+    /* its own frames 20 ms apart: the median gap between arrivals */
+    std::vector<int64_t> gaps;
+    for (size_t k = 1; k < t.size(); k++)
+      gaps.push_back(t[k] - t[k - 1]);
+    std::sort(gaps.begin(), gaps.end());
+    fail_unless(std::llabs(gaps[gaps.size() / 2] - 20000) <= 2400, "call %d: median gap %.2f ms", i,
+                gaps[gaps.size() / 2] / 1000.0);
+    /* pacing is measured against its own phase's ideal time */
+    fail_unless(!r.pacing_us.empty());
+    std::vector<int32_t> pacing = r.pacing_us;
+    std::sort(pacing.begin(), pacing.end());
+    /* (against another phase's time it would be 5 ms or more off) */
+    fail_unless(pacing.front() >= 0 && pacing[pacing.size() / 2] < 4000, "call %d: pacing p50 %.2f ms", i,
+                pacing[pacing.size() / 2] / 1000.0);
+    phases_seen.insert((median + 2500) / 5000 % kPhases);
+  }
+  fail_unless_equals_int(phases_seen.size(), kPhases); /* really spread: four distinct phases */
+
+  for (auto *c : peer.conns)
+    g_object_unref(c);
+  soup_server_disconnect(server);
+  g_object_unref(server);
+}
+
+GST_START_TEST(test_phase_run) {
+  run_phase_peer(false);
+  run_phase_peer(true);
+}
+GST_END_TEST;
+
 static Suite *emulator_suite(void) {
   Suite *s = suite_create("emulator");
   TCase *tc = tcase_create("general");
@@ -526,6 +806,9 @@ static Suite *emulator_suite(void) {
   tcase_add_test(tc, test_fast_parse);
   tcase_add_test(tc, test_audio_script);
   tcase_add_test(tc, test_synth_turns);
+  tcase_add_test(tc, test_phase_schedule);
+  tcase_add_test(tc, test_phase_ticker);
+  tcase_add_test(tc, test_phase_run);
   return s;
 }
 

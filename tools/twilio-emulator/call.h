@@ -1,9 +1,10 @@
 /* twilio-emulator: one call, as Twilio plays it.
  *
  *   webhook POST -> TwiML -> WebSocket upgrade -> [wait for the next tick]
- *   -> streaming (one step per shared tick) -> stop + close -> done
+ *   -> streaming (one step per tick) -> stop + close -> done
  *
- * The run's shared tick drives everything time-related: on each tick a
+ * The run's shared tick drives everything time-related: on each of its ticks
+ * (every 20 ms, at the offset of the call's phase with --phases, phases.h) a
  * streaming call sends what the script has due and advances its playout
  * buffer by one 20 ms frame. Everything else is event-driven (libsoup
  * callbacks on the same GMainContext).
@@ -49,8 +50,10 @@ public:
 
   /* POSTs the webhook. */
   void start();
-  /* One shared tick (index and deadline in monotonic µs) in two steps:
-   * send what the script has due (the stream starts on the first tick after
+  /* One of this call's ticks: @tick counts the run's 20 ms frames, @ideal_us
+   * is the deadline of this call's phase of that frame (monotonic µs; what its
+   * pacing and stream times are measured against). In two steps: send what
+   * the script has due (the stream starts on the first tick after
    * the WebSocket opened), then play one 20 ms frame and echo the marks it
    * reached. on_tick() does both, as one write where the transport batches;
    * the run may instead do every call's tick_send() before any tick_play(),

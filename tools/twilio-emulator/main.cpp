@@ -14,6 +14,7 @@
 #include <string>
 
 #include "options.h"
+#include "phases.h"
 #include "report.h"
 #include "runner.h"
 #include "script.h"
@@ -39,6 +40,7 @@ struct RawArgs {
   gchar **injects = nullptr;
   gint calls = 1;
   gint ramp_ms = 0;
+  gint phases = 1;
   gboolean sequential = FALSE;
   gint max_duration_s = 120;
   gint poll_batch_us = -1;
@@ -99,6 +101,11 @@ bool parse_args(int &argc, char **&argv, Options &opt) {
       {"inject", 0, 0, G_OPTION_ARG_STRING_ARRAY, &a.injects, inject_help.c_str(), "KIND@MS"},
       {"calls", 'n', 0, G_OPTION_ARG_INT, &a.calls, "Number of calls (default 1)", "N"},
       {"ramp-ms", 0, 0, G_OPTION_ARG_INT, &a.ramp_ms, "Spread the call starts over this time (default 0)", "MS"},
+      {"phases", 0, 0, G_OPTION_ARG_INT, &a.phases,
+       "Spread the calls' 20 ms frames over N phases: call i (0-based) sends and plays at (i mod N) x 20/N ms "
+       "within each frame, as independent calls do (default 1: every call at the same instant; N divides 20 ms: "
+       "1, 2, 4, 5, 8, 10, 16 or 20)",
+       "N"},
       {"sequential", 0, 0, G_OPTION_ARG_NONE, &a.sequential, "Run the calls one after another", nullptr},
       {"max-duration-s", 0, 0, G_OPTION_ARG_INT, &a.max_duration_s, "Stop everything after this (default 120)", "S"},
       {"poll-batch-us", 0, 0, G_OPTION_ARG_INT, &a.poll_batch_us,
@@ -187,7 +194,11 @@ bool parse_args(int &argc, char **&argv, Options &opt) {
   if (a.ramp_ms < 0 || a.tail_ms < 0 || a.max_duration_s < 1 || a.webhook_timeout_s < 1 || a.turn_silence_ms < 20)
     return fail("--ramp-ms, --tail-ms must be >= 0, --max-duration-s, --webhook-timeout-s >= 1, "
                 "--turn-silence-ms >= 20");
+  if (!emu::PhaseSchedule::valid(a.phases))
+    return fail("--phases must divide 20 ms into equal whole microseconds: " + emu::PhaseSchedule::valid_list() +
+                " (got " + std::to_string(a.phases) + ")");
   opt.calls = a.calls;
+  opt.phases = a.phases;
   opt.ramp_ms = a.ramp_ms;
   opt.sequential = a.sequential;
   opt.max_duration_s = a.max_duration_s;
@@ -287,6 +298,7 @@ int main(int argc, char **argv) {
   info.calls = opt.calls;
   info.sequential = opt.sequential;
   info.ramp_ms = opt.ramp_ms;
+  info.phases = opt.phases;
   info.wall_s = static_cast<double>(g_get_monotonic_time() - wall_start) / 1e6;
   info.cpu_user_s = static_cast<double>(ru.ru_utime.tv_sec) + static_cast<double>(ru.ru_utime.tv_usec) / 1e6;
   info.cpu_sys_s = static_cast<double>(ru.ru_stime.tv_sec) + static_cast<double>(ru.ru_stime.tv_usec) / 1e6;

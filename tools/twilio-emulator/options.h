@@ -41,6 +41,7 @@ struct Options {
   /* load */
   int calls = 1;
   int64_t ramp_ms = 0;
+  int phases = 1;                  /* --phases: call i's frames at (i mod N) x 20/N ms (phases.h) */
   bool sequential = false;
   int max_duration_s = 120;
   int64_t poll_batch_us = -1;      /* --poll-batch-us; -1: automatic */

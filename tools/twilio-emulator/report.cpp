@@ -303,6 +303,7 @@ bool write_report(const std::string &path, const std::vector<CallReport> &calls,
   j.key("calls_requested").integer(run.calls);
   j.key("sequential").boolean(run.sequential);
   j.key("ramp_ms").integer(run.ramp_ms);
+  j.key("phases").integer(run.phases);
   j.key("timed_out").boolean(run.timed_out);
   if (!run.capture_path.empty())
     j.key("capture").str(run.capture_path);

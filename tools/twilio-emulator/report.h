@@ -106,6 +106,7 @@ struct RunInfo {
   int calls = 0;
   bool sequential = false;
   int64_t ramp_ms = 0;
+  int phases = 1;
   double wall_s = 0;
   double cpu_user_s = 0, cpu_sys_s = 0;
   long max_rss_kb = 0;

@@ -14,7 +14,10 @@ Runner *active_runner = nullptr;
 } // namespace
 
 Runner::Runner(const Options &opt, const Script &script)
-    : opt_(opt), script_(script), ticker_(20000, [this](int64_t t, int64_t ideal) { on_tick(t, ideal); }) {}
+    : opt_(opt), script_(script), schedule_(opt.phases, static_cast<size_t>(opt.calls)),
+      ticker_(
+          schedule_.period_us(), [this](int64_t t, int64_t ideal) { on_tick(t, ideal); },
+          Ticker::kDefaultMaxCatchUp * schedule_.phases()) {}
 
 Runner::~Runner() {
   ticker_.stop();
@@ -65,41 +68,47 @@ void Runner::run() {
   }
 }
 
-void Runner::on_tick(int64_t tick, int64_t ideal_us) {
-  if (!stopping_) {
-    if (opt_.sequential) {
-      if (next_to_start_ == finished_ && next_to_start_ < calls_.size())
-        calls_[next_to_start_++]->start();
-    } else {
-      const int64_t elapsed_ms = (ideal_us - start_us_) / 1000;
-      const size_t n = calls_.size();
-      while (next_to_start_ < n &&
-             (opt_.ramp_ms <= 0 || elapsed_ms >= static_cast<int64_t>(next_to_start_) * opt_.ramp_ms /
-                                                      static_cast<int64_t>(n)))
-        calls_[next_to_start_++]->start();
-    }
+/* Call starts (webhook POSTs) are checked on every sub-tick, whatever the phase. */
+void Runner::start_due(int64_t ideal_us) {
+  if (stopping_)
+    return;
+  if (opt_.sequential) {
+    if (next_to_start_ == finished_ && next_to_start_ < calls_.size())
+      calls_[next_to_start_++]->start();
+    return;
   }
-  /* Rotate who goes first so the time spent sending is spread evenly. With
-   * libsoup (one write per message) every call's media goes out before any
-   * playout and mark echo; the raw client writes each call's media and
-   * echoes together, so it takes calls one at a time. */
+  const int64_t elapsed_ms = (ideal_us - start_us_) / 1000;
   const size_t n = calls_.size();
+  while (next_to_start_ < n &&
+         (opt_.ramp_ms <= 0 ||
+          elapsed_ms >= static_cast<int64_t>(next_to_start_) * opt_.ramp_ms / static_cast<int64_t>(n)))
+    calls_[next_to_start_++]->start();
+}
+
+/* Sub-tick @sub_tick is frame F of phase P (phases.h): only P's calls act,
+ * and for them it is their frame F due at @ideal_us. Each frame rotates who
+ * goes first so the time spent sending is spread evenly. With libsoup (one
+ * write per message) every call's media goes out before any playout and
+ * mark echo; the raw client writes each call's media and echoes together, so
+ * it takes calls one at a time. */
+void Runner::on_tick(int64_t sub_tick, int64_t ideal_us) {
+  start_due(ideal_us);
+  const int64_t frame = schedule_.frame_of(sub_tick);
+  const int phase = schedule_.phase_at(sub_tick);
   if (opt_.raw_transport) {
-    for (size_t i = 0; i < n; i++) {
-      Call &c = *calls_[(i + rotate_) % n];
+    schedule_.for_each(frame, phase, [&](size_t i) {
+      Call &c = *calls_[i];
       if (c.ticking())
-        c.on_tick(tick, ideal_us);
-    }
+        c.on_tick(frame, ideal_us);
+    });
   } else {
-    for (size_t i = 0; i < n; i++) {
-      Call &c = *calls_[(i + rotate_) % n];
+    schedule_.for_each(frame, phase, [&](size_t i) {
+      Call &c = *calls_[i];
       if (c.ticking())
-        c.tick_send(tick, ideal_us);
-    }
-    for (size_t i = 0; i < n; i++)
-      calls_[(i + rotate_) % n]->tick_play();
+        c.tick_send(frame, ideal_us);
+    });
+    schedule_.for_each(frame, phase, [&](size_t i) { calls_[i]->tick_play(); });
   }
-  rotate_ = n ? (rotate_ + 1) % n : 0;
 }
 
 void Runner::call_finished(Call &) {

@@ -1,4 +1,6 @@
-/* twilio-emulator: a run of N calls on one GMainContext with one shared tick */
+/* twilio-emulator: a run of N calls on one GMainContext with one shared tick
+ * (every 20 ms, or every 20/N ms with --phases N: each sub-tick serves only
+ * the calls of its phase; see phases.h) */
 #pragma once
 
 #include <libsoup/soup.h>
@@ -10,6 +12,7 @@
 #include "call.h"
 #include "capture.h"
 #include "options.h"
+#include "phases.h"
 #include "report.h"
 #include "script.h"
 #include "ticker.h"
@@ -37,7 +40,8 @@ public:
   void call_finished(Call &call) override;
 
 private:
-  void on_tick(int64_t tick, int64_t ideal_us);
+  void on_tick(int64_t sub_tick, int64_t ideal_us);
+  void start_due(int64_t ideal_us);
   void stop_all(const char *outcome);
   static gboolean on_max_duration(gpointer data);
   static gboolean on_grace_over(gpointer data);
@@ -51,11 +55,11 @@ private:
   GMainLoop *loop_ = nullptr;
   SoupSession *session_ = nullptr;
   CaptureWriter capture_;
+  PhaseSchedule schedule_;
   Ticker ticker_;
   std::vector<std::unique_ptr<Call>> calls_;
   size_t next_to_start_ = 0;
   size_t finished_ = 0;
-  size_t rotate_ = 0;
   int64_t start_us_ = 0;
   bool stopping_ = false;
   bool timed_out_ = false;

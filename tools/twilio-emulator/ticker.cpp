@@ -11,7 +11,8 @@
 
 namespace emu {
 
-Ticker::Ticker(int64_t period_us, Callback cb) : period_us_(period_us), cb_(std::move(cb)) {}
+Ticker::Ticker(int64_t period_us, Callback cb, int max_catch_up)
+    : period_us_(period_us), max_catch_up_(max_catch_up), cb_(std::move(cb)) {}
 
 Ticker::~Ticker() { stop(); }
 
@@ -83,7 +84,7 @@ gboolean Ticker::dispatch(gpointer data) {
   }
 #endif
   GSource *source = self->source_;
-  for (int i = 0; i < kMaxCatchUp; i++) {
+  for (int i = 0; i < self->max_catch_up_; i++) {
     int64_t due = self->origin_us_ + self->index_ * self->period_us_;
     if (due > g_get_monotonic_time())
       break;

@@ -1,11 +1,12 @@
-/* twilio-emulator: the one shared 20 ms tick of a run.
+/* twilio-emulator: the tick of a run (20 ms, or 20/N ms with --phases N).
  *
  * Absolute deadlines on the monotonic clock (tick k is due at
  * origin + k * period), so lateness never accumulates into drift. On Linux a
  * timerfd armed with TFD_TIMER_ABSTIME wakes the main loop with microsecond
  * precision; elsewhere g_source_set_ready_time (millisecond precision).
  * A dispatch that finds several ticks due runs them in order (each with its
- * own ideal time), at most kMaxCatchUp per wake-up so I/O is not starved.
+ * own ideal time), at most max_catch_up per wake-up so I/O is not starved
+ * (a run with N phases allows N times as many sub-ticks: the same time span).
  */
 #pragma once
 
@@ -21,7 +22,9 @@ public:
   /* @index counts from 0; @ideal_us is the tick's deadline (monotonic µs). */
   using Callback = std::function<void(int64_t index, int64_t ideal_us)>;
 
-  Ticker(int64_t period_us, Callback cb);
+  static constexpr int kDefaultMaxCatchUp = 5;
+
+  Ticker(int64_t period_us, Callback cb, int max_catch_up = kDefaultMaxCatchUp);
   ~Ticker();
   Ticker(const Ticker &) = delete;
   Ticker &operator=(const Ticker &) = delete;
@@ -34,11 +37,11 @@ public:
   int64_t next_deadline_us() const { return origin_us_ + index_ * period_us_; }
 
 private:
-  static constexpr int kMaxCatchUp = 5;
   static gboolean dispatch(gpointer data);
   void arm();
 
   int64_t period_us_;
+  int max_catch_up_;
   Callback cb_;
   GSource *source_ = nullptr;
   int timer_fd_ = -1;
