@@ -50,6 +50,10 @@ struct PaCallPrivate {
   pa::CallConfig config;
   std::string serial;
 
+  /* pa_call_set_inbound_notify: held while it runs, and to replace it */
+  std::mutex notify_lock;
+  std::function<void()> inbound_notify;
+
   std::mutex test_delivery; /* keeps test-transport frames in order */
   std::mutex lock; /* protects everything below */
   /* transport */
@@ -59,6 +63,8 @@ struct PaCallPrivate {
   std::deque<OutFrame> out_queue; /* test transport only */
   bool closing = false;
   bool pull = true; /* the source reads the socket itself (pa_call_set_pull) */
+  bool push = false; /* the source pushes from the reading thread (pa_call_set_push) */
+  bool corked = false; /* pa_call_set_corked */
 
   /* stream */
   bool connected = false;
@@ -162,7 +168,7 @@ static void enqueue_locked(PaCall *call, OutFrame &&frame) {
     p->closing = true;
   if (p->transport) {
     if (frame.kind == OutKind::Text)
-      p->transport->send_text(frame.text, frame.more);
+      p->transport->send_text(frame.text, frame.more || p->corked);
     else
       p->transport->close(frame.code, frame.text);
     return;
@@ -256,6 +262,13 @@ static void push_inbound_locked(PaCallPrivate *p, pa::InboundItem &&item) {
   p->inbound.push_back(std::move(item));
   /* the caller wakes the source once it released the lock, so that the
    * source does not wake up only to wait for the lock */
+}
+
+/* Runs the inbound notify, if any (without the call's lock). */
+static void notify_inbound(PaCallPrivate *p) {
+  std::lock_guard<std::mutex> g(p->notify_lock);
+  if (p->inbound_notify)
+    p->inbound_notify();
 }
 
 /* Marks the call ended (once) and wakes everyone waiting on it. */
@@ -405,8 +418,10 @@ void pa_call_handle_text(PaCall *call, const char *data, size_t len) {
       return;
     }
   }
-  if (pushed)
+  if (pushed) {
     p->inbound_cond.notify_one();
+    notify_inbound(p);
+  }
   if (emit_started)
     g_signal_emit(call, signals[SIGNAL_STARTED], 0);
   if (emit_ended)
@@ -437,6 +452,7 @@ void pa_call_handle_closed(PaCall *call, gushort code, const std::string &reason
     GST_INFO("%s: socket closed (code %u%s%s)", p->serial.c_str(), code, reason.empty() ? "" : ", ", reason.c_str());
   }
   p->inbound_cond.notify_one();
+  notify_inbound(p);
   if (emit)
     g_signal_emit(call, signals[SIGNAL_ENDED], 0, why.c_str());
 }
@@ -507,6 +523,23 @@ void pa_call_set_source_flushing(PaCall *call, gboolean flushing) {
 void pa_call_set_pull(PaCall *call, gboolean pull) {
   std::lock_guard<std::mutex> g(call->priv->lock);
   call->priv->pull = pull;
+}
+
+void pa_call_set_push(PaCall *call, gboolean push) {
+  std::lock_guard<std::mutex> g(call->priv->lock);
+  call->priv->push = push;
+  if (push)
+    call->priv->pull = false;
+}
+
+gboolean pa_call_get_push(PaCall *call) {
+  std::lock_guard<std::mutex> g(call->priv->lock);
+  return call->priv->push;
+}
+
+void pa_call_set_inbound_notify(PaCall *call, std::function<void()> notify) {
+  std::lock_guard<std::mutex> g(call->priv->notify_lock);
+  call->priv->inbound_notify = std::move(notify);
 }
 
 /* ------------------------------------------------------------ state */
@@ -625,6 +658,21 @@ void pa_call_send_mark(PaCall *call) {
     send_mark_locked(call);
   }
   deliver_test_frames(call);
+}
+
+void pa_call_set_corked(PaCall *call, gboolean corked) {
+  PaCallPrivate *p = call->priv;
+  std::shared_ptr<pa::CallTransport> t;
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    if (p->corked == static_cast<bool>(corked))
+      return;
+    p->corked = corked;
+    if (!corked)
+      t = p->transport;
+  }
+  if (t)
+    t->flush();
 }
 
 guint pa_call_clear(PaCall *call) {

@@ -101,6 +101,17 @@ PA_API void pa_call_set_source_flushing(PaCall *call, gboolean flushing);
 /* TRUE by default. FALSE: the socket loop always reads, and the source only
  * waits for what it queued (one more thread hand-off per frame). */
 PA_API void pa_call_set_pull(PaCall *call, gboolean pull);
+/* FALSE by default. TRUE (the server, with media threads): the socket is
+ * read on a media thread shared by many calls (pa::SocketLoop::Limits::threads),
+ * and twiliosrc pushes the call's audio downstream on that thread, from
+ * the notify below, instead of waking a streaming thread of its own per
+ * frame. Set before the pipeline starts. */
+PA_API void pa_call_set_push(PaCall *call, gboolean push);
+PA_API gboolean pa_call_get_push(PaCall *call);
+/* @notify runs on the thread that queued inbound items (without the call's
+ * lock), once per message it queued. Replacing it (nullptr: none) waits
+ * until a notify in progress on another thread has returned. */
+PA_API void pa_call_set_inbound_notify(PaCall *call, std::function<void()> notify);
 
 /* ---- state ---- */
 PA_API gboolean pa_call_is_started(PaCall *call);
@@ -127,6 +138,10 @@ PA_API gboolean pa_call_send_media_and_mark(PaCall *call, const uint8_t *mulaw, 
 PA_API void pa_call_begin_item(PaCall *call, const std::string &item_id);
 /* Sends a mark at the current position of the current item. */
 PA_API void pa_call_send_mark(PaCall *call);
+/* Corked, what the call sends waits in the socket's buffer; uncorking
+ * writes it all at once: several frames sent in a row cost one write
+ * instead of one each. Never leave a call corked across a wait. */
+PA_API void pa_call_set_corked(PaCall *call, gboolean corked);
 /* Sends clear: bumps the generation; pending marks are now "cleared". Returns
  * the new generation. */
 PA_API guint pa_call_clear(PaCall *call);

@@ -300,6 +300,8 @@ bool Listener::start(GError **error) {
   /* we enforce our own (smaller) limit with a warning; this hard cap (close
    * 1009) only protects memory from absurd messages */
   limits.max_message = std::max<size_t>(p->config.call.max_frame_size * 16, 1024 * 1024);
+  limits.threads = p->config.media_threads;
+  limits.wait_us = p->config.media_wait_us;
   p->sockets = std::make_unique<SocketLoop>(nullptr, limits);
   GSList *listeners = soup_server_get_listeners(p->server);
   if (listeners) {
@@ -331,7 +333,7 @@ const ListenerConfig &Listener::config() const { return impl_->config; }
 
 GstStructure *Listener::stats() const {
   const Impl *p = impl_.get();
-  return gst_structure_new("twilio-listener-stats",
+  GstStructure *st = gst_structure_new("twilio-listener-stats",
       "webhooks", G_TYPE_UINT64, p->webhooks.load(),
       "calls-admitted", G_TYPE_UINT64, p->admitted.load(),
       "calls-turned-away", G_TYPE_UINT64, p->turned_away.load(),
@@ -341,6 +343,12 @@ GstStructure *Listener::stats() const {
       "not-found", G_TYPE_UINT64, p->not_found.load(),
       "method-not-allowed", G_TYPE_UINT64, p->bad_method.load(),
       nullptr);
+  if (p->sockets && p->config.media_threads) {
+    SocketLoop::Stats ms = p->sockets->stats();
+    gst_structure_set(st, "media-wakeups", G_TYPE_UINT64, ms.wakeups, "media-ready", G_TYPE_UINT64, ms.ready,
+                      nullptr);
+  }
+  return st;
 }
 
 } // namespace pa

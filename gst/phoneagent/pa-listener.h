@@ -29,6 +29,8 @@ struct ListenerConfig {
   std::string auth_token;                  /* empty: no signature checks (warned once) */
   std::string busy_message = "Sorry, all our agents are busy right now. Please call again later. Goodbye.";
   std::string greeting;                    /* optional <Say> before <Connect> */
+  guint media_threads = 0;                 /* pa::SocketLoop::Limits::threads */
+  guint media_wait_us = 0;                 /* pa::SocketLoop::Limits::wait_us */
   CallConfig call;
 };
 

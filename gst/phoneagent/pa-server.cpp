@@ -30,6 +30,8 @@ G_DEFINE_QUARK(pa-server-error-quark, pa_server_error)
 #define DEFAULT_START_TIMEOUT 10000
 #define DEFAULT_END_TIMEOUT 5000
 #define DEFAULT_CLOSE_TIMEOUT 6000
+#define DEFAULT_MEDIA_THREADS -1
+#define DEFAULT_MEDIA_WAIT 10
 #define DEFAULT_OUT_DIR "."
 
 /* WebSocket close codes we use */
@@ -307,6 +309,8 @@ struct Settings {
   guint start_timeout = DEFAULT_START_TIMEOUT;
   guint end_timeout = DEFAULT_END_TIMEOUT;
   guint close_timeout = DEFAULT_CLOSE_TIMEOUT;
+  gint media_threads = DEFAULT_MEDIA_THREADS;
+  guint media_wait = DEFAULT_MEDIA_WAIT;
   std::string out_dir = DEFAULT_OUT_DIR;
   std::string pipeline; /* comment-free template */
 };
@@ -369,6 +373,8 @@ enum {
   PROP_START_TIMEOUT,
   PROP_END_TIMEOUT,
   PROP_CLOSE_TIMEOUT,
+  PROP_MEDIA_THREADS,
+  PROP_MEDIA_WAIT,
   PROP_OUT_DIR,
   PROP_PIPELINE,
   PROP_CONTEXT,
@@ -1195,6 +1201,8 @@ static PaCall *take_stream(PaServer *server) {
     p->reservations.pop_front();
   }
   e->call = pa_call_new(config);
+  if (p->listener && p->listener->config().media_threads)
+    pa_call_set_push(e->call, TRUE); /* twiliosrc pushes on the media thread */
   e->has_socket = true; /* the listener hands it the socket next */
   p->live->calls++;
   g_object_weak_ref(G_OBJECT(e->call), on_call_finalized, new LiveCountsRef(p->live));
@@ -1309,6 +1317,8 @@ gboolean pa_server_start(PaServer *server, GError **error) {
     lc.auth_token = s.auth_token;
     lc.busy_message = s.busy_message;
     lc.greeting = s.greeting;
+    lc.media_threads = s.media_threads < 0 ? std::max(1u, g_get_num_processors()) : static_cast<guint>(s.media_threads);
+    lc.media_wait_us = s.media_wait * 1000;
   }
   if (!p->context)
     p->context = g_main_context_ref_thread_default();
@@ -1414,6 +1424,14 @@ GstStructure *pa_server_get_stats(PaServer *server) {
         nullptr);
   }
   gst_structure_set(s, "draining", G_TYPE_BOOLEAN, p->draining.load(), nullptr);
+  if (p->listener) {
+    GstStructure *ls = p->listener->stats();
+    guint64 wakeups = 0, ready = 0;
+    gst_structure_get_uint64(ls, "media-wakeups", &wakeups);
+    gst_structure_get_uint64(ls, "media-ready", &ready);
+    gst_structure_free(ls);
+    gst_structure_set(s, "media-wakeups", G_TYPE_UINT64, wakeups, "media-ready", G_TYPE_UINT64, ready, nullptr);
+  }
   return s;
 }
 
@@ -1548,6 +1566,8 @@ static void pa_server_set_property(GObject *object, guint prop_id, const GValue 
   case PROP_START_TIMEOUT: s.start_timeout = g_value_get_uint(value); break;
   case PROP_END_TIMEOUT: s.end_timeout = g_value_get_uint(value); break;
   case PROP_CLOSE_TIMEOUT: s.close_timeout = g_value_get_uint(value); break;
+  case PROP_MEDIA_THREADS: s.media_threads = g_value_get_int(value); break;
+  case PROP_MEDIA_WAIT: s.media_wait = g_value_get_uint(value); break;
   case PROP_OUT_DIR: s.out_dir = str(); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
@@ -1579,6 +1599,8 @@ static void pa_server_get_property(GObject *object, guint prop_id, GValue *value
   case PROP_START_TIMEOUT: g_value_set_uint(value, s.start_timeout); break;
   case PROP_END_TIMEOUT: g_value_set_uint(value, s.end_timeout); break;
   case PROP_CLOSE_TIMEOUT: g_value_set_uint(value, s.close_timeout); break;
+  case PROP_MEDIA_THREADS: g_value_set_int(value, s.media_threads); break;
+  case PROP_MEDIA_WAIT: g_value_set_uint(value, s.media_wait); break;
   case PROP_OUT_DIR: g_value_set_string(value, s.out_dir.c_str()); break;
   case PROP_PIPELINE: g_value_set_string(value, nullable(s.pipeline)); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
@@ -1675,6 +1697,19 @@ static void pa_server_class_init(PaServerClass *klass) {
       g_param_spec_uint("close-timeout", "Close timeout",
                         "Longest wait (ms) for a call's socket to finish closing before it is dropped", 1,
                         G_MAXUINT, DEFAULT_CLOSE_TIMEOUT, rw));
+  g_object_class_install_property(gobject_class, PROP_MEDIA_THREADS,
+      g_param_spec_int("media-threads", "Media threads",
+                       "Threads shared by all calls that read the Twilio sockets and push each call's audio into "
+                       "its pipeline (-1: one per CPU; 0: none, each call's twiliosrc reads its own socket on its "
+                       "own streaming thread). Elements after twiliosrc then run on these threads and must not "
+                       "block (see docs/server.md). Read at start",
+                       -1, 64, DEFAULT_MEDIA_THREADS, rw));
+  g_object_class_install_property(gobject_class, PROP_MEDIA_WAIT,
+      g_param_spec_uint("media-wait", "Media wait",
+                        "After a media thread woke up for a frame, how long (ms) it lets other calls' frames "
+                        "gather before it looks again: fewer wake-ups, up to this much more latency (0: handle each "
+                        "frame at once). Read at start",
+                        0, 20, DEFAULT_MEDIA_WAIT, rw));
   g_object_class_install_property(gobject_class, PROP_OUT_DIR,
       g_param_spec_string("out-dir", "Output directory", "Value of ${out_dir} / ${recordings_dir} in templates",
                           DEFAULT_OUT_DIR, rw));

@@ -18,7 +18,11 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <vector>
+
+#include <pthread.h>
+#include <time.h>
 
 #include "pa-call.h"
 
@@ -140,12 +144,15 @@ void append_frame(std::string &out, Opcode opcode, std::string_view payload, con
 class MediaSocket final : public CallTransport, public std::enable_shared_from_this<MediaSocket> {
 public:
   MediaSocket(GSocket *socket, std::shared_ptr<SocketLoop::Impl> loop, int epfd, PaCall *call, size_t max_message,
-              size_t max_backlog, std::function<void()> on_closed)
+              size_t max_backlog, std::function<void()> on_closed, GMainContext *owner)
       : socket_(G_SOCKET(g_object_ref(socket))), fd_(g_socket_get_fd(socket)), epfd_(epfd),
+        owner_(owner ? g_main_context_ref(owner) : nullptr),
         /* made now, not on the first pump(): a wake() must never be lost */
         evfd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), loop_(loop), call_(call ? PA_CALL(g_object_ref(call)) : nullptr),
         max_message_(max_message), max_backlog_(max_backlog), on_closed_(std::move(on_closed)) {}
   ~MediaSocket() override {
+    if (owner_)
+      g_main_context_unref(owner_);
     g_object_unref(socket_);
     if (call_)
       g_object_unref(call_);
@@ -174,6 +181,12 @@ public:
   void close(uint16_t code, std::string_view reason) override {
     std::lock_guard<std::mutex> g(wlock_);
     send_close_locked(code, reason);
+  }
+
+  void flush() override {
+    std::lock_guard<std::mutex> g(wlock_);
+    if (fd_ >= 0 && !want_write_)
+      flush_locked();
   }
 
   bool pump(gint64 timeout_us) override {
@@ -308,12 +321,22 @@ public:
   }
 
   /* What happens once the socket is finished, on the loop's thread: the
-   * owner is told, and the call let go (it holds this socket). */
-  void reap() {
+   * owner is told, and the call let go (it holds this socket). On a media
+   * thread of its own the loop tells the owner on the owner's context,
+   * unless @direct (the loop is going away, on the owner's thread). */
+  void reap(bool direct = false) {
     if (on_closed_) {
       auto cb = std::move(on_closed_);
       on_closed_ = nullptr;
-      cb();
+      if (owner_ && !direct) {
+        auto *f = new std::function<void()>(std::move(cb));
+        g_main_context_invoke_full(owner_, G_PRIORITY_DEFAULT, [](gpointer d) -> gboolean {
+          (*static_cast<std::function<void()> *>(d))();
+          return G_SOURCE_REMOVE;
+        }, f, [](gpointer d) { delete static_cast<std::function<void()> *>(d); });
+      } else {
+        cb();
+      }
     }
     PaCall *c;
     {
@@ -578,6 +601,7 @@ private:
   GSocket *socket_;
   int fd_;
   int epfd_;
+  GMainContext *owner_; /* a media thread's loop: where on_closed runs (nullptr: the loop's own context) */
   int evfd_; /* wakes a puller (-1 if it could not be made: then nobody pulls) */
   std::string wbuf_;
   size_t woff_ = 0;
@@ -610,28 +634,146 @@ struct EpollSource {
   SocketLoop::Impl *loop;
 };
 
+thread_local bool tls_media_thread = false;
+
+bool on_media_thread() { return tls_media_thread; }
+
+/* a media thread's end-of-batch work (defer_to_batch_end) */
+thread_local std::vector<std::pair<const void *, std::function<void()>>> tls_batch_end;
+
+bool defer_to_batch_end(const void *key, std::function<void()> fn) {
+  if (!tls_media_thread)
+    return false;
+  for (auto &[k, f] : tls_batch_end)
+    if (k == key)
+      return true;
+  tls_batch_end.emplace_back(key, std::move(fn));
+  return true;
+}
+
+static void run_batch_end() {
+  while (!tls_batch_end.empty()) {
+    std::vector<std::pair<const void *, std::function<void()>>> todo;
+    todo.swap(tls_batch_end);
+    for (auto &[k, f] : todo)
+      f();
+  }
+}
+
+/* One epoll set and the sockets in it: either a GSource on a GMainContext
+ * (the listener's), or a media thread of its own (Limits::threads). */
 struct SocketLoop::Impl : std::enable_shared_from_this<SocketLoop::Impl> {
   Limits limits;
   static constexpr size_t kScratch = 65536;
   std::unique_ptr<uint8_t[]> scratch{new uint8_t[kScratch]};
-  GMainContext *context = nullptr;
+  GMainContext *context = nullptr; /* the loop's (no thread of its own) or the owner's (on_closed runs there) */
   int epfd = -1;
   GSource *source = nullptr;
   GSource *sweeper = nullptr;
+  /* a media thread of its own */
+  bool threaded = false;
+  std::thread thread;
+  int evfd = -1; /* wakes the thread for tasks */
+  std::mutex tasks_lock;
+  std::vector<std::function<void()>> tasks;
+  std::atomic<bool> stopping{false};
+  std::atomic<guint64> wakeups{0}, ready{0};
   /* the loop's thread only; size() reads n_sockets */
   std::map<MediaSocket *, std::shared_ptr<MediaSocket>> sockets;
   std::atomic<size_t> n_sockets{0};
   bool closing = false;
 
-  void dispatch() {
-    struct epoll_event events[128];
-    int n = epoll_wait(epfd, events, 128, 0);
+  /* Handles what is ready now; the number of sockets that were. */
+  int dispatch() {
+    struct epoll_event events[256];
+    int n = epoll_wait(epfd, events, 256, 0);
+    return handle(events, n);
+  }
+
+  int handle(struct epoll_event *events, int n) {
+    int io = 0;
     for (int i = 0; i < n; i++) {
+      if (events[i].data.ptr == this) {
+        uint64_t v;
+        if (::read(evfd, &v, sizeof v) < 0) {
+          /* nothing to drain */
+        }
+        run_tasks();
+        continue;
+      }
       auto it = sockets.find(static_cast<MediaSocket *>(events[i].data.ptr));
       if (it == sockets.end())
         continue;
       std::shared_ptr<MediaSocket> s = it->second;
       s->on_ready(events[i].events, scratch.get(), kScratch);
+      io++;
+    }
+    return io;
+  }
+
+  void run_tasks() {
+    std::vector<std::function<void()>> todo;
+    {
+      std::lock_guard<std::mutex> g(tasks_lock);
+      todo.swap(tasks);
+    }
+    for (auto &f : todo)
+      f();
+  }
+
+  /* Runs @f on the loop's thread, later. */
+  void post(std::function<void()> f) {
+    if (threaded) {
+      {
+        std::lock_guard<std::mutex> g(tasks_lock);
+        tasks.push_back(std::move(f));
+      }
+      uint64_t one = 1;
+      if (::write(evfd, &one, sizeof one) < 0) {
+        /* the counter is already non-zero */
+      }
+      return;
+    }
+    GSource *src = g_idle_source_new();
+    g_source_set_priority(src, G_PRIORITY_HIGH);
+    g_source_set_callback(src, [](gpointer d) -> gboolean {
+      (*static_cast<std::function<void()> *>(d))();
+      return G_SOURCE_REMOVE;
+    }, new std::function<void()>(std::move(f)), [](gpointer d) { delete static_cast<std::function<void()> *>(d); });
+    g_source_attach(src, context);
+    g_source_unref(src);
+  }
+
+  /* A media thread: wait for sockets, handle every one that is ready, and
+   * with Limits::wait_us, sleep out the rest of that time before looking
+   * again, so that one wake-up serves the frames of many calls (as
+   * GStreamer's threadshare "context-wait"). Idle, it sleeps in epoll. */
+  void run() {
+    tls_media_thread = true;
+    gint64 next_sweep = g_get_monotonic_time() + 500000;
+    struct epoll_event events[256];
+    while (!stopping) {
+      gint64 now = g_get_monotonic_time();
+      int timeout = next_sweep > now ? static_cast<int>((next_sweep - now + 999) / 1000) : 0;
+      int n = epoll_wait(epfd, events, 256, timeout);
+      if (n < 0 && errno != EINTR)
+        g_error("epoll_wait: %s", g_strerror(errno)); /* only for a bad descriptor: a bug */
+      gint64 woke = g_get_monotonic_time();
+      wakeups.fetch_add(1, std::memory_order_relaxed);
+      int io = handle(events, std::max(n, 0));
+      run_batch_end();
+      ready.fetch_add(static_cast<guint64>(io), std::memory_order_relaxed);
+      if (woke >= next_sweep) {
+        sweep();
+        next_sweep = woke + 500000;
+      }
+      if (limits.wait_us && io > 0 && !stopping) {
+        gint64 until = woke + limits.wait_us;
+        struct timespec ts = {static_cast<time_t>(until / G_USEC_PER_SEC),
+                              static_cast<long>(until % G_USEC_PER_SEC) * 1000};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+        }
+      }
     }
   }
 
@@ -654,26 +796,57 @@ struct SocketLoop::Impl : std::enable_shared_from_this<SocketLoop::Impl> {
     n_sockets = sockets.size();
     s->reap();
   }
+
+  /* Ends every socket (the loop is going away; its thread, if any, has
+   * stopped): on the owner's thread, on_closed called at once. */
+  void close_all() {
+    closing = true;
+    if (threaded)
+      run_tasks(); /* adoptions still queued */
+    auto all = std::move(sockets);
+    n_sockets = 0;
+    for (auto &[ptr, s] : all) {
+      s->finish_from_outside(ws::kGoingAway, "going away");
+      s->reap(true);
+    }
+  }
+
+  void adopt(GSocket *socket, std::string initial, PaCall *call, uint16_t refuse_code, std::string refuse_reason,
+             std::function<void()> on_closed) {
+    int fd = g_socket_get_fd(socket);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    auto s = std::make_shared<MediaSocket>(socket, shared_from_this(), epfd, call, limits.max_message,
+                                           limits.max_backlog, std::move(on_closed), threaded ? context : nullptr);
+    sockets[s.get()] = s;
+    n_sockets = sockets.size();
+    struct epoll_event ev = {};
+    ev.events = EPOLLIN;
+    ev.data.ptr = s.get();
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      GST_WARNING("cannot watch a stream's socket: %s", g_strerror(errno));
+      s->finish_from_outside(ws::kAbnormal, "");
+      return;
+    }
+    if (call)
+      pa_call_attach_transport(call, s);
+    else
+      s->refuse(refuse_code, refuse_reason);
+    if (!initial.empty())
+      s->feed(std::move(initial));
+  }
 };
 
 void MediaSocket::schedule_reap() {
   std::shared_ptr<SocketLoop::Impl> loop = loop_.lock();
   if (!loop || loop->closing)
     return; /* the loop is going away and reaps everything itself */
-  struct Reap {
-    std::weak_ptr<SocketLoop::Impl> loop;
-    MediaSocket *socket;
-  };
-  GSource *src = g_idle_source_new();
-  g_source_set_priority(src, G_PRIORITY_HIGH);
-  g_source_set_callback(src, [](gpointer d) -> gboolean {
-    auto *r = static_cast<Reap *>(d);
-    if (auto l = r->loop.lock())
-      l->reap(r->socket);
-    return G_SOURCE_REMOVE;
-  }, new Reap{loop, this}, [](gpointer d) { delete static_cast<Reap *>(d); });
-  g_source_attach(src, loop->context);
-  g_source_unref(src);
+  std::weak_ptr<SocketLoop::Impl> weak = loop;
+  loop->post([weak, self = this] {
+    if (auto l = weak.lock())
+      l->reap(self);
+  });
 }
 
 static gboolean epoll_source_dispatch(GSource *source, GSourceFunc, gpointer) {
@@ -683,77 +856,120 @@ static gboolean epoll_source_dispatch(GSource *source, GSourceFunc, gpointer) {
 
 static GSourceFuncs epoll_source_funcs = {nullptr, nullptr, epoll_source_dispatch, nullptr, nullptr, nullptr};
 
-SocketLoop::SocketLoop(GMainContext *context, Limits limits) : impl_(std::make_shared<Impl>()) {
+SocketLoop::SocketLoop(GMainContext *context, Limits limits) {
   static gsize debug_once = 0;
   if (g_once_init_enter(&debug_once)) {
     GST_DEBUG_CATEGORY_INIT(pa_ws_debug, "phoneagentws", 0, "Twilio Media Streams WebSocket (server side)");
     g_once_init_leave(&debug_once, 1);
   }
-  Impl *p = impl_.get();
-  p->limits = limits;
-  p->context = context ? g_main_context_ref(context) : g_main_context_ref_thread_default();
-  p->epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (p->epfd < 0)
-    g_error("epoll_create1: %s", g_strerror(errno)); /* only without memory or descriptors */
-  p->source = g_source_new(&epoll_source_funcs, sizeof(EpollSource));
-  reinterpret_cast<EpollSource *>(p->source)->loop = p;
-  g_source_set_name(p->source, "phoneagent media sockets");
-  g_source_set_priority(p->source, G_PRIORITY_HIGH);
-  g_source_add_unix_fd(p->source, p->epfd, G_IO_IN);
-  g_source_attach(p->source, p->context);
-  p->sweeper = g_timeout_source_new(500);
-  g_source_set_name(p->sweeper, "phoneagent media sockets sweep");
-  g_source_set_callback(p->sweeper, [](gpointer d) -> gboolean {
-    static_cast<Impl *>(d)->sweep();
-    return G_SOURCE_CONTINUE;
-  }, p, nullptr);
-  g_source_attach(p->sweeper, p->context);
+  guint n = std::max(1u, limits.threads);
+  for (guint i = 0; i < n; i++) {
+    auto impl = std::make_shared<Impl>();
+    Impl *p = impl.get();
+    p->limits = limits;
+    p->context = context ? g_main_context_ref(context) : g_main_context_ref_thread_default();
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (p->epfd < 0)
+      g_error("epoll_create1: %s", g_strerror(errno)); /* only without memory or descriptors */
+    if (limits.threads) {
+      p->threaded = true;
+      p->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+      if (p->evfd < 0)
+        g_error("eventfd: %s", g_strerror(errno));
+      struct epoll_event ev = {};
+      ev.events = EPOLLIN;
+      ev.data.ptr = p;
+      epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->evfd, &ev);
+      p->thread = std::thread([p, i] {
+        std::string name = "pa-media-" + std::to_string(i);
+        pthread_setname_np(pthread_self(), name.c_str());
+        p->run();
+      });
+    } else {
+      p->source = g_source_new(&epoll_source_funcs, sizeof(EpollSource));
+      reinterpret_cast<EpollSource *>(p->source)->loop = p;
+      g_source_set_name(p->source, "phoneagent media sockets");
+      g_source_set_priority(p->source, G_PRIORITY_HIGH);
+      g_source_add_unix_fd(p->source, p->epfd, G_IO_IN);
+      g_source_attach(p->source, p->context);
+      p->sweeper = g_timeout_source_new(500);
+      g_source_set_name(p->sweeper, "phoneagent media sockets sweep");
+      g_source_set_callback(p->sweeper, [](gpointer d) -> gboolean {
+        static_cast<Impl *>(d)->sweep();
+        return G_SOURCE_CONTINUE;
+      }, p, nullptr);
+      g_source_attach(p->sweeper, p->context);
+    }
+    loops_.push_back(std::move(impl));
+  }
 }
 
 SocketLoop::~SocketLoop() {
-  Impl *p = impl_.get();
-  p->closing = true;
-  g_source_destroy(p->sweeper);
-  g_source_unref(p->sweeper);
-  g_source_destroy(p->source);
-  g_source_unref(p->source);
-  auto all = std::move(p->sockets);
-  p->n_sockets = 0;
-  for (auto &[ptr, s] : all) {
-    s->finish_from_outside(ws::kGoingAway, "going away");
-    s->reap();
+  for (auto &impl : loops_) {
+    Impl *p = impl.get();
+    if (p->threaded) {
+      p->stopping = true;
+      uint64_t one = 1;
+      if (::write(p->evfd, &one, sizeof one) < 0) {
+        /* the counter is already non-zero */
+      }
+      p->thread.join();
+    } else {
+      g_source_destroy(p->sweeper);
+      g_source_unref(p->sweeper);
+      g_source_destroy(p->source);
+      g_source_unref(p->source);
+    }
   }
-  ::close(p->epfd);
-  g_main_context_unref(p->context);
+  for (auto &impl : loops_) {
+    Impl *p = impl.get();
+    p->close_all();
+    ::close(p->epfd);
+    if (p->evfd >= 0)
+      ::close(p->evfd);
+    g_main_context_unref(p->context);
+  }
 }
 
 void SocketLoop::adopt(GSocket *socket, std::string initial, PaCall *call, uint16_t refuse_code,
                        std::string refuse_reason, std::function<void()> on_closed) {
-  Impl *p = impl_.get();
-  int fd = g_socket_get_fd(socket);
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  auto s = std::make_shared<MediaSocket>(socket, impl_, p->epfd, call, p->limits.max_message,
-                                         p->limits.max_backlog, std::move(on_closed));
-  p->sockets[s.get()] = s;
-  p->n_sockets = p->sockets.size();
-  struct epoll_event ev = {};
-  ev.events = EPOLLIN;
-  ev.data.ptr = s.get();
-  if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    GST_WARNING("cannot watch a stream's socket: %s", g_strerror(errno));
-    s->finish_from_outside(ws::kAbnormal, "");
+  /* on media threads: to the one with the fewest sockets */
+  std::shared_ptr<Impl> target = loops_.front();
+  for (auto &impl : loops_)
+    if (impl->n_sockets < target->n_sockets)
+      target = impl;
+  if (!target->threaded) {
+    target->adopt(socket, std::move(initial), call, refuse_code, std::move(refuse_reason), std::move(on_closed));
     return;
   }
+  target->n_sockets++; /* counted now, so that the next adoption goes elsewhere */
+  g_object_ref(socket);
   if (call)
-    pa_call_attach_transport(call, s);
-  else
-    s->refuse(refuse_code, refuse_reason);
-  if (!initial.empty())
-    s->feed(std::move(initial));
+    g_object_ref(call);
+  Impl *p = target.get();
+  p->post([p, socket, call, initial = std::move(initial), refuse_code, refuse_reason = std::move(refuse_reason),
+           on_closed = std::move(on_closed)]() mutable {
+    p->adopt(socket, std::move(initial), call, refuse_code, std::move(refuse_reason), std::move(on_closed));
+    g_object_unref(socket);
+    if (call)
+      g_object_unref(call);
+  });
 }
 
-size_t SocketLoop::size() const { return impl_->n_sockets; }
+size_t SocketLoop::size() const {
+  size_t n = 0;
+  for (auto &impl : loops_)
+    n += impl->n_sockets;
+  return n;
+}
+
+SocketLoop::Stats SocketLoop::stats() const {
+  Stats st;
+  for (auto &impl : loops_) {
+    st.wakeups += impl->wakeups.load(std::memory_order_relaxed);
+    st.ready += impl->ready.load(std::memory_order_relaxed);
+  }
+  return st;
+}
 
 } // namespace pa

@@ -29,6 +29,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "pa-api.h"
 
@@ -44,6 +45,8 @@ public:
    * calling thread. Never blocks. Any thread. With @more, the message waits
    * for the next one (sent without @more) so both go in one write. */
   virtual void send_text(std::string_view text, bool more = false) = 0;
+  /* Writes what send_text(..., more) left waiting. Any thread. */
+  virtual void flush() {}
   /* Sends a close frame (once); the socket ends when the peer answers, or
    * after a short timeout. Any thread. */
   virtual void close(uint16_t code, std::string_view reason) = 0;
@@ -103,6 +106,16 @@ public:
     size_t max_message = 1024 * 1024;  /* larger messages close the socket with 1009 */
     size_t max_backlog = 4 * 1024 * 1024; /* more unsent than this: the peer is gone, drop it */
     guint close_timeout_ms = 2000;     /* after our close frame, wait this long for the peer's */
+    /* 0: the loop is a GSource on @context. N: the loop runs on N media
+     * threads of its own (sockets spread over them) and the frames of a
+     * call are handled there; the owner's callbacks (on_closed) still run
+     * on @context. */
+    guint threads = 0;
+    /* On media threads: after a wake-up that found sockets ready, sleep
+     * this long (from the wake-up) before looking again, so that one
+     * wake-up serves the frames of many calls (adds up to this much
+     * latency). 0: handle each frame as soon as it arrives. */
+    guint wait_us = 0;
   };
   /* Attaches to @context (nullptr: the thread-default one). */
   SocketLoop(GMainContext *context, Limits limits);
@@ -122,10 +135,29 @@ public:
 
   size_t size() const;
 
+  /* Media threads only: how often they woke up, and how many sockets were
+   * ready in all at those wake-ups. */
+  struct Stats {
+    guint64 wakeups = 0, ready = 0;
+  };
+  Stats stats() const;
+
   struct Impl;
 
 private:
-  std::shared_ptr<Impl> impl_;
+  std::vector<std::shared_ptr<Impl>> loops_;
 };
+
+/* TRUE on a SocketLoop's media thread: code that runs there (downstream of
+ * a twiliosrc pushing from it) must never block, or every call on that
+ * thread stops. */
+PA_API bool on_media_thread();
+
+/* On a media thread: runs @fn once, after every socket that was ready at
+ * this wake-up has been handled, however often it is asked for with the
+ * same @key meanwhile (e.g. one wake-up of another thread for what many
+ * calls queued for it). FALSE elsewhere, and @fn is not kept: the caller
+ * does it now. */
+PA_API bool defer_to_batch_end(const void *key, std::function<void()> fn);
 
 } // namespace pa

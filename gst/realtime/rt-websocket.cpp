@@ -1,6 +1,8 @@
 /* gst-phone-agent: the model-side WebSocket client on libwebsockets */
 #include "rt-websocket.h"
 
+#include "pa-websocket.h"
+
 #include <gst/gst.h>
 #include <libwebsockets.h>
 #include <openssl/x509.h>
@@ -193,7 +195,7 @@ public:
   ~Service();
 
   void request_connect(const std::shared_ptr<Conn> &c);
-  void kick(const std::shared_ptr<Conn> &c);
+  static void kick(const std::shared_ptr<Service> &svc, const std::shared_ptr<Conn> &c);
   static int callback(lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 
 private:
@@ -321,18 +323,32 @@ void Service::request_connect(const std::shared_ptr<Conn> &c) {
   lws_cancel_service(ctx_);
 }
 
-void Service::kick(const std::shared_ptr<Conn> &c) {
+/* @c has something to send: the service thread asks lws for a writable
+ * callback. One wake-up of that thread serves every kick made before it
+ * drains them; on a media thread the wake-up waits for the end of the
+ * batch, so that the frames of every call handled at that wake-up leave
+ * for the model with one wake-up of the service thread, not one each. */
+void Service::kick(const std::shared_ptr<Service> &svc, const std::shared_ptr<Conn> &c) {
+  bool first;
   {
-    std::lock_guard<std::mutex> g(mu_);
+    std::lock_guard<std::mutex> g(svc->mu_);
     {
       std::lock_guard<std::mutex> cg(c->mu);
       if (c->kick_pending)
         return;
       c->kick_pending = true;
     }
-    to_kick_.push_back(c);
+    svc->to_kick_.push_back(c);
+    first = svc->to_kick_.size() == 1 && svc->to_connect_.empty();
   }
-  lws_cancel_service(ctx_);
+  if (!first)
+    return; /* a wake-up is on its way and drains this one too */
+  std::weak_ptr<Service> weak = svc;
+  if (!pa::defer_to_batch_end(svc.get(), [weak] {
+        if (auto s = weak.lock())
+          lws_cancel_service(s->ctx_);
+      }))
+    lws_cancel_service(svc->ctx_);
 }
 
 void Service::drain() {
@@ -662,7 +678,7 @@ bool WsClient::send(std::string text) {
       return true; /* sent once established */
   }
   if (svc)
-    svc->kick(conn_);
+    Service::kick(svc, conn_);
   return true;
 }
 
@@ -682,7 +698,7 @@ void WsClient::close(int code, const std::string &reason) {
     }
   }
   if (svc)
-    svc->kick(conn_);
+    Service::kick(svc, conn_);
 }
 
 bool WsClient::wait_closed(int64_t timeout_us) {

@@ -18,7 +18,9 @@
  * playback position known. When audio comes faster than real time (a model
  * streams its replies that way) the sink fills Twilio's queue up to the
  * lead, sleeps until half of it has played, and tops it up again: one
- * wake-up per lead/2 of audio rather than one per frame. After every #GstTwilioSink:mark-interval ms it
+ * wake-up per lead/2 of audio rather than one per frame. On a server media
+ * thread (twiliosrc pushing in push mode) it never waits: what the lead or
+ * a pause holds back goes out with a later buffer. After every #GstTwilioSink:mark-interval ms it
  * sends a `mark`; Twilio echoes it when the caller has heard up to there.
  * Marks carry a generation that each clear bumps, so the echoes Twilio sends
  * because of a clear are not taken as played.
@@ -113,6 +115,7 @@
 #include "pa-audio.h"
 #include "pa-call.h"
 #include "pa-playout.h"
+#include "pa-websocket.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_twilio_sink_debug);
 #define GST_CAT_DEFAULT gst_twilio_sink_debug
@@ -268,11 +271,25 @@ static void gst_twilio_sink_get_property(GObject *object, guint prop_id, GValue 
  * with silence and sent too. With @no_wait, stops where it would wait
  * (the lead is full, or paused) instead. Called with the lock held
  * (released while waiting). Returns FALSE when flushing. */
+/* Several frames in a row leave in one write: the call stays corked while
+ * they are sent, never across a wait. */
+struct Cork {
+  PaCall *call;
+  bool on = false;
+  void set(bool v) {
+    if (on != v)
+      pa_call_set_corked(call, v);
+    on = v;
+  }
+  ~Cork() { set(false); }
+};
+
 static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, bool flush, bool no_wait = false) {
   GstTwilioSinkPrivate *p = self->priv;
   State &st = p->st;
   const size_t frame = p->settings.frame_ms * 8;
   guint64 epoch = st.clear_epoch;
+  Cork cork{st.call};
   if (flush && !st.held.empty() && st.held.size() % 160) {
     size_t pad = 160 - st.held.size() % 160;
     st.held.insert(st.held.end(), pad, pa::kMulawSilence);
@@ -285,6 +302,7 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       break;
     if (st.paused) {
       /* hold everything until resume (or clear, flushing, max-pause-ms) */
+      cork.set(false);
       guint64 serial = st.pause_serial;
       auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(p->settings.max_pause_ms);
       bool woken = p->cond.wait_until(g, deadline, [&st, epoch, serial] {
@@ -313,6 +331,7 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       if (st.play_end > now_rt + lead) {
         /* full: sleep until half of the lead has played, then top it up
          * again (one wake-up per lead/2 of audio, not one per frame) */
+        cork.set(false);
         st.wait_id = gst_clock_new_single_shot_id(clock, base + st.play_end - lead / 2);
         GstClockID id = st.wait_id;
         g.unlock();
@@ -325,6 +344,8 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       }
       gst_object_unref(clock);
     }
+    if (st.held.size() >= n + frame)
+      cork.set(true); /* another frame follows at once */
     /* a mark due after this frame goes out in the same write */
     bool mark = st.since_mark + n >= p->settings.mark_interval * 8u;
     if (!(mark ? pa_call_send_media_and_mark : pa_call_send_media)(st.call, st.held.data(), n)) {
@@ -388,7 +409,10 @@ static GstFlowReturn gst_twilio_sink_render(GstBaseSink *sink, GstBuffer *buffer
     pa::mulaw_encode_block(st.pcm8k.data(), st.held.data() + old, st.pcm8k.size());
   }
   gst_buffer_unmap(buffer, &map);
-  return send_held(self, g, false) ? GST_FLOW_OK : GST_FLOW_FLUSHING;
+  /* on a media thread (twiliosrc in push mode under the server) never wait:
+   * that thread serves other calls too; what cannot go now (lead full,
+   * paused) is sent by a later render */
+  return send_held(self, g, false, pa::on_media_thread()) ? GST_FLOW_OK : GST_FLOW_FLUSHING;
 }
 
 /* Clear: called from any thread (OOB event, action signal). */

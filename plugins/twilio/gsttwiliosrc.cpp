@@ -20,7 +20,11 @@
  *
  * When an application or the phone-agent server sets a "phoneagent.call"
  * #GstContext on the pipeline, twiliosrc takes that call instead and does
- * not listen.
+ * not listen. Under the server (media threads, pa_call_set_push()), after
+ * the first buffer the thread that reads the call's socket, shared with
+ * other calls, pushes each frame downstream itself while the streaming
+ * thread stays parked: elements up to the first queue then run on that
+ * thread and must not block. A push that took over 50 ms posts a warning.
  *
  * The call is shared with twiliosink through the same context, so
  * `twiliosrc ! twiliosink` is a complete echo line.
@@ -74,6 +78,8 @@
 
 #include <gst/audio/audio.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 
@@ -117,6 +123,7 @@ enum {
 
 static constexpr int kFrameSamples = 160; /* 20 ms at 8 kHz */
 static constexpr int kGapTolerance = 80;  /* 10 ms of jitter is not a gap */
+static constexpr gint64 kSlowPushUs = 50000; /* push mode: a push this long holds up other calls */
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
     "src", GST_PAD_SRC, GST_PAD_ALWAYS,
@@ -171,6 +178,29 @@ struct Stream {
   guint64 gaps = 0, gap_samples = 0, overlap_bytes = 0;
 };
 
+/* Push mode (pa_call_get_push: the server's media threads). The first
+ * buffer goes out through basesrc as usual (caps, segment); after that,
+ * while nothing is queued, create() parks and the media thread that reads
+ * the call's socket pushes what arrives itself, from the call's inbound
+ * notify: no streaming-thread wake-up per frame. create() wakes again to
+ * hand basesrc what ends the run (EOS, a failed push) or to renegotiate. */
+struct Shared {
+  std::mutex lock; /* below; held while the media thread pushes */
+  std::condition_variable cond;      /* a parked create(): there is something to return */
+  std::condition_variable idle_cond; /* the media thread stopped pushing */
+  bool enabled = false;   /* this run (start..stop) is in push mode */
+  bool pushed_one = false; /* basesrc pushed a buffer (the segment is out) */
+  bool parked = false;    /* create() waits; the media thread pushes */
+  bool flushing = false;  /* unlock() .. unlock_stop() */
+  bool unpark = false;    /* downstream asked to renegotiate */
+  bool pushing = false;   /* the media thread is producing and pushing */
+  bool playing = false;   /* the element is PLAYING: push mode may park */
+  bool slow_warned = false; /* a push took longer than kSlowPushUs (said once) */
+  guint64 requests = 0;   /* inbound notifies (one per message queued) */
+  GstFlowReturn flow = GST_FLOW_OK; /* for create() to return */
+  std::atomic<guint64> pushed{0}; /* buffers pushed by the media thread */
+};
+
 } // namespace
 
 struct GstTwilioSrcPrivate {
@@ -180,6 +210,7 @@ struct GstTwilioSrcPrivate {
   bool own_call = false;
   Standalone standalone;
   Stream stream;
+  Shared shared;
 };
 
 struct _GstTwilioSrc {
@@ -274,8 +305,13 @@ static GstStructure *gst_twilio_src_stats(GstTwilioSrc *self) {
   GST_OBJECT_LOCK(self);
   gst_structure_set(s, "gaps-filled", G_TYPE_UINT64, p->stream.gaps, "gap-fill-ms", G_TYPE_UINT64,
                     p->stream.gap_samples / 8, "overlap-bytes-dropped", G_TYPE_UINT64, p->stream.overlap_bytes,
-                    nullptr);
+                    "media-thread-buffers", G_TYPE_UINT64, p->shared.pushed.load(), nullptr);
   GST_OBJECT_UNLOCK(self);
+  {
+    std::lock_guard<std::mutex> g(p->shared.lock);
+    gst_structure_set(s, "push-mode", G_TYPE_BOOLEAN, p->shared.enabled, "parked", G_TYPE_BOOLEAN,
+                      p->shared.parked, nullptr);
+  }
   std::lock_guard<std::mutex> g(p->lock);
   if (p->standalone.listener) {
     GstStructure *ls = p->standalone.listener->stats();
@@ -451,6 +487,18 @@ static GstStateChangeReturn gst_twilio_src_change_state(GstElement *element, Gst
       return GST_STATE_CHANGE_FAILURE;
     }
   }
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_PLAYING || transition == GST_STATE_CHANGE_PLAYING_TO_PAUSED) {
+    /* push mode pushes only in PLAYING; in PAUSED create() waits for
+     * input as in pull mode and basesrc holds what it returns until
+     * PLAYING (a live source's usual way) */
+    Shared &sh = p->shared;
+    std::lock_guard<std::mutex> g(sh.lock);
+    sh.playing = transition == GST_STATE_CHANGE_PAUSED_TO_PLAYING;
+    if (!sh.playing && sh.parked) {
+      sh.parked = false;
+      sh.cond.notify_all();
+    }
+  }
   GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
   if (transition == GST_STATE_CHANGE_READY_TO_NULL) {
     PaCall *call = nullptr;
@@ -498,6 +546,8 @@ static GstCaps *gst_twilio_src_fixate(GstBaseSrc *src, GstCaps *caps) {
   return GST_BASE_SRC_CLASS(parent_class)->fixate(src, caps);
 }
 
+static void shared_drain(GstTwilioSrc *self);
+
 static gboolean gst_twilio_src_start(GstBaseSrc *src) {
   GstTwilioSrc *self = GST_TWILIO_SRC(src);
   GST_OBJECT_LOCK(self);
@@ -514,20 +564,64 @@ static gboolean gst_twilio_src_start(GstBaseSrc *src) {
                       ("twiliosrc has neither its own listener nor a phoneagent.call context"));
     return FALSE;
   }
-  pa_call_set_source_flushing(self->priv->call, FALSE);
+  PaCall *call = self->priv->call;
+  bool push = pa_call_get_push(call);
+  {
+    Shared &sh = self->priv->shared;
+    std::lock_guard<std::mutex> s(sh.lock);
+    sh.enabled = push;
+    sh.pushed_one = sh.parked = sh.flushing = sh.unpark = false;
+    sh.flow = GST_FLOW_OK;
+  }
+  if (push) {
+    GST_DEBUG_OBJECT(self, "push mode: the call's media thread pushes");
+    pa_call_set_inbound_notify(call, [self] { shared_drain(self); });
+  }
+  pa_call_set_source_flushing(call, FALSE);
   return TRUE;
+}
+
+/* Push mode: stops the media thread pushing (waits for a push in
+ * progress) and wakes a parked create(). */
+static void shared_set_flushing(GstTwilioSrc *self, bool flushing) {
+  Shared &sh = self->priv->shared;
+  std::lock_guard<std::mutex> g(sh.lock);
+  sh.flushing = flushing;
+  if (flushing) {
+    sh.parked = false;
+    sh.cond.notify_all();
+  }
+}
+
+/* Push mode: waits until the media thread is done pushing (the pad is
+ * deactivated by then, so a push in progress returns at once). */
+static void shared_wait_idle(GstTwilioSrc *self) {
+  Shared &sh = self->priv->shared;
+  std::unique_lock<std::mutex> g(sh.lock);
+  sh.idle_cond.wait(g, [&sh] { return !sh.pushing; });
 }
 
 static gboolean gst_twilio_src_stop(GstBaseSrc *src) {
   GstTwilioSrc *self = GST_TWILIO_SRC(src);
-  std::lock_guard<std::mutex> g(self->priv->lock);
-  if (self->priv->call)
-    pa_call_set_source_flushing(self->priv->call, TRUE);
+  shared_set_flushing(self, true);
+  PaCall *call = nullptr;
+  {
+    std::lock_guard<std::mutex> g(self->priv->lock);
+    if (self->priv->call)
+      call = PA_CALL(g_object_ref(self->priv->call));
+  }
+  if (call) {
+    pa_call_set_inbound_notify(call, nullptr); /* waits for a notify in progress */
+    pa_call_set_source_flushing(call, TRUE);
+    g_object_unref(call);
+  }
+  shared_wait_idle(self);
   return TRUE;
 }
 
 static gboolean gst_twilio_src_unlock(GstBaseSrc *src) {
   GstTwilioSrc *self = GST_TWILIO_SRC(src);
+  shared_set_flushing(self, true);
   std::lock_guard<std::mutex> g(self->priv->lock);
   if (self->priv->call)
     pa_call_set_source_flushing(self->priv->call, TRUE);
@@ -536,6 +630,7 @@ static gboolean gst_twilio_src_unlock(GstBaseSrc *src) {
 
 static gboolean gst_twilio_src_unlock_stop(GstBaseSrc *src) {
   GstTwilioSrc *self = GST_TWILIO_SRC(src);
+  shared_set_flushing(self, false);
   std::lock_guard<std::mutex> g(self->priv->lock);
   if (self->priv->call)
     pa_call_set_source_flushing(self->priv->call, FALSE);
@@ -628,19 +723,19 @@ static GstBuffer *make_buffer(GstTwilioSrc *self, const guint8 *data, size_t n, 
   return buf;
 }
 
-static GstFlowReturn gst_twilio_src_create(GstPushSrc *src, GstBuffer **outbuf) {
-  GstTwilioSrc *self = GST_TWILIO_SRC(src);
+/* The next buffer (or what ends the stream) from what Twilio sent: waits up
+ * to @timeout_us (-1: no limit) for it. With @timeout_us 0 and nothing
+ * queued, sets *@empty (when given) and returns GST_FLOW_OK without a
+ * buffer. Called by one thread at a time: create(), or the media thread
+ * while create() is parked. */
+static GstFlowReturn produce(GstTwilioSrc *self, PaCall *call, GstBuffer **outbuf, gint64 timeout_us,
+                             bool *empty = nullptr) {
   GstTwilioSrcPrivate *p = self->priv;
-  PaCall *call;
   guint max_gap;
   {
     std::lock_guard<std::mutex> g(p->lock);
-    call = p->call ? PA_CALL(g_object_ref(p->call)) : nullptr;
     max_gap = p->settings.max_gap_fill;
   }
-  if (!call)
-    return GST_FLOW_ERROR;
-  std::unique_ptr<PaCall, decltype(&g_object_unref)> call_ref(call, g_object_unref);
   Stream &st = p->stream;
 
   for (;;) {
@@ -648,7 +743,11 @@ static GstFlowReturn gst_twilio_src_create(GstPushSrc *src, GstBuffer **outbuf) 
     if (st.have_pending) {
       item = std::move(st.pending);
       st.have_pending = false;
-    } else if (!pa_call_pop_inbound(call, item, -1)) {
+    } else if (!pa_call_pop_inbound(call, item, timeout_us)) {
+      if (timeout_us >= 0 && empty) {
+        *empty = true;
+        return GST_FLOW_OK;
+      }
       return GST_FLOW_FLUSHING;
     }
     switch (item.kind) {
@@ -741,6 +840,120 @@ static GstFlowReturn gst_twilio_src_create(GstPushSrc *src, GstBuffer **outbuf) 
     *outbuf = make_buffer(self, item.payload.data() + skip, item.payload.size() - skip, false);
     return GST_FLOW_OK;
   }
+}
+
+/* Push mode: the media thread pushes what the call queued while create()
+ * is parked (runs from the call's inbound notify, on the thread that read
+ * the socket). The lock is not held while pushing: like basesrc's
+ * streaming thread, a push may wait downstream (a sink going to PAUSED)
+ * while unlock() must not. */
+static void shared_drain(GstTwilioSrc *self) {
+  GstTwilioSrcPrivate *p = self->priv;
+  Shared &sh = p->shared;
+  GstPad *pad = GST_BASE_SRC_PAD(self);
+  std::unique_lock<std::mutex> g(sh.lock);
+  sh.requests++;
+  if (sh.pushing)
+    return; /* the thread pushing takes this item too */
+  sh.pushing = true;
+  for (;;) {
+    guint64 seen = sh.requests;
+    GstFlowReturn ret = GST_FLOW_OK;
+    while (sh.parked && !sh.flushing) {
+      if (gst_pad_needs_reconfigure(pad)) {
+        /* basesrc renegotiates before create() returns the next buffer */
+        sh.unpark = true;
+        sh.parked = false;
+        break;
+      }
+      g.unlock();
+      GstBuffer *buf = nullptr;
+      bool empty = false;
+      ret = produce(self, p->call, &buf, 0, &empty);
+      if (!empty && ret == GST_FLOW_OK) {
+        gint64 t0 = g_get_monotonic_time();
+        ret = gst_pad_push(pad, buf);
+        gint64 took = g_get_monotonic_time() - t0;
+        if (G_UNLIKELY(took > kSlowPushUs) && !sh.slow_warned) {
+          /* read without the lock: a warning at most one frame late */
+          sh.slow_warned = true;
+          GST_ELEMENT_WARNING(self, CORE, THREAD, ("Audio of this call waited %" G_GINT64_FORMAT " ms downstream "
+              "of twiliosrc on a media thread shared with other calls.", took / 1000),
+              ("an element after twiliosrc blocks, which holds up every call on the same media thread: put a "
+               "queue after twiliosrc, or run the server with media-threads=0"));
+        }
+      }
+      g.lock();
+      if (empty)
+        break;
+      if (ret != GST_FLOW_OK) {
+        /* create() hands it to basesrc, which ends the task as for its
+         * own push (EOS downstream, an error message for a fatal flow) */
+        GST_DEBUG_OBJECT(self, "push mode ends: %s", gst_flow_get_name(ret));
+        sh.flow = ret;
+        sh.parked = false;
+        break;
+      }
+      sh.pushed++;
+    }
+    if (sh.requests == seen || !sh.parked || sh.flushing)
+      break;
+  }
+  sh.pushing = false;
+  sh.idle_cond.notify_all();
+  if (sh.flow != GST_FLOW_OK || sh.unpark)
+    sh.cond.notify_one();
+}
+
+static GstFlowReturn gst_twilio_src_create(GstPushSrc *src, GstBuffer **outbuf) {
+  GstTwilioSrc *self = GST_TWILIO_SRC(src);
+  GstTwilioSrcPrivate *p = self->priv;
+  PaCall *call;
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    call = p->call ? PA_CALL(g_object_ref(p->call)) : nullptr;
+  }
+  if (!call)
+    return GST_FLOW_ERROR;
+  std::unique_ptr<PaCall, decltype(&g_object_unref)> call_ref(call, g_object_unref);
+  Shared &sh = p->shared;
+  std::unique_lock<std::mutex> g(sh.lock);
+  if (sh.enabled) {
+    for (;;) {
+      if (sh.flushing)
+        return GST_FLOW_FLUSHING;
+      if (sh.pushing) {
+        sh.idle_cond.wait(g); /* the media thread is still at it */
+        continue;
+      }
+      if (sh.flow != GST_FLOW_OK) {
+        GstFlowReturn ret = sh.flow;
+        sh.flow = GST_FLOW_OK;
+        return ret;
+      }
+      if (sh.unpark) {
+        sh.unpark = false;
+        break;
+      }
+      if (!sh.parked) {
+        if (!sh.pushed_one || !sh.playing)
+          break; /* the first buffer goes through basesrc (caps, segment); in PAUSED, wait here */
+        bool empty = false;
+        GstFlowReturn ret = produce(self, call, outbuf, 0, &empty);
+        if (!empty)
+          return ret;
+        sh.parked = true; /* from now on the media thread pushes */
+      }
+      sh.cond.wait(g);
+    }
+  }
+  g.unlock();
+  GstFlowReturn ret = produce(self, call, outbuf, -1);
+  if (ret == GST_FLOW_OK) {
+    g.lock();
+    sh.pushed_one = sh.enabled;
+  }
+  return ret;
 }
 
 /* ------------------------------------------------------------ class */

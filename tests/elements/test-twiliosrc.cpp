@@ -3,7 +3,10 @@
 #include <gst/base/gstbasesrc.h>
 #include <gst/check/gstharness.h>
 
+#include <algorithm>
 #include <cmath>
+#include <mutex>
+#include <vector>
 
 #include "../common/pa-check.h"
 #include "pa-audio.h"
@@ -19,9 +22,11 @@ struct Fixture {
   PaCall *call = nullptr;
   GstBus *bus = nullptr;
 
-  explicit Fixture(const char *caps = "audio/x-mulaw, rate=8000, channels=1") {
+  explicit Fixture(const char *caps = "audio/x-mulaw, rate=8000, channels=1", bool push = false) {
     call = pa_call_new(CallConfig());
     pa_call_set_test_transport(call, [](const std::string &) {}, nullptr);
+    if (push)
+      pa_call_set_push(call, TRUE); /* as the server does with media threads */
     h = gst_harness_new("twiliosrc");
     bus = gst_bus_new();
     gst_element_set_bus(h->element, bus);
@@ -68,6 +73,45 @@ struct Fixture {
     }
   }
   int64_t seq = 2, chunk = 1;
+
+  bool stat_bool(const char *name) {
+    GstStructure *st;
+    g_object_get(h->element, "stats", &st, nullptr);
+    gboolean v = FALSE;
+    gst_structure_get_boolean(st, name, &v);
+    gst_structure_free(st);
+    return v;
+  }
+  guint64 stat_u64(const char *name) {
+    GstStructure *st;
+    g_object_get(h->element, "stats", &st, nullptr);
+    guint64 v = 0;
+    gst_structure_get_uint64(st, name, &v);
+    gst_structure_free(st);
+    return v;
+  }
+  /* push mode: until the streaming thread parks (the feeding thread pushes) */
+  void wait_parked() {
+    for (int i = 0; i < 2000 && !stat_bool("parked"); i++)
+      g_usleep(1000);
+    fail_unless(stat_bool("parked"), "twiliosrc's streaming thread never parked");
+  }
+};
+
+/* the threads buffers leave twiliosrc on */
+struct ThreadLog {
+  std::mutex lock;
+  std::vector<GThread *> threads;
+  static GstPadProbeReturn probe(GstPad *, GstPadProbeInfo *, gpointer d) {
+    auto *t = static_cast<ThreadLog *>(d);
+    std::lock_guard<std::mutex> g(t->lock);
+    t->threads.push_back(g_thread_self());
+    return GST_PAD_PROBE_OK;
+  }
+  size_t on(GThread *thread) {
+    std::lock_guard<std::mutex> g(lock);
+    return static_cast<size_t>(std::count(threads.begin(), threads.end(), thread));
+  }
 };
 
 void check_buffer(GstBuffer *b, GstClockTime pts, size_t size, uint8_t fill, bool gap) {
@@ -279,6 +323,74 @@ GST_START_TEST(test_live_and_latency) {
 }
 GST_END_TEST;
 
+
+/* Push mode (the server's media threads): after the first buffer, the
+ * thread that hands the call its frames (here the test's, in the server a
+ * media thread) pushes them downstream itself while twiliosrc's streaming
+ * thread stays parked; content, timestamps and order are as in pull mode. */
+GST_START_TEST(test_push_mode_pushes_on_the_reading_thread) {
+  Fixture f("audio/x-mulaw, rate=8000, channels=1", true);
+  ThreadLog log;
+  GstPad *src = gst_element_get_static_pad(f.h->element, "src");
+  gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, ThreadLog::probe, &log, nullptr);
+  f.start();
+  f.media(0, 1);
+  check_buffer(gst_harness_pull(f.h), 0, 160, 1, false);
+  fail_unless(f.stat_bool("push-mode"));
+  fail_unless_equals_int(log.on(g_thread_self()), 0); /* the first one: basesrc's thread */
+  for (int k = 1; k < 50; k++) {
+    f.wait_parked();
+    f.media(k * 20, static_cast<uint8_t>(k + 1));
+    /* pushed before the feed returned, on this thread */
+    fail_unless_equals_int(log.on(g_thread_self()), k);
+    check_buffer(gst_harness_pull(f.h), k * 20 * GST_MSECOND, 160, static_cast<uint8_t>(k + 1), false);
+  }
+  fail_unless_equals_uint64(f.stat_u64("media-thread-buffers"), 49);
+  /* the end still comes out as EOS (basesrc's thread pushes it) */
+  f.feed(build_stop(f.seq++, "MZ1", "AC1", "CA1"));
+  bool eos = false;
+  for (int i = 0; i < 400 && !eos; i++) {
+    while (GstEvent *ev = gst_harness_try_pull_event(f.h)) {
+      eos |= GST_EVENT_TYPE(ev) == GST_EVENT_EOS;
+      gst_event_unref(ev);
+    }
+    if (!eos)
+      g_usleep(5000);
+  }
+  fail_unless(eos, "no EOS after stop in push mode");
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+/* Push mode across PLAYING -> PAUSED -> PLAYING: what arrives while paused
+ * waits, nothing is pushed in PAUSED, then everything comes out in order
+ * and the feeding thread takes over again. */
+GST_START_TEST(test_push_mode_pause_and_resume) {
+  Fixture f("audio/x-mulaw, rate=8000, channels=1", true);
+  f.start();
+  f.media(0, 1);
+  check_buffer(gst_harness_pull(f.h), 0, 160, 1, false);
+  f.wait_parked();
+  f.media(20, 2);
+  check_buffer(gst_harness_pull(f.h), 20 * GST_MSECOND, 160, 2, false);
+  fail_unless_equals_int(gst_element_set_state(f.h->element, GST_STATE_PAUSED), GST_STATE_CHANGE_NO_PREROLL);
+  fail_unless(!f.stat_bool("parked"));
+  guint received = gst_harness_buffers_received(f.h);
+  for (int k = 2; k < 6; k++)
+    f.media(k * 20, static_cast<uint8_t>(k + 1));
+  g_usleep(20000);
+  fail_unless_equals_int(gst_harness_buffers_received(f.h), received); /* nothing in PAUSED */
+  gst_harness_play(f.h);
+  for (int k = 2; k < 6; k++)
+    check_buffer(gst_harness_pull(f.h), k * 20 * GST_MSECOND, 160, static_cast<uint8_t>(k + 1), false);
+  f.wait_parked();
+  guint64 before = f.stat_u64("media-thread-buffers");
+  f.media(120, 7);
+  check_buffer(gst_harness_pull(f.h), 120 * GST_MSECOND, 160, 7, false);
+  fail_unless_equals_uint64(f.stat_u64("media-thread-buffers"), before + 1);
+}
+GST_END_TEST;
+
 static Suite *twiliosrc_suite(void) {
   Suite *s = suite_create("twiliosrc");
   TCase *tc = tcase_create("general");
@@ -290,6 +402,8 @@ static Suite *twiliosrc_suite(void) {
   tcase_add_test(tc, test_socket_close_gives_eos);
   tcase_add_test(tc, test_s16_output_resampled);
   tcase_add_test(tc, test_live_and_latency);
+  tcase_add_test(tc, test_push_mode_pushes_on_the_reading_thread);
+  tcase_add_test(tc, test_push_mode_pause_and_resume);
   return s;
 }
 

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "pa-audio.h"
 #include "pa-call.h"
 #include "pa-server.h"
+#include "pa-websocket.h"
 #include "twilio-protocol.h"
 #include "twilio-signature.h"
 
@@ -336,14 +338,48 @@ void check_echo(const std::string &dir, const std::vector<uint8_t> &sent, const 
                 received[i]);
 }
 
-} // namespace
+/* Buffers leaving the calls' twiliosrc, and how many left on a media thread
+ * (pushed by the thread that read the socket) rather than a streaming
+ * thread of the call's own. */
+struct PushCount {
+  std::atomic<int> buffers{0}, on_media_thread{0};
+  void watch(PaServer *server) {
+    g_signal_connect(server, "call-configure", G_CALLBACK(+[](PaServer *, GstElement *pipeline, PaCall *, gpointer d) {
+                       GstElement *src = nullptr;
+                       GstIterator *it = gst_bin_iterate_sources(GST_BIN(pipeline));
+                       GValue v = G_VALUE_INIT;
+                       if (gst_iterator_next(it, &v) == GST_ITERATOR_OK)
+                         src = GST_ELEMENT(g_value_dup_object(&v));
+                       g_value_unset(&v);
+                       gst_iterator_free(it);
+                       fail_unless(src != nullptr);
+                       GstPad *pad = gst_element_get_static_pad(src, "src");
+                       gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER,
+                                         [](GstPad *, GstPadProbeInfo *, gpointer data) -> GstPadProbeReturn {
+                                           auto *c = static_cast<PushCount *>(data);
+                                           c->buffers++;
+                                           if (pa::on_media_thread())
+                                             c->on_media_thread++;
+                                           return GST_PAD_PROBE_OK;
+                                         },
+                                         d, nullptr);
+                       gst_object_unref(pad);
+                       gst_object_unref(src);
+                     }),
+                     this);
+  }
+};
 
 /* 20 calls at once on the echo template: every caller gets exactly their own
- * audio back (each call's audio is different, so cross-talk would show). */
-GST_START_TEST(test_twenty_concurrent_calls_bitexact) {
+ * audio back (each call's audio is different, so cross-talk would show).
+ * @media_threads: the server's media-threads. */
+void twenty_concurrent_calls(int media_threads, PushCount &pushes) {
   const int n = 20;
   TempDir tmp;
-  Fixture f(kEcho, 25);
+  Fixture f(kEcho, 25, [&](PaServer *s) {
+    g_object_set(s, "media-threads", media_threads, nullptr);
+    pushes.watch(s);
+  });
   std::vector<std::vector<uint8_t>> sent;
   std::vector<std::unique_ptr<Process>> procs;
   for (int i = 0; i < n; i++) {
@@ -368,6 +404,28 @@ GST_START_TEST(test_twenty_concurrent_calls_bitexact) {
   fail_unless_equals_int(f.stat("calls-failed"), 0);
   for (auto &r : f.ended_reasons)
     assert_str(r, "eos");
+}
+
+} // namespace
+
+/* The default: two media threads serve the 20 calls, and push their audio
+ * (all but the first buffer or two of each call) */
+GST_START_TEST(test_twenty_concurrent_calls_bitexact) {
+  PushCount pushes;
+  twenty_concurrent_calls(2, pushes);
+  /* 1.5 s of audio: 75 frames per call */
+  fail_unless(pushes.buffers >= 20 * 75, "%d buffers", pushes.buffers.load());
+  fail_unless(pushes.on_media_thread >= pushes.buffers - 20 * 5, "only %d of %d buffers pushed on a media thread",
+              pushes.on_media_thread.load(), pushes.buffers.load());
+}
+GST_END_TEST;
+
+/* media-threads=0: each call's twiliosrc reads and pushes on its own thread */
+GST_START_TEST(test_twenty_concurrent_calls_bitexact_own_threads) {
+  PushCount pushes;
+  twenty_concurrent_calls(0, pushes);
+  fail_unless(pushes.buffers >= 20 * 75, "%d buffers", pushes.buffers.load());
+  fail_unless_equals_int(pushes.on_media_thread, 0);
 }
 GST_END_TEST;
 
@@ -579,10 +637,11 @@ GST_END_TEST;
  * buffer, so that going to NULL waits for it) must not hold up the other
  * calls: state changes run on worker threads, not on the server's context.
  * The other call's audio goes on without a gap. */
-GST_START_TEST(test_slow_pipeline_does_not_stall_others) {
+static void slow_pipeline_does_not_stall_others(const char *tmpl, int media_threads) {
   TempDir tmp;
-  Fixture f("twiliosrc ! identity sleep-time=${param.sleep_us:-0} ! twiliosink", 10,
-            [](PaServer *s) { g_object_set(s, "end-timeout", 300u, nullptr); });
+  Fixture f(tmpl, 10, [media_threads](PaServer *s) {
+    g_object_set(s, "end-timeout", 300u, "media-threads", media_threads, nullptr);
+  });
   write_caller(tmp.file("slow.wav"), 4000, 5);
   std::vector<uint8_t> good = write_caller(tmp.file("good.wav"), 5000, 6);
   std::vector<std::unique_ptr<Process>> procs;
@@ -606,6 +665,19 @@ GST_START_TEST(test_slow_pipeline_does_not_stall_others) {
   fail_unless_equals_int(f.ended_reasons.size(), 2);
   assert_str(f.ended_reasons[0], "end-timeout");
   assert_str(f.ended_reasons[1], "eos");
+}
+
+/* each call on a streaming thread of its own */
+GST_START_TEST(test_slow_pipeline_does_not_stall_others) {
+  slow_pipeline_does_not_stall_others("twiliosrc ! identity sleep-time=${param.sleep_us:-0} ! twiliosink", 0);
+}
+GST_END_TEST;
+
+/* one media thread for both calls: the element that blocks is behind a
+ * queue, as docs/server.md asks of templates */
+GST_START_TEST(test_slow_pipeline_behind_queue_does_not_stall_media_thread) {
+  slow_pipeline_does_not_stall_others(
+      "twiliosrc ! queue ! identity sleep-time=${param.sleep_us:-0} ! twiliosink", 1);
 }
 GST_END_TEST;
 
@@ -736,6 +808,7 @@ static Suite *server_suite(void) {
   tcase_set_timeout(tc, 180);
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_twenty_concurrent_calls_bitexact);
+  tcase_add_test(tc, test_twenty_concurrent_calls_bitexact_own_threads);
   tcase_add_test(tc, test_recording_template);
   tcase_add_test(tc, test_over_limit_turned_away);
   tcase_add_test(tc, test_reservations);
@@ -743,6 +816,7 @@ static Suite *server_suite(void) {
   tcase_add_test(tc, test_stream_without_start);
   tcase_add_test(tc, test_failing_pipeline_ends_one_call);
   tcase_add_test(tc, test_slow_pipeline_does_not_stall_others);
+  tcase_add_test(tc, test_slow_pipeline_behind_queue_does_not_stall_media_thread);
   tcase_add_test(tc, test_drain_lets_calls_finish);
   tcase_add_test(tc, test_drain_ends_long_calls_cleanly);
   tcase_add_test(tc, test_no_leaks_after_200_calls);

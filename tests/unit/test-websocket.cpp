@@ -536,6 +536,152 @@ GST_START_TEST(test_backlog_limit) {
 }
 GST_END_TEST;
 
+
+/* Corked, frames wait in the socket's buffer; uncorked, they leave together,
+ * whole and in order */
+GST_START_TEST(test_corked_sends_leave_together) {
+  PaCall *call = pa_call_new(CallConfig());
+  Pair pair(call);
+  start_call(pair, call);
+  uint8_t out[160];
+  memset(out, 0x33, sizeof out);
+  pa_call_set_corked(call, TRUE);
+  for (int i = 0; i < 5; i++)
+    pa_call_send_media_and_mark(call, out, sizeof out);
+  struct pollfd pfd = {pair.client, POLLIN, 0};
+  fail_unless_equals_int(poll(&pfd, 1, 50), 0); /* nothing written yet */
+  pa_call_set_corked(call, FALSE);
+  ServerFrame f;
+  for (int i = 0; i < 10; i++) {
+    fail_unless(pair.next(f), "frame %d missing", i);
+    twilio::OutboundMessage o;
+    std::string err;
+    fail_unless(twilio::parse_outbound(f.payload, o, err) == twilio::ParseResult::Ok, "%s", err.c_str());
+    fail_unless(o.event == (i % 2 ? twilio::Event::Mark : twilio::Event::Media), "frame %d", i);
+  }
+  g_object_unref(call);
+}
+GST_END_TEST;
+
+/* A loop on media threads of its own: sockets spread over the threads, every
+ * frame reaches its call, the call's inbound notify runs on a media thread
+ * (where defer_to_batch_end works, once per key, after the batch), the
+ * owner's on_closed runs on the owner's context, and the loop going away
+ * closes what is still open (1001). */
+GST_START_TEST(test_media_threads) {
+  GMainContext *ctx = g_main_context_new();
+  g_main_context_push_thread_default(ctx);
+  SocketLoop::Limits limits;
+  limits.threads = 2;
+  limits.wait_us = 5000;
+  auto loop = std::make_unique<SocketLoop>(nullptr, limits);
+  g_main_context_pop_thread_default(ctx);
+  fail_if(on_media_thread());
+  fail_if(defer_to_batch_end(&limits, [] {}));
+
+  const int n = 4;
+  struct Client {
+    int fd = -1;
+    PaCall *call = nullptr;
+    std::atomic<int> notified{0}, off_thread{0}, deferred{0};
+    std::atomic<int> deferred_early{0};
+    bool closed = false;
+  };
+  std::vector<std::unique_ptr<Client>> clients;
+  GThread *owner = g_thread_self();
+  for (int i = 0; i < n; i++) {
+    auto c = std::make_unique<Client>();
+    int sv[2];
+    fail_unless(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    c->fd = sv[0];
+    c->call = pa_call_new(CallConfig());
+    Client *cp = c.get();
+    pa_call_set_inbound_notify(c->call, [cp] {
+      cp->notified++;
+      if (!on_media_thread())
+        cp->off_thread++;
+      /* asked twice per notify: runs once, after this notify returned */
+      for (int k = 0; k < 2; k++)
+        if (!defer_to_batch_end(cp, [cp] { cp->deferred++; }))
+          cp->off_thread++;
+      if (cp->deferred > cp->notified)
+        cp->deferred_early++;
+    });
+    GSocket *gs = g_socket_new_from_fd(sv[1], nullptr);
+    loop->adopt(gs, "", c->call, 0, "", [cp, owner] {
+      fail_unless(g_thread_self() == owner, "on_closed ran off the owner's context");
+      cp->closed = true;
+    });
+    g_object_unref(gs);
+    clients.push_back(std::move(c));
+  }
+  auto send_all = [&](int fd, const std::string &bytes) {
+    fail_unless(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+  };
+  twilio::StartInfo si;
+  si.stream_sid = "MZ1";
+  si.call_sid = "CA1";
+  si.account_sid = "AC1";
+  for (auto &c : clients) {
+    send_all(c->fd, client_frame(ws::Opcode::Text, twilio::build_start(1, si)));
+    for (int k = 1; k <= 20; k++)
+      send_all(c->fd, client_frame(ws::Opcode::Text, media(k, static_cast<uint8_t>(k))));
+  }
+  for (auto &c : clients) {
+    for (int i = 0; i < 400 && stat(c->call, "media-frames-received") < 20; i++)
+      g_usleep(5000);
+    fail_unless_equals_uint64(stat(c->call, "media-frames-received"), 20);
+    for (int i = 0; i < 400 && c->deferred.load() < 1; i++)
+      g_usleep(5000);
+    fail_unless_equals_int(c->notified.load(), 21); /* start and 20 media */
+    fail_unless_equals_int(c->off_thread.load(), 0);
+    fail_unless(c->deferred.load() >= 1 && c->deferred.load() <= c->notified.load());
+    fail_unless_equals_int(c->deferred_early.load(), 0);
+    /* everything queued, in order */
+    InboundItem item;
+    fail_unless(pa_call_pop_inbound(c->call, item, 0) && item.kind == InboundItem::Kind::Start);
+    for (int k = 1; k <= 20; k++) {
+      fail_unless(pa_call_pop_inbound(c->call, item, 0) && item.kind == InboundItem::Kind::Media);
+      fail_unless_equals_int(item.payload[0], k);
+    }
+  }
+  fail_unless_equals_int(loop->size(), n);
+  SocketLoop::Stats st = loop->stats();
+  fail_unless(st.wakeups > 0 && st.ready >= static_cast<guint64>(n));
+
+  /* one peer closes: the call ends, on_closed runs on the owner's context */
+  send_all(clients[0]->fd, client_frame(ws::Opcode::Close, std::string("\x03\xe8", 2)));
+  gint64 end = g_get_monotonic_time() + 2 * G_USEC_PER_SEC;
+  while (!clients[0]->closed && g_get_monotonic_time() < end)
+    g_main_context_iteration(ctx, FALSE), g_usleep(1000);
+  fail_unless(clients[0]->closed);
+  fail_unless(pa_call_is_ended(clients[0]->call));
+
+  /* the loop goes away: the others get 1001 and their calls end */
+  g_main_context_push_thread_default(ctx);
+  loop.reset();
+  while (g_main_context_iteration(ctx, FALSE)) {
+  }
+  g_main_context_pop_thread_default(ctx);
+  for (int i = 1; i < n; i++) {
+    fail_unless(clients[i]->closed);
+    fail_unless(pa_call_is_ended(clients[i]->call));
+    std::string got;
+    char buf[4096];
+    ssize_t r;
+    while ((r = recv(clients[i]->fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+      got.append(buf, static_cast<size_t>(r));
+    fail_unless(got.find("\x03\xe9") != std::string::npos, "no 1001 close frame for client %d", i);
+  }
+  for (auto &c : clients) {
+    pa_call_set_inbound_notify(c->call, nullptr);
+    g_object_unref(c->call);
+    close(c->fd);
+  }
+  g_main_context_unref(ctx);
+}
+GST_END_TEST;
+
 static Suite *websocket_suite(void) {
   Suite *s = suite_create("websocket");
   TCase *tc = tcase_create("general");
@@ -553,6 +699,8 @@ static Suite *websocket_suite(void) {
   tcase_add_test(tc, test_backpressure_then_resume);
   tcase_add_test(tc, test_pull_and_flush_churn);
   tcase_add_test(tc, test_backlog_limit);
+  tcase_add_test(tc, test_corked_sends_leave_together);
+  tcase_add_test(tc, test_media_threads);
   return s;
 }
 

@@ -35,6 +35,8 @@ struct Args {
   gchar *stream_path = nullptr;
   gint max_calls = 100;
   gint grace_period = 30;
+  gint media_threads = -1;
+  gint media_wait = 10;
   gchar *log_level = nullptr;
   gchar *out_dir = nullptr;
   gchar *greeting = nullptr;
@@ -201,6 +203,12 @@ int serve(int argc, char **argv) {
        "(default 100, 0: no limit)", "N"},
       {"grace-period", 0, 0, G_OPTION_ARG_INT, &a.grace_period,
        "On SIGINT/SIGTERM, seconds calls in progress may go on before they are ended (default 30)", "S"},
+      {"media-threads", 0, 0, G_OPTION_ARG_INT, &a.media_threads,
+       "Threads shared by all calls that read their sockets and push their audio into the pipelines (default -1: "
+       "one per CPU; 0: a streaming thread per call)", "N"},
+      {"media-wait", 0, 0, G_OPTION_ARG_INT, &a.media_wait,
+       "Milliseconds a media thread lets frames gather after a wake-up: fewer wake-ups, up to this much latency "
+       "(default 10, 0-20)", "MS"},
       {"log-level", 0, 0, G_OPTION_ARG_STRING, &a.log_level,
        "GStreamer debug level of our categories: none, error, warning (default), info, debug, log, trace",
        "LEVEL"},
@@ -232,6 +240,10 @@ int serve(int argc, char **argv) {
     return fail("--port must be between 0 and 65535", 2);
   if (a.max_calls < 0)
     return fail("--max-calls must be >= 0", 2);
+  if (a.media_threads < -1 || a.media_threads > 64)
+    return fail("--media-threads must be between -1 and 64", 2);
+  if (a.media_wait < 0 || a.media_wait > 20)
+    return fail("--media-wait must be between 0 and 20 ms", 2);
   if (a.grace_period < 0 || a.grace_period > 24 * 3600)
     return fail("--grace-period must be between 0 and 86400 seconds", 2);
   std::string error;
@@ -252,7 +264,8 @@ int serve(int argc, char **argv) {
     return fail(std::string("--out-dir ") + a.out_dir + ": " + g_strerror(errno));
 
   PaServer *server = pa_server_new();
-  g_object_set(server, "port", a.port, "max-calls", static_cast<guint>(a.max_calls), nullptr);
+  g_object_set(server, "port", a.port, "max-calls", static_cast<guint>(a.max_calls), "media-threads",
+               a.media_threads, "media-wait", static_cast<guint>(a.media_wait), nullptr);
   if (!token.empty())
     g_object_set(server, "auth-token", token.c_str(), nullptr);
   if (a.address)
