@@ -304,6 +304,7 @@ GType gst_realtime_model_noise_reduction_get_type(void) {
 #define DEFAULT_CONNECT_TIMEOUT 10000
 #define DEFAULT_MAX_QUEUE_MS 30000
 #define DEFAULT_MAX_PENDING_INPUT_MS 10000
+#define DEFAULT_APPEND_MS 0
 #define DEFAULT_PARTIAL_TRANSCRIPTS TRUE
 #define DEFAULT_DTMF_TO_MODEL TRUE
 
@@ -349,6 +350,7 @@ enum {
   PROP_CONNECT_TIMEOUT,
   PROP_MAX_QUEUE_MS,
   PROP_MAX_PENDING_INPUT_MS,
+  PROP_APPEND_MS,
   PROP_PARTIAL_TRANSCRIPTS,
   PROP_DTMF_TO_MODEL,
   PROP_STATS,
@@ -415,6 +417,7 @@ struct Settings {
   guint connect_timeout = DEFAULT_CONNECT_TIMEOUT;
   guint max_queue_ms = DEFAULT_MAX_QUEUE_MS;
   guint max_pending_input_ms = DEFAULT_MAX_PENDING_INPUT_MS;
+  guint append_ms = DEFAULT_APPEND_MS;
   bool partial_transcripts = DEFAULT_PARTIAL_TRANSCRIPTS;
   bool dtmf_to_model = DEFAULT_DTMF_TO_MODEL;
 };
@@ -500,6 +503,7 @@ struct Runtime {
   /* caller audio before the session is configured */
   std::deque<std::vector<uint8_t>> pending;
   size_t pending_bytes = 0;
+  std::vector<uint8_t> append_held; /* caller audio for the next append (append-ms) */
   guint64 session_appended = 0; /* bytes appended on the current socket */
   GstClockTime last_input_end = GST_CLOCK_TIME_NONE;
 
@@ -736,6 +740,7 @@ static void gst_realtime_model_set_property(GObject *object, guint prop_id, cons
   case PROP_CONNECT_TIMEOUT: s.connect_timeout = g_value_get_uint(value); break;
   case PROP_MAX_QUEUE_MS: s.max_queue_ms = g_value_get_uint(value); break;
   case PROP_MAX_PENDING_INPUT_MS: s.max_pending_input_ms = g_value_get_uint(value); break;
+  case PROP_APPEND_MS: s.append_ms = g_value_get_uint(value); break;
   case PROP_PARTIAL_TRANSCRIPTS: s.partial_transcripts = g_value_get_boolean(value); break;
   case PROP_DTMF_TO_MODEL: s.dtmf_to_model = g_value_get_boolean(value); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
@@ -794,6 +799,7 @@ static void gst_realtime_model_get_property(GObject *object, guint prop_id, GVal
   case PROP_CONNECT_TIMEOUT: g_value_set_uint(value, s.connect_timeout); break;
   case PROP_MAX_QUEUE_MS: g_value_set_uint(value, s.max_queue_ms); break;
   case PROP_MAX_PENDING_INPUT_MS: g_value_set_uint(value, s.max_pending_input_ms); break;
+  case PROP_APPEND_MS: g_value_set_uint(value, s.append_ms); break;
   case PROP_PARTIAL_TRANSCRIPTS: g_value_set_boolean(value, s.partial_transcripts); break;
   case PROP_DTMF_TO_MODEL: g_value_set_boolean(value, s.dtmf_to_model); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
@@ -1020,8 +1026,24 @@ static void queue_eos_locked(GstRealtimeModelPrivate *p) {
 
 /* ------------------------------------------------------------ sending (lock held) */
 
+/* Sends the caller audio held for append-ms, if any. */
+static void flush_append_locked(GstRealtimeModel *self) {
+  Runtime &rt = self->priv->rt;
+  if (rt.append_held.empty())
+    return;
+  std::string msg = pa::rt::build_input_audio_append(rt.append_held.data(), rt.append_held.size());
+  if (rt.ws && rt.ws->send(std::move(msg))) {
+    rt.st.appended_bytes += rt.append_held.size();
+    rt.session_appended += rt.append_held.size();
+  } else {
+    rt.st.send_failed++;
+  }
+  rt.append_held.clear();
+}
+
 static bool send_locked(GstRealtimeModel *self, std::string text) {
   Runtime &rt = self->priv->rt;
+  flush_append_locked(self); /* the caller's audio first: messages stay in order */
   if (!rt.ws || !rt.ws->send(std::move(text))) {
     rt.st.send_failed++;
     return false;
@@ -1249,7 +1271,7 @@ static GstClockTime input_time_at(GstRealtimeModel *self, int64_t ms) {
     end = running_time(GST_ELEMENT(self));
   if (!GST_CLOCK_TIME_IS_VALID(end) || ms < 0)
     return end;
-  guint64 appended_ms = rt.session_appended / pa::rt::bytes_per_ms(rt.session_in);
+  guint64 appended_ms = (rt.session_appended + rt.append_held.size()) / pa::rt::bytes_per_ms(rt.session_in);
   guint64 lag = appended_ms > static_cast<guint64>(ms) ? appended_ms - static_cast<guint64>(ms) : 0;
   return end > lag * GST_MSECOND ? end - lag * GST_MSECOND : 0;
 }
@@ -2481,6 +2503,12 @@ static GstFlowReturn sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buf) 
         GST_WARNING_OBJECT(self, "the model socket is not draining: dropping caller audio");
         rt.backlog_warned = true;
       }
+    } else if (rt.phase == Phase::Configured && rt.ws && p->settings.append_ms) {
+      /* append-ms: collect, and send once there is that much */
+      rt.backlog_warned = false;
+      rt.append_held.insert(rt.append_held.end(), map.data, map.data + map.size);
+      if (rt.append_held.size() >= p->settings.append_ms * pa::rt::bytes_per_ms(rt.in_fmt))
+        flush_append_locked(self);
     } else if (rt.phase == Phase::Configured && rt.ws) {
       rt.backlog_warned = false;
       if (send_locked(self, pa::rt::build_input_audio_append(map.data, map.size))) {
@@ -2488,6 +2516,12 @@ static GstFlowReturn sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buf) 
         rt.session_appended += map.size;
       }
     } else {
+      if (!rt.append_held.empty()) {
+        /* held for a session that is gone: kept for the next one */
+        rt.pending_bytes += rt.append_held.size();
+        rt.pending.emplace_back(std::move(rt.append_held));
+        rt.append_held.clear();
+      }
       rt.pending.emplace_back(map.data, map.data + map.size);
       rt.pending_bytes += map.size;
       size_t limit = static_cast<size_t>(p->settings.max_pending_input_ms) * pa::rt::bytes_per_ms(rt.in_fmt);
@@ -2512,6 +2546,8 @@ static void caller_eos(GstRealtimeModel *self) {
   queue_eos_locked(p);
   if (rt.ended)
     return;
+  if (rt.phase == Phase::Configured)
+    flush_append_locked(self);
   rt.ended = true;
   rt.phase = Phase::Ended;
   if (rt.action.kind != Action::Kind::None && rt.action.timer)
@@ -2781,6 +2817,7 @@ static void stop_session(GstRealtimeModel *self) {
   p->rt.phase = Phase::Idle;
   p->rt.pending.clear();
   p->rt.pending_bytes = 0;
+  p->rt.append_held.clear();
 }
 
 static GstStateChangeReturn gst_realtime_model_change_state(GstElement *element, GstStateChange transition) {
@@ -3006,6 +3043,12 @@ static void gst_realtime_model_class_init(GstRealtimeModelClass *klass) {
       g_param_spec_uint("max-pending-input-ms", "Max pending input",
                         "Most caller audio (ms) kept while the session is not ready; the oldest is dropped", 0,
                         600000, DEFAULT_MAX_PENDING_INPUT_MS, rw));
+  g_object_class_install_property(gobject_class, PROP_APPEND_MS,
+      g_param_spec_uint("append-ms", "Append size",
+                        "Send the caller's audio to the model in appends of at least this many ms (0: every buffer "
+                        "as it comes, 20 ms from Twilio). Larger appends cost less CPU per call and add up to this "
+                        "much latency to the model's turn detection",
+                        0, 1000, DEFAULT_APPEND_MS, rw));
   g_object_class_install_property(gobject_class, PROP_PARTIAL_TRANSCRIPTS,
       g_param_spec_boolean("partial-transcripts", "Partial transcripts",
                            "Post realtime-transcript messages for deltas too, not only final texts",

@@ -342,6 +342,37 @@ GST_START_TEST(test_audio_before_session_is_kept) {
 }
 GST_END_TEST;
 
+
+/* append-ms: the caller's audio leaves in appends of at least that much,
+ * in order and bit-exact; what is held when the caller ends is sent before
+ * the socket closes */
+GST_START_TEST(test_append_ms_collects) {
+  Fx f;
+  g_object_set(f.el, "append-ms", 100u, nullptr);
+  f.configured();
+  for (int i = 0; i < 12; i++)
+    f.push_audio(160, static_cast<uint8_t>(0x10 + i));
+  /* 12 buffers of 20 ms: two appends of 100 ms went, 40 ms is held */
+  fail_unless(f.mock->wait_for("input_audio_buffer.append", 2000, nullptr, 1));
+  g_usleep(100 * 1000);
+  fail_unless_equals_int(f.mock->count("input_audio_buffer.append"), 2);
+  fail_unless(gst_harness_push_event(f.h, gst_event_new_eos()));
+  fail_unless(f.mock->wait_closed(1, 2000, nullptr));
+  auto appends = f.mock->received("input_audio_buffer.append");
+  fail_unless_equals_int(appends.size(), 3);
+  std::vector<uint8_t> all;
+  for (size_t k = 0; k < appends.size(); k++) {
+    std::vector<uint8_t> bytes;
+    fail_unless(pa::base64_decode(Doc(appends[k].text).str("audio"), bytes));
+    fail_unless_equals_int(bytes.size(), k < 2 ? 800 : 320);
+    all.insert(all.end(), bytes.begin(), bytes.end());
+  }
+  for (int i = 0; i < 12; i++)
+    for (int j = 0; j < 160; j++)
+      fail_unless_equals_int(all[i * 160 + j], 0x10 + i);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_no_session_created_assumes_ga) {
   rtmock::Options o;
   o.send_session_created = false;
@@ -1308,6 +1339,7 @@ static Suite *realtimemodel_suite(void) {
   tcase_add_test(tc, test_session_opens_before_audio_ga);
   tcase_add_test(tc, test_wss_ca_file_and_extra_headers);
   tcase_add_test(tc, test_audio_before_session_is_kept);
+  tcase_add_test(tc, test_append_ms_collects);
   tcase_add_test(tc, test_no_session_created_assumes_ga);
   tcase_add_test(tc, test_model_audio_framed_with_item_start);
   tcase_add_test(tc, test_beta_dialect_followed);
