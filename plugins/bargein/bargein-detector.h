@@ -55,6 +55,15 @@ struct FrameInfo {
                                frames only, else 0) */
   double prediction_gain_db = 0; /* 10th-order linear prediction gain, last 20 ms: high for a few
                                     clean tones (loud frames only, else 0) */
+  unsigned pitch_lag = 0;   /* the lag (samples at 8 kHz) of that periodicity (loud frames only) */
+  /* with far_end() (a line that echoes; pitched frames only, else 0): */
+  double far_periodicity = 0; /* the agent's periodicity at this frame's pitch lag, at the line's delay */
+  double far_coherence = 0;   /* when that is high: how well this frame's waveform matches the agent's
+                                 at the line's delay (best normalized cross-correlation; the search
+                                 stops once it is enough to call the frame the agent's) */
+  double raw_periodicity = 0; /* when not the agent's: the periodicity of the line's audio before the
+                                 canceller (the search stops once it is enough) */
+  bool echo_voiced = false;   /* pitched with the agent's pitch and waveform: the agent's echo */
   bool loud = false;        /* above floor + snr, min level and echo level, not DTMF */
 };
 
@@ -80,6 +89,16 @@ public:
   size_t frame_samples() const { return static_cast<size_t>(rate_ / 100); }
   /* one frame of frame_samples() samples */
   Decision process(const int16_t *pcm, const std::function<AgentState()> &agent);
+  /* On a line that echoes the agent, where @pcm of process() is an echo
+   * canceller's output, before process() of the same 10 ms: what the
+   * caller heard of the agent then (80 samples at 8 kHz), the line's audio
+   * before the canceller (frame_samples()), and the line's delay in frames
+   * (EchoPresence::lag(), up to max_echo_delay_frames()). A pitched frame
+   * then counts as the caller's voice only when it is not the agent's
+   * (its pitch and waveform at that delay) and the audio before the
+   * canceller was pitched too. Frames without it are judged as before. */
+  void far_end(const int16_t *far8k, const int16_t *raw, unsigned delay_frames);
+  static constexpr unsigned max_echo_delay_frames() { return 31; }
   const FrameInfo &last() const { return info_; }
   bool vad_is_webrtc() const;
   /* the burst that paused is still open (a resume or confirm is owed) */
@@ -92,8 +111,20 @@ private:
   Params p_;
   std::unique_ptr<Vad> vad_;
   std::vector<float> ana_, pe_; /* the last 40 ms at 8 kHz: as is, and high-passed and pre-emphasized */
-  float ana_prev_ = 0;
-  double hx1_ = 0, hx2_ = 0, hy1_ = 0, hy2_ = 0; /* high-pass state */
+  /* high-pass at 300 Hz, then pre-emphasis: what the pitch is taken on */
+  struct PitchFilter {
+    double x1 = 0, x2 = 0, y1 = 0, y2 = 0;
+    float prev = 0;
+    float step(float v);
+  };
+  PitchFilter pitch_filter_, far_filter_, raw_filter_;
+  std::vector<float> raw_pe_; /* the line before the canceller, filtered as pe_: the last 50 ms */
+  std::vector<float> far_pe_; /* the far end, filtered as pe_: the last 40 ms and the delay before them */
+  unsigned far_delay_ = 0;
+  bool far_fresh_ = false;    /* far_end() came for this frame */
+  bool far_last_ = false;     /* ... and for the frame before */
+  double far_match(size_t lag) const;
+  double far_coherence() const;
   FrameInfo info_;
   State state_ = State::Idle;
   bool have_floor_ = false;

@@ -108,6 +108,7 @@ void EchoPresence::add(double far_db, double near_db) {
     nm += nw[i];
   nm /= w;
   double best = -1;
+  unsigned best_lag = 0;
   for (unsigned lag = 0; lag <= kMaxLag; lag++) {
     const double *fw = far_ + size - w - lag;
     double fm = 0;
@@ -121,10 +122,13 @@ void EchoPresence::add(double far_db, double near_db) {
       sff += a * a;
       snn += b * b;
     }
-    if (sff > 0 && snn > 0)
-      best = std::max(best, sfn / std::sqrt(sff * snn));
+    if (sff > 0 && snn > 0 && sfn / std::sqrt(sff * snn) > best) {
+      best = sfn / std::sqrt(sff * snn);
+      best_lag = lag;
+    }
   }
   corr_ = best;
+  lag_ = best_lag;
   known_ = true;
 }
 

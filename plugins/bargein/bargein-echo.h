@@ -62,6 +62,8 @@ public:
   /* the best correlation (-1..1) the last time there was enough to say; 0
    * before */
   double correlation() const { return corr_; }
+  /* the lag (10 ms frames, 0..30) of that correlation: the line's delay */
+  unsigned lag() const { return lag_; }
 
 private:
   static constexpr unsigned kWindow = 60, kMaxLag = 30;
@@ -69,6 +71,7 @@ private:
   unsigned n_ = 0;
   bool known_ = false;
   double corr_ = 0;
+  unsigned lag_ = 0;
 };
 
 } // namespace bargein

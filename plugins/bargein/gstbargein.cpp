@@ -63,7 +63,9 @@
  *   #GstBargein:echo-margin-db, sound
  *   more than that below the agent's level (the optional `level-db` field of
  *   the `phoneagent/heard` answer) is ignored; #GstBargein:min-level-db is an
- *   absolute floor;
+ *   absolute floor; on a line that echoes, a pitch that is the agent's (its
+ *   pitch and waveform at the line's delay) or that only the canceller's
+ *   output has (a cough over the agent's voice) is not the caller's voice;
  * - backchannels ("mm-hm", "okay") with #GstBargein:backchannel: voiced
  *   bursts up to #GstBargein:backchannel-max-ms do not interrupt (a real
  *   barge-in then needs that much speech).
@@ -565,8 +567,14 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
          * takes the start of a caller's words now and then (the stricter
          * guard covers the echo meanwhile). */
         const double taken = near_db - bargein::level_db(st.clean.data(), n);
-        if (st.line_echoes && st.far_heard_frames >= kWarmUpFrames)
+        if (st.line_echoes && st.far_heard_frames >= kWarmUpFrames) {
+          /* and, beside it, the agent and the line before the canceller:
+           * what the canceller lets through of the agent in double talk (a
+           * cough over the agent's voice), and what it makes of the cough,
+           * is not taken for the caller's voice */
+          st.det->far_end(far, frame, std::min(st.presence.lag(), bargein::Detector::max_echo_delay_frames()));
           frame = st.clean.data();
+        }
         GST_LOG_OBJECT(self, "echo canceller: far %.1f dBFS, took %.1f dB%s", far_db, taken,
                        frame == st.clean.data() ? " (the detector hears what is left)" : "");
         p->stats.echo_frames++;
