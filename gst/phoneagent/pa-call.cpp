@@ -508,7 +508,9 @@ void pa_call_set_source_flushing(PaCall *call, gboolean flushing) {
     std::lock_guard<std::mutex> g(call->priv->lock);
     call->priv->source_flushing = flushing;
     call->priv->inbound_cond.notify_all();
-    if (flushing)
+    /* only a puller holds the socket (in push mode a media thread reads it
+     * and may be pushing, holding its read lock: do not wait for it) */
+    if (flushing && call->priv->pull)
       t = call->priv->transport;
   }
   if (t) {

@@ -102,6 +102,7 @@ GST_DEBUG_CATEGORY_STATIC(gst_twilio_src_debug);
 #define DEFAULT_MAX_FRAME_SIZE (64 * 1024)
 #define DEFAULT_STALL_TIMEOUT 10000
 #define DEFAULT_MAX_GAP_FILL 60000
+#define DEFAULT_MEDIA_THREAD FALSE
 
 enum {
   PROP_0,
@@ -117,6 +118,7 @@ enum {
   PROP_MAX_FRAME_SIZE,
   PROP_STALL_TIMEOUT,
   PROP_MAX_GAP_FILL,
+  PROP_MEDIA_THREAD,
   PROP_CALL_SID,
   PROP_STATS,
 };
@@ -145,6 +147,7 @@ struct Settings {
   guint max_frame_size = DEFAULT_MAX_FRAME_SIZE;
   guint stall_timeout = DEFAULT_STALL_TIMEOUT;
   guint max_gap_fill = DEFAULT_MAX_GAP_FILL;
+  bool media_thread = DEFAULT_MEDIA_THREAD;
 };
 
 /* The standalone listener and the thread that runs its main context. */
@@ -245,6 +248,7 @@ static void gst_twilio_src_set_property(GObject *object, guint prop_id, const GV
   case PROP_MAX_FRAME_SIZE: s.max_frame_size = g_value_get_uint(value); break;
   case PROP_STALL_TIMEOUT: s.stall_timeout = g_value_get_uint(value); break;
   case PROP_MAX_GAP_FILL: s.max_gap_fill = g_value_get_uint(value); break;
+  case PROP_MEDIA_THREAD: s.media_thread = g_value_get_boolean(value); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }
@@ -274,6 +278,7 @@ static void gst_twilio_src_get_property(GObject *object, guint prop_id, GValue *
   case PROP_MAX_FRAME_SIZE: g_value_set_uint(value, s.max_frame_size); break;
   case PROP_STALL_TIMEOUT: g_value_set_uint(value, s.stall_timeout); break;
   case PROP_MAX_GAP_FILL: g_value_set_uint(value, s.max_gap_fill); break;
+  case PROP_MEDIA_THREAD: g_value_set_boolean(value, s.media_thread); break;
   case PROP_CALL_SID:
     if (self->priv->call) {
       std::string sid = pa_call_get_start_info(self->priv->call).call_sid;
@@ -386,7 +391,14 @@ static gboolean start_standalone(GstTwilioSrc *self) {
     lc.busy_message = s.busy_message;
     lc.greeting = s.greeting;
     lc.call = cc;
+    if (s.media_thread) {
+      /* as the phone-agent server runs a call by default */
+      lc.media_threads = 1;
+      lc.media_wait_us = 10000;
+    }
     p->call = pa_call_new(cc);
+    if (s.media_thread)
+      pa_call_set_push(p->call, TRUE);
     p->own_call = true;
   }
   if (lc.auth_token.empty())
@@ -1035,6 +1047,14 @@ static void gst_twilio_src_class_init(GstTwilioSrcClass *klass) {
                         "Longest jump in media timestamps (ms) filled with silence; longer jumps are passed on as a "
                         "discontinuity",
                         0, G_MAXUINT, DEFAULT_MAX_GAP_FILL, rw));
+  g_object_class_install_property(gobject_class, PROP_MEDIA_THREAD,
+      g_param_spec_boolean("media-thread", "Media thread",
+                           "Standalone: read the call's socket on a media thread that pushes the audio downstream "
+                           "itself, as the phone-agent server runs every call by default (media-threads, "
+                           "media-wait 10 ms), instead of on this element's streaming thread. To try a template "
+                           "the way the server will run it",
+                           DEFAULT_MEDIA_THREAD, static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+                                                                          GST_PARAM_MUTABLE_READY)));
   g_object_class_install_property(gobject_class, PROP_CALL_SID,
       g_param_spec_string("call-sid", "Call SID", "The current call's CallSid, once the stream started", nullptr, ro));
   g_object_class_install_property(gobject_class, PROP_STATS,

@@ -45,8 +45,9 @@ struct AgentPipeline {
   bool eos = false;
 
   AgentPipeline(const std::string &bargein_props, const std::string &model_props,
-                const std::string &sink_props = "") {
-    std::string desc = "twiliosrc name=src port=0 address=127.0.0.1 ! bargein name=b " + bargein_props +
+                const std::string &sink_props = "", const std::string &src_props = "") {
+    std::string desc = "twiliosrc name=src port=0 address=127.0.0.1 " + src_props + " ! bargein name=b " +
+                       bargein_props +
                        " ! realtimemodel name=m " + model_props + " ! twiliosink name=sink " + sink_props;
     GError *err = nullptr;
     pipeline = gst_parse_launch(desc.c_str(), &err);
@@ -231,14 +232,15 @@ void check_clear_and_truncate(AgentPipeline &a, const Report &r, guint clears = 
  * with pause-clears=false and bargein clear-voiced-ms=0 the pause only
  * stops the sending, and the caller hears what Twilio holds (twiliosink's
  * lead) until the barge-in's clear. */
-static void caller_interrupts_the_greeting(bool pause_clears) {
+static void caller_interrupts_the_greeting(bool pause_clears, bool media_thread = false) {
   TempDir tmp;
   std::string wav = interrupting_caller(tmp, 2500);
   if (wav.empty()) {
     GST_WARNING("espeak-ng not available: skipped");
     return;
   }
-  AgentPipeline a(pause_clears ? "" : "clear-voiced-ms=0", kLocalOnly, pause_clears ? "" : "pause-clears=false");
+  AgentPipeline a(pause_clears ? "" : "clear-voiced-ms=0", kLocalOnly, pause_clears ? "" : "pause-clears=false",
+                  media_thread ? "media-thread=true" : "");
   Report r(a.call(tmp, wav));
   assert_str(r.outcome(0), "completed");
   const guint clears = pause_clears ? 2 : 1;
@@ -265,6 +267,8 @@ static void caller_interrupts_the_greeting(bool pause_clears) {
   fail_unless(rb != nullptr);
   assert_str(gst_structure_get_string(rb, "source"), "local-vad");
   check_clear_and_truncate(a, r, clears);
+  if (media_thread) /* bargein, realtimemodel ran on the media thread */
+    fail_unless(AgentPipeline::stat(a.src, "media-thread-buffers") > 100);
 
   JsonObject *cl = first_clear(r, clears);
   double since = dmember(cl, "since_onset_ms"), stop = dmember(cl, "audio_stop_since_onset_ms");
@@ -289,6 +293,13 @@ GST_START_TEST(test_caller_interrupts_the_greeting) { caller_interrupts_the_gree
 GST_END_TEST;
 
 GST_START_TEST(test_caller_interrupts_the_greeting_without_pause_clear) { caller_interrupts_the_greeting(false); }
+GST_END_TEST;
+
+/* the same, with the caller's audio pushed from a media thread as the
+ * server does by default (twiliosrc media-thread=true): it waits up to
+ * 10 ms for other calls' frames, and bargein still stops the agent within
+ * the same 80 ms */
+GST_START_TEST(test_caller_interrupts_the_greeting_on_a_media_thread) { caller_interrupts_the_greeting(true, true); }
 GST_END_TEST;
 
 /* A cough and a DTMF key over the greeting, local VAD alone: no clear, no
@@ -440,6 +451,7 @@ static Suite *bargein_e2e_suite(void) {
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_caller_interrupts_the_greeting);
   tcase_add_test(tc, test_caller_interrupts_the_greeting_without_pause_clear);
+  tcase_add_test(tc, test_caller_interrupts_the_greeting_on_a_media_thread);
   tcase_add_test(tc, test_cough_and_dtmf_do_not_interrupt);
   tcase_add_test(tc, test_echo_does_not_interrupt);
   tcase_add_test(tc, test_model_vad_mode_and_cleared_marks);
