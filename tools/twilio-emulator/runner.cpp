@@ -3,15 +3,9 @@
 
 #include <glib-unix.h>
 
-#include <algorithm>
 #include <csignal>
 
 namespace emu {
-
-namespace {
-/* g_main_context_set_poll_func has no user data: the one running Runner. */
-Runner *active_runner = nullptr;
-} // namespace
 
 Runner::Runner(const Options &opt, const Script &script)
     : opt_(opt), script_(script), schedule_(opt.phases, static_cast<size_t>(opt.calls)),
@@ -52,20 +46,14 @@ void Runner::run() {
   GMainContext *ctx = g_main_context_get_thread_default();
   if (!ctx)
     ctx = g_main_context_default();
-  batch_us_ = opt_.poll_batch_us;
-  if (batch_us_ > 0) {
-    active_runner = this;
-    saved_poll_ = g_main_context_get_poll_func(ctx);
-    g_main_context_set_poll_func(ctx, batched_poll);
-  }
+  poll_batcher_.install(ctx, ticker_, opt_.poll_batch_us);
+  /* before any call's socket source: a wake-up that finds a tick due and
+   * sockets ready runs the tick first, then the sockets (Ticker::kPriority) */
   ticker_.start(start_us_);
   if (!calls_.empty())
     g_main_loop_run(loop_);
   ticker_.stop();
-  if (saved_poll_) {
-    g_main_context_set_poll_func(ctx, saved_poll_);
-    active_runner = nullptr;
-  }
+  poll_batcher_.uninstall();
 }
 
 /* Call starts (webhook POSTs) are checked on every sub-tick, whatever the phase. */
@@ -157,25 +145,6 @@ gboolean Runner::on_signal(gpointer data) {
   g_printerr("twilio-emulator: interrupted, ending every call\n");
   self->stop_all("interrupted");
   return G_SOURCE_CONTINUE;
-}
-
-gint Runner::batched_poll(GPollFD *fds, guint nfds, gint timeout_ms) {
-  Runner *self = active_runner;
-  if (self && timeout_ms != 0) {
-    int64_t now = g_get_monotonic_time();
-    int64_t until = std::min(self->last_poll_us_ + self->batch_us_, self->ticker_.next_deadline_us());
-    if (timeout_ms > 0)
-      until = std::min(until, now + static_cast<int64_t>(timeout_ms) * 1000);
-    if (until > now) {
-      g_usleep(static_cast<gulong>(until - now));
-      if (timeout_ms > 0)
-        timeout_ms = std::max<gint>(0, timeout_ms - static_cast<gint>((until - now) / 1000));
-    }
-  }
-  gint r = g_poll(fds, nfds, timeout_ms);
-  if (self)
-    self->last_poll_us_ = g_get_monotonic_time();
-  return r;
 }
 
 std::vector<CallReport> Runner::reports() const {

@@ -13,6 +13,7 @@
 #include "capture.h"
 #include "options.h"
 #include "phases.h"
+#include "poll-batch.h"
 #include "report.h"
 #include "script.h"
 #include "ticker.h"
@@ -46,7 +47,6 @@ private:
   static gboolean on_max_duration(gpointer data);
   static gboolean on_grace_over(gpointer data);
   static gboolean on_signal(gpointer data);
-  static gint batched_poll(GPollFD *fds, guint nfds, gint timeout_ms);
 
   static constexpr guint kGraceMs = 6000; /* libsoup waits up to 5 s for a close reply */
 
@@ -65,11 +65,8 @@ private:
   bool timed_out_ = false;
   const char *stop_outcome_ = "timeout";
   guint deadline_id_ = 0, grace_id_ = 0, sigint_id_ = 0, sigterm_id_ = 0;
-  /* Poll batching (many calls): wake at most once per batch_us_ so that one
-   * main-loop iteration serves many sockets; never past the next tick. */
-  int64_t batch_us_ = 0;
-  int64_t last_poll_us_ = 0;
-  GPollFunc saved_poll_ = nullptr;
+  /* Poll batching (many calls, poll-batch.h) */
+  PollBatcher poll_batcher_;
 };
 
 } // namespace emu

@@ -20,6 +20,7 @@ void Ticker::start(int64_t origin_us) {
   stop();
   origin_us_ = origin_us;
   index_ = 0;
+  wakeups_ = 0;
 #ifdef __linux__
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (timer_fd_ >= 0) {
@@ -38,7 +39,7 @@ void Ticker::start(int64_t origin_us) {
     source_ = g_source_new(&funcs, sizeof(GSource));
     g_source_set_callback(source_, dispatch, this, nullptr);
   }
-  g_source_set_priority(source_, G_PRIORITY_HIGH);
+  g_source_set_priority(source_, kPriority);
   g_source_attach(source_, g_main_context_get_thread_default());
   arm();
 }
@@ -83,6 +84,7 @@ gboolean Ticker::dispatch(gpointer data) {
     }
   }
 #endif
+  self->wakeups_++;
   GSource *source = self->source_;
   for (int i = 0; i < self->max_catch_up_; i++) {
     int64_t due = self->origin_us_ + self->index_ * self->period_us_;
