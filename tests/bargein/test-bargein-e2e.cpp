@@ -296,9 +296,9 @@ GST_START_TEST(test_caller_interrupts_the_greeting_without_pause_clear) { caller
 GST_END_TEST;
 
 /* the same, with the caller's audio pushed from a media thread as the
- * server does by default (twiliosrc media-thread=true): it waits up to
- * 10 ms for other calls' frames, and bargein still stops the agent within
- * the same 80 ms */
+ * server does by default (twiliosrc media-thread=true, which waits up to
+ * 10 ms for other calls' frames): bargein still stops the agent within the
+ * same 80 ms */
 GST_START_TEST(test_caller_interrupts_the_greeting_on_a_media_thread) { caller_interrupts_the_greeting(true, true); }
 GST_END_TEST;
 
