@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -391,6 +392,37 @@ GST_START_TEST(test_push_mode_pause_and_resume) {
 }
 GST_END_TEST;
 
+/* Push mode: a push that waits downstream (here a probe sleeping 80 ms)
+ * holds up the media thread, and twiliosrc says so once, naming the cause */
+GST_START_TEST(test_push_mode_warns_about_a_slow_push) {
+  Fixture f("audio/x-mulaw, rate=8000, channels=1", true);
+  f.start();
+  f.media(0, 1);
+  check_buffer(gst_harness_pull(f.h), 0, 160, 1, false);
+  GstPad *src = gst_element_get_static_pad(f.h->element, "src");
+  gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, [](GstPad *, GstPadProbeInfo *, gpointer) -> GstPadProbeReturn {
+    g_usleep(80 * 1000);
+    return GST_PAD_PROBE_OK;
+  }, nullptr, nullptr);
+  for (int k = 1; k < 3; k++) {
+    f.wait_parked();
+    f.media(k * 20, static_cast<uint8_t>(k + 1));
+    check_buffer(gst_harness_pull(f.h), k * 20 * GST_MSECOND, 160, static_cast<uint8_t>(k + 1), false);
+  }
+  int warnings = 0;
+  while (GstMessage *m = gst_bus_pop_filtered(f.bus, GST_MESSAGE_WARNING)) {
+    GError *err = nullptr;
+    gst_message_parse_warning(m, &err, nullptr);
+    fail_unless(strstr(err->message, "media thread shared with other calls") != nullptr, "%s", err->message);
+    g_error_free(err);
+    gst_message_unref(m);
+    warnings++;
+  }
+  fail_unless_equals_int(warnings, 1);
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
 static Suite *twiliosrc_suite(void) {
   Suite *s = suite_create("twiliosrc");
   TCase *tc = tcase_create("general");
@@ -404,6 +436,7 @@ static Suite *twiliosrc_suite(void) {
   tcase_add_test(tc, test_live_and_latency);
   tcase_add_test(tc, test_push_mode_pushes_on_the_reading_thread);
   tcase_add_test(tc, test_push_mode_pause_and_resume);
+  tcase_add_test(tc, test_push_mode_warns_about_a_slow_push);
   return s;
 }
 
