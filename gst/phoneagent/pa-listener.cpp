@@ -230,12 +230,10 @@ static void on_upgraded(SoupServerMessage *msg, gpointer user_data) {
   impl->streams++;
   std::function<void()> closed;
   if (impl->hooks.socket_closed) {
-    g_object_ref(call);
+    /* the reference goes with the closure, whether it runs or not */
+    std::shared_ptr<PaCall> ref(PA_CALL(g_object_ref(call)), [](PaCall *c) { g_object_unref(c); });
     auto hook = impl->hooks.socket_closed;
-    closed = [hook, call]() {
-      hook(call);
-      g_object_unref(call);
-    };
+    closed = [hook, ref]() { hook(ref.get()); };
   }
   impl->sockets->adopt(socket, std::move(initial), call, 0, "", std::move(closed));
   g_object_unref(socket);

@@ -144,9 +144,10 @@ void append_frame(std::string &out, Opcode opcode, std::string_view payload, con
 class MediaSocket final : public CallTransport, public std::enable_shared_from_this<MediaSocket> {
 public:
   MediaSocket(GSocket *socket, std::shared_ptr<SocketLoop::Impl> loop, int epfd, PaCall *call, size_t max_message,
-              size_t max_backlog, std::function<void()> on_closed, GMainContext *owner)
+              size_t max_backlog, std::function<void()> on_closed, GMainContext *owner,
+              std::shared_ptr<std::atomic<bool>> owner_alive)
       : socket_(G_SOCKET(g_object_ref(socket))), fd_(g_socket_get_fd(socket)), epfd_(epfd),
-        owner_(owner ? g_main_context_ref(owner) : nullptr),
+        owner_(owner ? g_main_context_ref(owner) : nullptr), owner_alive_(std::move(owner_alive)),
         /* made now, not on the first pump(): a wake() must never be lost */
         evfd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), loop_(loop), call_(call ? PA_CALL(g_object_ref(call)) : nullptr),
         max_message_(max_message), max_backlog_(max_backlog), on_closed_(std::move(on_closed)) {}
@@ -329,7 +330,13 @@ public:
       auto cb = std::move(on_closed_);
       on_closed_ = nullptr;
       if (owner_ && !direct) {
-        auto *f = new std::function<void()>(std::move(cb));
+        /* skipped (and dropped) if the loop is gone by then: its owner is
+         * too */
+        auto alive = owner_alive_;
+        auto *f = new std::function<void()>([alive, cb = std::move(cb)] {
+          if (alive && *alive)
+            cb();
+        });
         g_main_context_invoke_full(owner_, G_PRIORITY_DEFAULT, [](gpointer d) -> gboolean {
           (*static_cast<std::function<void()> *>(d))();
           return G_SOURCE_REMOVE;
@@ -602,6 +609,7 @@ private:
   int fd_;
   int epfd_;
   GMainContext *owner_; /* a media thread's loop: where on_closed runs (nullptr: the loop's own context) */
+  std::shared_ptr<std::atomic<bool>> owner_alive_; /* false once the SocketLoop is destroyed */
   int evfd_; /* wakes a puller (-1 if it could not be made: then nobody pulls) */
   std::string wbuf_;
   size_t woff_ = 0;
@@ -678,6 +686,7 @@ struct SocketLoop::Impl : std::enable_shared_from_this<SocketLoop::Impl> {
   std::vector<std::function<void()>> tasks;
   std::atomic<bool> stopping{false};
   std::atomic<guint64> wakeups{0}, ready{0};
+  std::shared_ptr<std::atomic<bool>> alive; /* the SocketLoop's, shared by its loops */
   /* the loop's thread only; size() reads n_sockets */
   std::map<MediaSocket *, std::shared_ptr<MediaSocket>> sockets;
   std::atomic<size_t> n_sockets{0};
@@ -794,7 +803,7 @@ struct SocketLoop::Impl : std::enable_shared_from_this<SocketLoop::Impl> {
     std::shared_ptr<MediaSocket> s = std::move(it->second);
     sockets.erase(it);
     n_sockets = sockets.size();
-    s->reap();
+    s->reap(closing); /* the loop going away tells the owner at once */
   }
 
   /* Ends every socket (the loop is going away; its thread, if any, has
@@ -818,7 +827,8 @@ struct SocketLoop::Impl : std::enable_shared_from_this<SocketLoop::Impl> {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     auto s = std::make_shared<MediaSocket>(socket, shared_from_this(), epfd, call, limits.max_message,
-                                           limits.max_backlog, std::move(on_closed), threaded ? context : nullptr);
+                                           limits.max_backlog, std::move(on_closed), threaded ? context : nullptr,
+                                           alive);
     sockets[s.get()] = s;
     n_sockets = sockets.size();
     struct epoll_event ev = {};
@@ -863,9 +873,11 @@ SocketLoop::SocketLoop(GMainContext *context, Limits limits) {
     g_once_init_leave(&debug_once, 1);
   }
   guint n = std::max(1u, limits.threads);
+  auto alive = std::make_shared<std::atomic<bool>>(true);
   for (guint i = 0; i < n; i++) {
     auto impl = std::make_shared<Impl>();
     Impl *p = impl.get();
+    p->alive = alive;
     p->limits = limits;
     p->context = context ? g_main_context_ref(context) : g_main_context_ref_thread_default();
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -905,6 +917,9 @@ SocketLoop::SocketLoop(GMainContext *context, Limits limits) {
 }
 
 SocketLoop::~SocketLoop() {
+  /* on_closed calls still queued on the owner's context are skipped: the
+   * owner is going away (this runs on its thread, as they would) */
+  *loops_.front()->alive = false;
   for (auto &impl : loops_) {
     Impl *p = impl.get();
     if (p->threaded) {

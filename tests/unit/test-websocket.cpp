@@ -657,13 +657,23 @@ GST_START_TEST(test_media_threads) {
   fail_unless(clients[0]->closed);
   fail_unless(pa_call_is_ended(clients[0]->call));
 
+  /* another peer closes and its socket is reaped on the media thread, but
+   * the owner's context does not run before the loop goes away: that
+   * on_closed is dropped (its owner is gone too), not run late */
+  send_all(clients[1]->fd, client_frame(ws::Opcode::Close, std::string("\x03\xe8", 2)));
+  for (int i = 0; i < 400 && loop->size() > static_cast<size_t>(n - 2); i++)
+    g_usleep(5000);
+  fail_unless_equals_int(loop->size(), n - 2);
+
   /* the loop goes away: the others get 1001 and their calls end */
   g_main_context_push_thread_default(ctx);
   loop.reset();
   while (g_main_context_iteration(ctx, FALSE)) {
   }
   g_main_context_pop_thread_default(ctx);
-  for (int i = 1; i < n; i++) {
+  fail_unless(!clients[1]->closed, "on_closed ran after its loop was destroyed");
+  fail_unless(pa_call_is_ended(clients[1]->call));
+  for (int i = 2; i < n; i++) {
     fail_unless(clients[i]->closed);
     fail_unless(pa_call_is_ended(clients[i]->call));
     std::string got;
