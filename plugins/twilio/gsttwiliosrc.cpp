@@ -854,6 +854,18 @@ static GstFlowReturn produce(GstTwilioSrc *self, PaCall *call, GstBuffer **outbu
   }
 }
 
+/* Push mode: FALSE once the pipeline is on its way out of PLAYING (its
+ * target state, set before any element changes): a sink may go to PAUSED
+ * before this element does, and a push would then wait in its preroll on
+ * the media thread. basesrc's streaming thread takes over until PLAYING
+ * again (a read without the lock: a hint, checked before every push). */
+static bool pipeline_wants_playing(GstTwilioSrc *self) {
+  GstObject *top = GST_OBJECT(self);
+  while (GST_OBJECT_PARENT(top))
+    top = GST_OBJECT_PARENT(top);
+  return !GST_IS_ELEMENT(top) || GST_STATE_TARGET(GST_ELEMENT(top)) == GST_STATE_PLAYING;
+}
+
 /* Push mode: the media thread pushes what the call queued while create()
  * is parked (runs from the call's inbound notify, on the thread that read
  * the socket). The lock is not held while pushing: like basesrc's
@@ -872,8 +884,9 @@ static void shared_drain(GstTwilioSrc *self) {
     guint64 seen = sh.requests;
     GstFlowReturn ret = GST_FLOW_OK;
     while (sh.parked && !sh.flushing) {
-      if (gst_pad_needs_reconfigure(pad)) {
-        /* basesrc renegotiates before create() returns the next buffer */
+      if (gst_pad_needs_reconfigure(pad) || !pipeline_wants_playing(self)) {
+        /* basesrc renegotiates before create() returns the next buffer;
+         * or the pipeline leaves PLAYING: its streaming thread takes over */
         sh.unpark = true;
         sh.parked = false;
         break;
@@ -948,7 +961,7 @@ static GstFlowReturn gst_twilio_src_create(GstPushSrc *src, GstBuffer **outbuf) 
         break;
       }
       if (!sh.parked) {
-        if (!sh.pushed_one || !sh.playing)
+        if (!sh.pushed_one || !sh.playing || !pipeline_wants_playing(self))
           break; /* the first buffer goes through basesrc (caps, segment); in PAUSED, wait here */
         bool empty = false;
         GstFlowReturn ret = produce(self, call, outbuf, 0, &empty);

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <future>
 #include <mutex>
 #include <vector>
 
@@ -423,6 +425,78 @@ GST_START_TEST(test_push_mode_warns_about_a_slow_push) {
 }
 GST_END_TEST;
 
+/* Push mode in a real pipeline that pauses and plays again: a sink in
+ * PAUSED waits for preroll, and the feeding thread (in the server, a media
+ * thread other calls share) must not wait there: once the pipeline is
+ * paused the feed returns at once, the streaming thread takes over, and
+ * after PLAYING again everything comes out. (The window while the state
+ * change is under way, sink already PAUSED and twiliosrc still PLAYING,
+ * is covered by twiliosrc checking the pipeline's target state before
+ * each push; this test does not reach into that window.) */
+GST_START_TEST(test_push_mode_stops_pushing_when_the_pipeline_pauses) {
+  PaCall *call = pa_call_new(CallConfig());
+  pa_call_set_test_transport(call, [](const std::string &) {}, nullptr);
+  pa_call_set_push(call, TRUE);
+  GstElement *pipeline = gst_parse_launch("twiliosrc name=src ! fakesink name=sink sync=false signal-handoffs=true",
+                                          nullptr);
+  fail_unless(pipeline != nullptr);
+  GstContext *ctx = pa_call_context_new(call);
+  gst_element_set_context(pipeline, ctx);
+  gst_context_unref(ctx);
+  GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
+  GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
+  std::atomic<int> handoffs{0};
+  g_signal_connect(sink, "handoff", G_CALLBACK(+[](GstElement *, GstBuffer *, GstPad *, gpointer d) {
+                     (*static_cast<std::atomic<int> *>(d))++;
+                   }),
+                   &handoffs);
+  auto wait_for = [](const std::function<bool()> &done) {
+    for (int i = 0; i < 2000 && !done(); i++)
+      g_usleep(1000);
+    return done();
+  };
+  auto parked = [src] {
+    GstStructure *st;
+    g_object_get(src, "stats", &st, nullptr);
+    gboolean v = FALSE;
+    gst_structure_get_boolean(st, "parked", &v);
+    gst_structure_free(st);
+    return v != FALSE;
+  };
+  int64_t seq = 2;
+  auto media = [&](int64_t ts) {
+    std::vector<uint8_t> f(160, 0x55);
+    std::string m = build_inbound_media(seq++, "MZ1", ts / 20 + 1, ts, f.data(), f.size());
+    pa_call_handle_text(call, m.data(), m.size());
+  };
+  StartInfo si;
+  si.stream_sid = "MZ1";
+  si.call_sid = "CA1";
+  si.account_sid = "AC1";
+  std::string start = build_start(1, si);
+  fail_unless(gst_element_set_state(pipeline, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+  pa_call_handle_text(call, start.data(), start.size());
+  media(0);
+  fail_unless(wait_for([&] { return handoffs == 1; }));
+  fail_unless(wait_for(parked));
+  media(20);
+  fail_unless_equals_int(handoffs.load(), 2); /* pushed by this thread */
+
+  gst_element_set_state(pipeline, GST_STATE_PAUSED);
+  auto feed = std::async(std::launch::async, [&] { media(40); });
+  fail_unless(feed.wait_for(std::chrono::seconds(2)) == std::future_status::ready,
+              "the feeding thread waited in a paused sink");
+  fail_unless(!parked());
+  fail_unless(gst_element_set_state(pipeline, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+  fail_unless(wait_for([&] { return handoffs == 3; }), "%d buffers after PLAYING again", handoffs.load());
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(src);
+  gst_object_unref(sink);
+  gst_object_unref(pipeline);
+  g_object_unref(call);
+}
+GST_END_TEST;
+
 static Suite *twiliosrc_suite(void) {
   Suite *s = suite_create("twiliosrc");
   TCase *tc = tcase_create("general");
@@ -437,6 +511,7 @@ static Suite *twiliosrc_suite(void) {
   tcase_add_test(tc, test_push_mode_pushes_on_the_reading_thread);
   tcase_add_test(tc, test_push_mode_pause_and_resume);
   tcase_add_test(tc, test_push_mode_warns_about_a_slow_push);
+  tcase_add_test(tc, test_push_mode_stops_pushing_when_the_pipeline_pauses);
   return s;
 }
 
