@@ -199,6 +199,7 @@ struct Shared {
   bool pushing = false;   /* the media thread is producing and pushing */
   bool playing = false;   /* the element is PLAYING: push mode may park */
   bool slow_warned = false; /* a push took longer than kSlowPushUs (said once) */
+  GstElement *top = nullptr; /* the top-level bin (or this element), found at start; not a reference */
   guint64 requests = 0;   /* inbound notifies (one per message queued) */
   GstFlowReturn flow = GST_FLOW_OK; /* for create() to return */
   std::atomic<guint64> pushed{0}; /* buffers pushed by the media thread */
@@ -583,6 +584,10 @@ static gboolean gst_twilio_src_start(GstBaseSrc *src) {
     std::lock_guard<std::mutex> s(sh.lock);
     sh.enabled = push;
     sh.pushed_one = sh.parked = sh.flushing = sh.unpark = false;
+    GstObject *top = GST_OBJECT(self);
+    while (GstObject *parent = GST_OBJECT_PARENT(top))
+      top = parent;
+    sh.top = GST_IS_ELEMENT(top) ? GST_ELEMENT(top) : nullptr;
     sh.flow = GST_FLOW_OK;
   }
   if (push) {
@@ -860,10 +865,8 @@ static GstFlowReturn produce(GstTwilioSrc *self, PaCall *call, GstBuffer **outbu
  * the media thread. basesrc's streaming thread takes over until PLAYING
  * again (a read without the lock: a hint, checked before every push). */
 static bool pipeline_wants_playing(GstTwilioSrc *self) {
-  GstObject *top = GST_OBJECT(self);
-  while (GST_OBJECT_PARENT(top))
-    top = GST_OBJECT_PARENT(top);
-  return !GST_IS_ELEMENT(top) || GST_STATE_TARGET(GST_ELEMENT(top)) == GST_STATE_PLAYING;
+  GstElement *top = self->priv->shared.top;
+  return !top || GST_STATE_TARGET(top) == GST_STATE_PLAYING;
 }
 
 /* Push mode: the media thread pushes what the call queued while create()
