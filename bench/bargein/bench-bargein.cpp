@@ -58,13 +58,28 @@ uint64_t g_frames = 0, g_loud_frames = 0;
  * classic speech 3000+i, classic noise 4000+i (BENCH_VERBOSE=1 lists n) */
 int g_dump_from = -1, g_dump_to = -1, g_dump_case = -2, g_case = -1;
 
+/* The events, pauses and first barge-in of what the detector decided. */
+Result result_of(const std::vector<bargein::Decision> &decs) {
+  Result r;
+  for (const auto &dec : decs) {
+    int onset = static_cast<int>(dec.onset * 1000 / sig::kRate), at = static_cast<int>(dec.at * 1000 / sig::kRate);
+    r.events.push_back({onset, at, dec.action, dec.reason, dec.voiced_ms, dec.sound_ms});
+    if (dec.action == bargein::Action::Pause)
+      r.pauses++;
+    if (dec.action == bargein::Action::Confirm && r.barge_ins++ == 0) {
+      r.onset_ms = onset;
+      r.decision_ms = at;
+    }
+  }
+  return r;
+}
+
 Result run(const sig::Pcm &x, const bargein::Params &p) {
   bargein::Detector d(sig::kRate, p);
   std::vector<int16_t> s(x.size());
   /* through μ-law, as Twilio sends it */
   std::vector<uint8_t> mu = sig::to_mulaw(x);
   pa::mulaw_decode_block(mu.data(), s.data(), mu.size());
-  Result r;
   const size_t n = d.frame_samples();
   auto agent = [] { return bargein::AgentState(); };
   std::vector<bargein::Decision> decs;
@@ -92,17 +107,7 @@ Result run(const sig::Pcm &x, const bargein::Params &p) {
                                                         : "");
     }
   }
-  for (const auto &dec : decs) {
-    int onset = static_cast<int>(dec.onset * 1000 / sig::kRate), at = static_cast<int>(dec.at * 1000 / sig::kRate);
-    r.events.push_back({onset, at, dec.action, dec.reason, dec.voiced_ms, dec.sound_ms});
-    if (dec.action == bargein::Action::Pause)
-      r.pauses++;
-    if (dec.action == bargein::Action::Confirm && r.barge_ins++ == 0) {
-      r.onset_ms = onset;
-      r.decision_ms = at;
-    }
-  }
-  return r;
+  return result_of(decs);
 }
 
 sig::Pcm line(int ms, double db, guint32 seed) { return sig::noise(ms, db, seed); }
@@ -413,7 +418,6 @@ Result run_echo(const sig::Pcm &far, const sig::Pcm &near, const bargein::Params
   bool echoes = false;
   unsigned far_quiet = 0;
   uint64_t heard = 0;
-  Result r;
   std::vector<bargein::Decision> decs;
   int16_t clean[80];
   for (size_t o = 0; o + 80 <= s.size() && o + 80 <= f.size(); o += 80) {
@@ -450,17 +454,7 @@ Result run_echo(const sig::Pcm &far, const sig::Pcm &near, const bargein::Params
     if (dec.action != bargein::Action::None)
       decs.push_back(dec);
   }
-  for (const auto &dec : decs) {
-    int onset = static_cast<int>(dec.onset * 1000 / sig::kRate), at = static_cast<int>(dec.at * 1000 / sig::kRate);
-    r.events.push_back({onset, at, dec.action, dec.reason, dec.voiced_ms, dec.sound_ms});
-    if (dec.action == bargein::Action::Pause)
-      r.pauses++;
-    if (dec.action == bargein::Action::Confirm && r.barge_ins++ == 0) {
-      r.onset_ms = onset;
-      r.decision_ms = at;
-    }
-  }
-  return r;
+  return result_of(decs);
 }
 
 /* the agent: a long espeak-ng sentence at -12 dBFS, repeated to @ms */

@@ -583,6 +583,19 @@ GST_END_TEST;
 /* The real ticker at 20/N ms driving the schedule, as the runner does: the
  * ideal time each call is given is exact (the ticker's absolute deadlines),
  * whatever the machine's load, so these checks are exact too. */
+/* A source on @ctx that quits @loop after @seconds (the caller destroys
+ * and unrefs it). */
+static GSource *quit_after(GMainContext *ctx, GMainLoop *loop, guint seconds) {
+  GSource *guard = g_timeout_source_new_seconds(seconds);
+  g_source_set_callback(guard, G_SOURCE_FUNC(+[](gpointer l) -> gboolean {
+                          g_main_loop_quit(static_cast<GMainLoop *>(l));
+                          return G_SOURCE_REMOVE;
+                        }),
+                        loop, nullptr);
+  g_source_attach(guard, ctx);
+  return guard;
+}
+
 GST_START_TEST(test_phase_ticker) {
   constexpr int kPhases = 4, kCalls = 6, kFrames = 8;
   GMainContext *ctx = g_main_context_new();
@@ -608,13 +621,7 @@ GST_START_TEST(test_phase_ticker) {
       Ticker::kDefaultMaxCatchUp * kPhases);
   const int64_t origin = g_get_monotonic_time() + 2000;
   ticker.start(origin);
-  GSource *guard = g_timeout_source_new_seconds(10); /* never hang */
-  g_source_set_callback(guard, G_SOURCE_FUNC(+[](gpointer l) -> gboolean {
-                          g_main_loop_quit(static_cast<GMainLoop *>(l));
-                          return G_SOURCE_REMOVE;
-                        }),
-                        loop, nullptr);
-  g_source_attach(guard, ctx);
+  GSource *guard = quit_after(ctx, loop, 10); /* never hang */
   g_main_loop_run(loop);
   ticker.stop();
   g_source_destroy(guard);
@@ -686,13 +693,7 @@ GST_START_TEST(test_tick_with_io) {
                         }),
                         &served, nullptr);
   g_source_attach(io, ctx);
-  GSource *guard = g_timeout_source_new_seconds(20); /* never hang */
-  g_source_set_callback(guard, G_SOURCE_FUNC(+[](gpointer l) -> gboolean {
-                          g_main_loop_quit(static_cast<GMainLoop *>(l));
-                          return G_SOURCE_REMOVE;
-                        }),
-                        loop, nullptr);
-  g_source_attach(guard, ctx);
+  GSource *guard = quit_after(ctx, loop, 20); /* never hang */
   g_main_loop_run(loop);
   ticker.stop();
   batcher.uninstall();
@@ -730,16 +731,6 @@ struct PhasePeer {
   std::vector<SoupWebsocketConnection *> conns;
 };
 
-std::string json_field(std::string_view text, std::string_view name) {
-  std::string key = "\"" + std::string(name) + "\":\"";
-  size_t p = text.find(key);
-  if (p == std::string_view::npos)
-    return {};
-  p += key.size();
-  size_t e = text.find('"', p);
-  return e == std::string_view::npos ? std::string() : std::string(text.substr(p, e - p));
-}
-
 void phase_peer_voice(SoupServer *, SoupServerMessage *msg, const char *, GHashTable *, gpointer data) {
   auto *peer = static_cast<PhasePeer *>(data);
   pa::twilio::ConnectStream cs;
@@ -755,8 +746,11 @@ void phase_peer_message(SoupWebsocketConnection *, gint type, GBytes *message, g
   gsize len = 0;
   const char *p = static_cast<const char *>(g_bytes_get_data(message, &len));
   std::string_view text(p, len);
-  if (type == SOUP_WEBSOCKET_DATA_TEXT && json_field(text, "event") == "media")
-    peer->arrivals[json_field(text, "streamSid")].push_back(now);
+  pa::twilio::InboundMessage m;
+  std::string err;
+  if (type == SOUP_WEBSOCKET_DATA_TEXT && pa::twilio::parse_inbound(text, m, err) == pa::twilio::ParseResult::Ok &&
+      m.event == pa::twilio::Event::Media)
+    peer->arrivals[m.stream_sid].push_back(now);
 }
 
 void phase_peer_ws(SoupServer *, SoupServerMessage *, const char *, SoupWebsocketConnection *conn, gpointer data) {
