@@ -12,13 +12,13 @@ cd "$(dirname "$(readlink -f "$0")")"
 BUILD_DIR=${BUILD_DIR:-build}
 
 # Debian 12 packages: toolchain, GStreamer 1.22 and its base/good plugins,
-# libsoup 3, json-glib, libwebsockets, the local model's parts (VAD,
+# libsoup 3, json-glib, OpenSSL, the local model's parts (VAD,
 # pocketsphinx, espeak-ng), the call log's databases.
 PACKAGES=(
   g++ pkg-config meson ninja-build
   libglib2.0-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  libsoup-3.0-dev libjson-glib-dev libwebsockets-dev libssl-dev
+  libsoup-3.0-dev libjson-glib-dev libssl-dev
   libwebrtc-audio-processing-dev libpocketsphinx-dev pocketsphinx-en-us
   libespeak-ng-dev espeak-ng sox jq
   libsqlite3-dev libpq-dev

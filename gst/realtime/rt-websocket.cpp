@@ -1,18 +1,33 @@
-/* gst-phone-agent: the model-side WebSocket client on libwebsockets */
+/* gst-phone-agent: the model-side WebSocket client (own epoll loop, OpenSSL) */
 #include "rt-websocket.h"
 
 #include "pa-websocket.h"
 
 #include <gst/gst.h>
-#include <libwebsockets.h>
-#include <openssl/x509.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 
 GST_DEBUG_CATEGORY_STATIC(rtws_debug);
 #define GST_CAT_DEFAULT rtws_debug
@@ -81,25 +96,14 @@ bool parse_ws_url(const std::string &url, WsUrl &out, std::string &error) {
 
 namespace {
 
-class Service;
-
-/* Keeps connections alive and checks they still answer. */
-lws_retry_bo_t make_retry_policy() {
-  lws_retry_bo_t r;
-  memset(&r, 0, sizeof(r));
-  r.secs_since_valid_ping = 30;
-  r.secs_since_valid_hangup = 70;
-  return r;
-}
-const lws_retry_bo_t kRetry = make_retry_policy();
-
-void lws_log_to_gst(int level, const char *line) {
-  std::string s(line);
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r'))
-    s.pop_back();
-  GstDebugLevel l = level == LLL_ERR ? GST_LEVEL_WARNING : level == LLL_WARN ? GST_LEVEL_INFO : GST_LEVEL_DEBUG;
-  GST_CAT_LEVEL_LOG(rtws_debug, l, nullptr, "lws: %s", s.c_str());
-}
+constexpr gint64 kConnectTimeoutUs = 10 * G_USEC_PER_SEC; /* TCP, TLS and the upgrade, in all */
+constexpr gint64 kPingAfterUs = 30 * G_USEC_PER_SEC;      /* silence before we ping */
+constexpr gint64 kDeadAfterUs = 70 * G_USEC_PER_SEC;      /* silence before we give up */
+constexpr gint64 kCloseWaitUs = G_USEC_PER_SEC;           /* after our close frame, wait for the peer's */
+constexpr gint64 kTimerScanUs = 250 * G_TIME_SPAN_MILLISECOND;
+constexpr size_t kMaxResponseHead = 16 * 1024;
+constexpr size_t kReadChunk = 64 * 1024;
+const char kWsGuid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 std::string default_ca_file() {
   const char *env = g_getenv("SSL_CERT_FILE");
@@ -111,42 +115,88 @@ std::string default_ca_file() {
   return {};
 }
 
+/* The first OpenSSL error, for messages (certificate problems get the
+ * verifier's own words). */
+std::string ssl_error_text(SSL *ssl) {
+  long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+  if (v != X509_V_OK)
+    return std::string("certificate not accepted: ") + X509_verify_cert_error_string(v);
+  unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (!e)
+    return "TLS failure";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof(buf));
+  return std::string("TLS: ") + buf;
+}
+
+std::string accept_for(const std::string &key) {
+  std::string s = key + kWsGuid;
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char *>(s.data()), s.size(), digest);
+  gchar *b64 = g_base64_encode(digest, sizeof(digest));
+  std::string out(b64);
+  g_free(b64);
+  return out;
+}
+
+class Loop;
+
 } // namespace
 
+/* One connection. Fields under @mu may be used from any thread (sends,
+ * close); the rest belongs to the loop thread. */
 struct WsClient::Conn : std::enable_shared_from_this<WsClient::Conn> {
+  enum class State { Idle, Connecting, Tls, Upgrade, Open, Done };
+
   WsOptions opts;
   WsUrl url;
   std::string address;     /* resolved IP */
-  std::string host_header; /* host[:port], also used for SNI and the certificate check */
+  std::string host_header; /* host[:port] */
 
   mutable std::mutex mu;
   std::condition_variable cv;
-  std::deque<std::string> outq;
-  size_t out_bytes = 0;
-  bool closing = false;
+  State state = State::Idle;
+  int fd = -1;
+  uint32_t events = 0;                /* what epoll watches */
+  SSL *ssl = nullptr;                 /* with its memory BIOs */
+  std::deque<std::string> pending;    /* texts sent before the upgrade */
+  size_t pending_bytes = 0;
+  std::string backlog;                /* bytes the socket has not taken yet */
+  size_t backlog_off = 0;
+  bool write_failed = false;
+  bool closing = false;               /* close() asked */
   int close_code = 1000;
   std::string close_reason;
-  bool started = false;  /* connect requested */
-  bool finished = false; /* socket gone, or never made */
-  bool opened = false;
-  bool kick_pending = false;
+  bool close_sent = false;
+  gint64 close_deadline = 0;
+  bool started = false;               /* open() succeeded */
+  bool finished = false;              /* socket gone, or never made */
   WsStats st;
+  std::weak_ptr<Loop> loop;
 
   std::mutex cb_mu;
   WsCallbacks cb;
   bool detached = false;
 
-  /* service thread only */
-  lws *wsi = nullptr;
-  std::string rx;
-  bool rx_skip = false;
+  /* loop thread only */
+  std::string in;            /* bytes read (decrypted), not yet consumed */
+  std::string msg;           /* a fragmented message being put together */
+  bool in_message = false;
+  bool msg_skip = false;     /* binary or oversized: dropped */
+  bool msg_binary = false;
+  uint64_t skip_bytes = 0;   /* payload still to discard of an oversized frame */
+  std::string ws_key;
   int http_status = 0;
   int peer_code = 0;
   std::string peer_reason;
+  bool got_peer_close = false;
   bool terminal_reported = false;
-  bool established = false;
-  std::shared_ptr<Conn> keep; /* holds us while the wsi exists */
-  std::vector<unsigned char> txbuf;
+  gint64 deadline = 0;       /* connecting: give up at */
+  gint64 last_rx = 0;
+  gint64 ping_at = 0;        /* when we last pinged; 0: no ping out */
+
+  size_t queued_locked() const { return pending_bytes + (backlog.size() - backlog_off); }
 
   void fire_open() {
     std::lock_guard<std::mutex> g(cb_mu);
@@ -174,427 +224,835 @@ struct WsClient::Conn : std::enable_shared_from_this<WsClient::Conn> {
     if (!detached && cb.on_closed)
       cb.on_closed(code, reason);
   }
-  void mark_finished() {
-    std::lock_guard<std::mutex> g(mu);
-    finished = true;
-    opened = false;
-    outq.clear();
-    out_bytes = 0;
-    st.queued_bytes = 0;
-    cv.notify_all();
+
+  /* ---- writing, any thread, under mu ---- */
+
+  void watch_locked(uint32_t ev) {
+    if (fd < 0 || ev == events)
+      return;
+    epoll_event e{};
+    e.events = ev;
+    e.data.ptr = this;
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &e) == 0)
+      events = ev;
+  }
+  int epfd = -1; /* the loop's, set before the socket is registered */
+
+  /* Raw bytes for the socket, after whatever is still waiting. */
+  void out_raw_locked(const char *data, size_t len) {
+    if (fd < 0 || write_failed || len == 0)
+      return;
+    if (backlog_off < backlog.size()) {
+      backlog.append(data, len);
+      return;
+    }
+    backlog.clear();
+    backlog_off = 0;
+    ssize_t n = ::send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        write_failed = true; /* the loop thread sees the socket fail on its side */
+        return;
+      }
+      n = 0;
+    }
+    if (static_cast<size_t>(n) < len) {
+      backlog.assign(data + n, len - n);
+      watch_locked(events | EPOLLOUT);
+    }
+  }
+  /* What TLS has ready to go out. */
+  void flush_tls_locked() {
+    if (!ssl)
+      return;
+    BIO *wbio = SSL_get_wbio(ssl);
+    char buf[16 * 1024];
+    int n;
+    while ((n = BIO_read(wbio, buf, sizeof(buf))) > 0)
+      out_raw_locked(buf, static_cast<size_t>(n));
+  }
+  /* WebSocket stream bytes: through TLS when there is TLS. */
+  void out_locked(const std::string &bytes) {
+    if (!ssl) {
+      out_raw_locked(bytes.data(), bytes.size());
+      return;
+    }
+    if (!bytes.empty() && SSL_write(ssl, bytes.data(), static_cast<int>(bytes.size())) <= 0)
+      write_failed = true;
+    flush_tls_locked();
+  }
+  void frame_locked(pa::ws::Opcode op, std::string_view payload) {
+    uint8_t mask[4];
+    if (RAND_bytes(mask, sizeof(mask)) != 1) { /* never in practice; still never a fixed mask */
+      guint32 r = g_random_int();
+      memcpy(mask, &r, sizeof(mask));
+    }
+    std::string f;
+    f.reserve(payload.size() + 14);
+    pa::ws::append_frame(f, op, payload, mask);
+    out_locked(f);
+  }
+  void send_close_locked(int code, const std::string &reason) {
+    if (close_sent)
+      return;
+    close_sent = true;
+    close_deadline = g_get_monotonic_time() + kCloseWaitUs;
+    std::string p;
+    p.push_back(static_cast<char>((code >> 8) & 0xff));
+    p.push_back(static_cast<char>(code & 0xff));
+    p.append(reason.substr(0, 120));
+    frame_locked(pa::ws::Opcode::Close, p);
   }
 };
 
 namespace {
 
 using Conn = WsClient::Conn;
+using State = Conn::State;
 
-class Service {
+/* The process-wide loop: one thread, one epoll set, every model socket. It
+ * only reads: sends are written by the thread that sends. */
+class Loop {
 public:
-  static std::shared_ptr<Service> get(GError **error);
-  ~Service();
+  static std::shared_ptr<Loop> get(GError **error);
 
-  void request_connect(const std::shared_ptr<Conn> &c);
-  static void kick(const std::shared_ptr<Service> &svc, const std::shared_ptr<Conn> &c);
-  static int callback(lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+  /* Runs @fn on the loop thread, soon. */
+  void post(std::function<void()> fn);
+  /* Loop thread: starts connecting @c. */
+  void connect(const std::shared_ptr<Conn> &c);
+  /* Loop thread: drops @c if it is still connecting (close() before the upgrade). */
+  void abort(Conn *c);
 
 private:
-  Service() = default;
+  Loop() = default;
   bool start(GError **error);
+  void release(); /* the last reference went */
   static gpointer thread_main(gpointer data);
-  void drain();
-  lws_vhost *vhost_for(const std::string &ca_file);
-  void do_connect(const std::shared_ptr<Conn> &c);
-  int on_writeable(Conn *c);
+  void run();
+  void run_posted();
+  void scan_timers(gint64 now);
 
-  lws_context *ctx_ = nullptr;
-  lws_vhost *default_vhost_ = nullptr;
+  void on_ready(Conn *c, uint32_t ev);
+  void on_connected(Conn *c);
+  void read_some(Conn *c);
+  void consume(Conn *c);
+  bool consume_response_head(Conn *c);
+  bool consume_frames(Conn *c);
+  void start_upgrade_locked(Conn *c);
+  /* The socket is gone: report (fail before the upgrade, closed after),
+   * unregister, close, and let waiters go. */
+  void finish(Conn *c, int status_or_code, const std::string &why);
+  SSL_CTX *ssl_ctx_for(const std::string &ca_file, std::string &error);
+
+  int epfd_ = -1, evfd_ = -1;
   GThread *thread_ = nullptr;
   std::atomic<bool> stop_{false};
+  bool orphaned_ = false; /* released on the loop thread: the thread deletes us */
   std::mutex mu_;
-  std::vector<std::shared_ptr<Conn>> to_connect_;
-  std::vector<std::shared_ptr<Conn>> to_kick_;
-  std::map<std::string, lws_vhost *> vhosts_; /* service thread */
-  int vhost_serial_ = 0;
+  std::vector<std::function<void()>> posted_;
+  std::unordered_map<Conn *, std::shared_ptr<Conn>> conns_; /* loop thread */
+  std::map<std::string, SSL_CTX *> ssl_ctx_;                /* loop thread */
+  gint64 next_scan_ = 0;
 };
 
-std::mutex g_service_lock;
-std::weak_ptr<Service> g_service;
+std::mutex g_loop_lock;
+std::weak_ptr<Loop> g_loop;
 
-const lws_protocols kProtocols[] = {
-    {"pa-realtime", Service::callback, 0, 64 * 1024, 0, nullptr, 0},
-    {nullptr, nullptr, 0, 0, 0, nullptr, 0},
-};
-
-std::shared_ptr<Service> Service::get(GError **error) {
-  std::lock_guard<std::mutex> g(g_service_lock);
-  if (auto s = g_service.lock())
-    return s;
-  std::shared_ptr<Service> s(new Service());
-  if (!s->start(error))
+std::shared_ptr<Loop> Loop::get(GError **error) {
+  std::lock_guard<std::mutex> g(g_loop_lock);
+  if (auto l = g_loop.lock())
+    return l;
+  Loop *raw = new Loop();
+  if (!raw->start(error)) {
+    delete raw;
     return nullptr;
-  g_service = s;
-  return s;
+  }
+  std::shared_ptr<Loop> l(raw, [](Loop *p) { p->release(); });
+  g_loop = l;
+  return l;
 }
 
-bool Service::start(GError **error) {
+bool Loop::start(GError **error) {
   static gsize once = 0;
   if (g_once_init_enter(&once)) {
-    GST_DEBUG_CATEGORY_INIT(rtws_debug, "rtws", 0, "realtime model WebSocket client (libwebsockets)");
-    lws_set_log_level(LLL_ERR | LLL_WARN | LLL_NOTICE, lws_log_to_gst);
+    GST_DEBUG_CATEGORY_INIT(rtws_debug, "rtws", 0, "realtime model WebSocket client");
     g_once_init_leave(&once, 1);
   }
-  lws_context_creation_info info;
-  memset(&info, 0, sizeof(info));
-  info.port = CONTEXT_PORT_NO_LISTEN;
-  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-  info.gid = -1;
-  info.uid = -1;
-  info.user = this;
-  info.timeout_secs = 10;
-  info.connect_timeout_secs = 10;
-  info.protocols = kProtocols;
-  ctx_ = lws_create_context(&info);
-  if (!ctx_) {
-    g_set_error(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, "libwebsockets: could not create a context");
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  evfd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epfd_ < 0 || evfd_ < 0) {
+    g_set_error(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, "model socket loop: %s", g_strerror(errno));
+    if (epfd_ >= 0)
+      ::close(epfd_);
+    if (evfd_ >= 0)
+      ::close(evfd_);
     return false;
   }
-  default_vhost_ = vhost_for("");
-  if (!default_vhost_) {
-    g_set_error(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, "libwebsockets: could not create a vhost");
-    lws_context_destroy(ctx_);
-    ctx_ = nullptr;
-    return false;
-  }
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.ptr = nullptr; /* the wake-up */
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &e);
   thread_ = g_thread_new("rt-websocket", thread_main, this);
   return true;
 }
 
-Service::~Service() {
-  if (thread_) {
-    stop_ = true;
-    lws_cancel_service(ctx_);
-    g_thread_join(thread_);
+void Loop::release() {
+  stop_ = true;
+  if (g_thread_self() == thread_) {
+    orphaned_ = true; /* a callback dropped the last client: finish after it returns */
+    return;
   }
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    to_connect_.clear();
-    to_kick_.clear();
-  }
-  if (ctx_)
-    lws_context_destroy(ctx_); /* closes what is left; WSI_DESTROY releases each Conn */
-  GST_DEBUG("websocket service stopped");
+  uint64_t one = 1;
+  (void)!write(evfd_, &one, sizeof(one));
+  g_thread_join(thread_);
+  delete this;
 }
 
-gpointer Service::thread_main(gpointer data) {
-  auto *self = static_cast<Service *>(data);
-  while (!self->stop_) {
-    if (lws_service(self->ctx_, 0) < 0)
-      break;
+void Loop::post(std::function<void()> fn) {
+  bool first;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    first = posted_.empty();
+    posted_.push_back(std::move(fn));
+  }
+  if (first) {
+    uint64_t one = 1;
+    (void)!write(evfd_, &one, sizeof(one));
+  }
+}
+
+gpointer Loop::thread_main(gpointer data) {
+  auto *self = static_cast<Loop *>(data);
+  self->run();
+  /* what is left: close without ceremony, nobody is listening */
+  for (auto &kv : self->conns_) {
+    Conn *c = kv.first;
+    std::lock_guard<std::mutex> g(c->mu);
+    if (c->fd >= 0)
+      ::close(c->fd);
+    c->fd = -1;
+    if (c->ssl)
+      SSL_free(c->ssl);
+    c->ssl = nullptr;
+    c->state = State::Done;
+    c->finished = true;
+    c->cv.notify_all();
+  }
+  self->conns_.clear();
+  for (auto &kv : self->ssl_ctx_)
+    SSL_CTX_free(kv.second);
+  ::close(self->epfd_);
+  ::close(self->evfd_);
+  GST_DEBUG("model socket loop stopped");
+  if (self->orphaned_) {
+    g_thread_unref(self->thread_);
+    delete self;
   }
   return nullptr;
 }
 
-lws_vhost *Service::vhost_for(const std::string &ca_file) {
-  auto it = vhosts_.find(ca_file);
-  if (it != vhosts_.end())
-    return it->second;
-  std::string ca = ca_file.empty() ? default_ca_file() : ca_file;
-  std::string name = "pa-rt-" + std::to_string(vhost_serial_++);
-  lws_context_creation_info vi;
-  memset(&vi, 0, sizeof(vi));
-  vi.port = CONTEXT_PORT_NO_LISTEN;
-  vi.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-  vi.protocols = kProtocols;
-  vi.vhost_name = name.c_str();
-  vi.client_ssl_ca_filepath = ca.empty() ? nullptr : ca.c_str();
-  vi.user = this;
-  lws_vhost *vh = lws_create_vhost(ctx_, &vi);
-  if (vh)
-    vhosts_[ca_file] = vh;
-  return vh;
-}
-
-void Service::request_connect(const std::shared_ptr<Conn> &c) {
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    to_connect_.push_back(c);
-  }
-  lws_cancel_service(ctx_);
-}
-
-/* @c has something to send: the service thread asks lws for a writable
- * callback. One wake-up of that thread serves every kick made before it
- * drains them; on a media thread the wake-up waits for the end of the
- * batch, so that the frames of every call handled at that wake-up leave
- * for the model with one wake-up of the service thread, not one each. */
-void Service::kick(const std::shared_ptr<Service> &svc, const std::shared_ptr<Conn> &c) {
-  bool first;
-  {
-    std::lock_guard<std::mutex> g(svc->mu_);
-    {
-      std::lock_guard<std::mutex> cg(c->mu);
-      if (c->kick_pending)
-        return;
-      c->kick_pending = true;
+void Loop::run() {
+  epoll_event evs[64];
+  while (!stop_) {
+    gint64 now = g_get_monotonic_time();
+    int timeout = -1;
+    if (!conns_.empty()) {
+      if (now >= next_scan_) {
+        scan_timers(now);
+        next_scan_ = now + kTimerScanUs;
+      }
+      timeout = static_cast<int>((next_scan_ - now + 999) / 1000);
     }
-    svc->to_kick_.push_back(c);
-    first = svc->to_kick_.size() == 1 && svc->to_connect_.empty();
+    int n = epoll_wait(epfd_, evs, G_N_ELEMENTS(evs), timeout);
+    if (n < 0 && errno != EINTR) {
+      GST_ERROR("epoll_wait: %s", g_strerror(errno));
+      break;
+    }
+    for (int i = 0; i < n; i++) {
+      if (!evs[i].data.ptr) {
+        uint64_t v;
+        (void)!read(evfd_, &v, sizeof(v));
+        continue;
+      }
+      auto *c = static_cast<Conn *>(evs[i].data.ptr);
+      if (conns_.count(c)) /* an earlier event of this round may have finished it */
+        on_ready(c, evs[i].events);
+    }
+    run_posted();
   }
-  if (!first)
-    return; /* a wake-up is on its way and drains this one too */
-  std::weak_ptr<Service> weak = svc;
-  if (!pa::defer_to_batch_end(svc.get(), [weak] {
-        if (auto s = weak.lock())
-          lws_cancel_service(s->ctx_);
-      }))
-    lws_cancel_service(svc->ctx_);
 }
 
-void Service::drain() {
-  std::vector<std::shared_ptr<Conn>> connect, kick;
+void Loop::run_posted() {
+  std::vector<std::function<void()>> todo;
   {
     std::lock_guard<std::mutex> g(mu_);
-    connect.swap(to_connect_);
-    kick.swap(to_kick_);
+    todo.swap(posted_);
   }
-  for (auto &c : connect)
-    do_connect(c);
-  for (auto &c : kick) {
-    bool closing;
+  for (auto &fn : todo)
+    fn();
+}
+
+void Loop::scan_timers(gint64 now) {
+  std::vector<Conn *> all;
+  all.reserve(conns_.size());
+  for (auto &kv : conns_)
+    all.push_back(kv.first);
+  for (Conn *c : all) {
+    if (!conns_.count(c))
+      continue;
+    State s;
+    bool close_sent, write_failed;
+    gint64 close_deadline;
     {
       std::lock_guard<std::mutex> g(c->mu);
-      c->kick_pending = false;
-      closing = c->closing;
+      s = c->state;
+      close_sent = c->close_sent;
+      close_deadline = c->close_deadline;
+      write_failed = c->write_failed;
     }
-    if (!c->wsi)
-      continue;
-    if (c->established)
-      lws_callback_on_writable(c->wsi);
-    else if (closing)
-      lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC); /* still connecting: drop it */
+    if (write_failed) {
+      finish(c, s == State::Open ? 1006 : 0, "the connection failed while sending");
+    } else if (s != State::Open) {
+      if (now >= c->deadline)
+        finish(c, c->http_status, "timed out connecting to the model");
+    } else if (close_sent && now >= close_deadline) {
+      finish(c, c->peer_code ? c->peer_code : 1006, c->peer_reason);
+    } else if (now - c->last_rx >= kDeadAfterUs) {
+      finish(c, 1006, "the model stopped answering");
+    } else if (now - c->last_rx >= kPingAfterUs && c->ping_at < c->last_rx) {
+      c->ping_at = now;
+      std::lock_guard<std::mutex> g(c->mu);
+      c->frame_locked(pa::ws::Opcode::Ping, {});
+    }
   }
 }
 
-void Service::do_connect(const std::shared_ptr<Conn> &c) {
+SSL_CTX *Loop::ssl_ctx_for(const std::string &ca_file, std::string &error) {
+  auto it = ssl_ctx_.find(ca_file);
+  if (it != ssl_ctx_.end())
+    return it->second;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) {
+    error = ssl_error_text(nullptr);
+    return nullptr;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  std::string sys = default_ca_file();
+  if (!sys.empty())
+    SSL_CTX_load_verify_locations(ctx, sys.c_str(), nullptr);
+  else
+    SSL_CTX_set_default_verify_paths(ctx);
+  if (!ca_file.empty() && SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) {
+    error = "could not read CA file " + ca_file;
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return nullptr;
+  }
+  ERR_clear_error();
+  ssl_ctx_[ca_file] = ctx;
+  return ctx;
+}
+
+void Loop::connect(const std::shared_ptr<Conn> &cp) {
+  Conn *c = cp.get();
   {
     std::lock_guard<std::mutex> g(c->mu);
-    if (c->closing) {
+    if (c->closing) { /* closed before we got to it */
+      c->state = State::Done;
       c->finished = true;
       c->cv.notify_all();
       return;
     }
   }
-  lws_vhost *vh = vhost_for(c->opts.ca_file);
-  if (!vh) {
-    c->fire_fail(0, "could not set up TLS for CA file " + c->opts.ca_file);
-    c->mark_finished();
+  c->deadline = g_get_monotonic_time() + kConnectTimeoutUs;
+  SSL *ssl = nullptr;
+  if (c->url.tls) {
+    std::string err;
+    SSL_CTX *ctx = ssl_ctx_for(c->opts.ca_file, err);
+    if (!ctx || !(ssl = SSL_new(ctx))) {
+      c->fire_fail(0, err.empty() ? "could not set up TLS" : err);
+      std::lock_guard<std::mutex> g(c->mu);
+      c->state = State::Done;
+      c->finished = true;
+      c->cv.notify_all();
+      return;
+    }
+    SSL_set_bio(ssl, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    SSL_set_connect_state(ssl);
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_set_alpn_protos(ssl, alpn, sizeof(alpn) - 1);
+    GInetAddress *literal = g_inet_address_new_from_string(c->url.host.c_str());
+    if (literal) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), c->url.host.c_str());
+      g_object_unref(literal);
+    } else {
+      SSL_set_tlsext_host_name(ssl, c->url.host.c_str());
+      SSL_set1_host(ssl, c->url.host.c_str());
+    }
+  }
+
+  union {
+    sockaddr sa;
+    sockaddr_in in4;
+    sockaddr_in6 in6;
+  } addr{};
+  socklen_t alen;
+  if (inet_pton(AF_INET, c->address.c_str(), &addr.in4.sin_addr) == 1) {
+    addr.in4.sin_family = AF_INET;
+    addr.in4.sin_port = htons(static_cast<uint16_t>(c->url.port));
+    alen = sizeof(addr.in4);
+  } else {
+    inet_pton(AF_INET6, c->address.c_str(), &addr.in6.sin6_addr);
+    addr.in6.sin6_family = AF_INET6;
+    addr.in6.sin6_port = htons(static_cast<uint16_t>(c->url.port));
+    alen = sizeof(addr.in6);
+  }
+  int fd = socket(addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int err = fd < 0 ? errno : 0;
+  if (fd >= 0) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (::connect(fd, &addr.sa, alen) < 0 && errno != EINPROGRESS)
+      err = errno;
+  }
+  if (err) {
+    if (fd >= 0)
+      ::close(fd);
+    if (ssl)
+      SSL_free(ssl);
+    GST_DEBUG("could not connect to %s port %d: %s", c->address.c_str(), c->url.port, g_strerror(err));
+    c->fire_fail(0, std::string("could not connect: ") + g_strerror(err));
+    std::lock_guard<std::mutex> g(c->mu);
+    c->state = State::Done;
+    c->finished = true;
+    c->cv.notify_all();
     return;
   }
-  lws_client_connect_info i;
-  memset(&i, 0, sizeof(i));
-  i.context = ctx_;
-  i.vhost = vh;
-  i.address = c->address.c_str();
-  i.port = c->url.port;
-  i.path = c->url.path.c_str();
-  i.host = c->host_header.c_str();
-  i.ssl_connection = c->url.tls ? LCCSCF_USE_SSL : 0;
-  i.alpn = "http/1.1";
-  i.local_protocol_name = kProtocols[0].name;
-  i.opaque_user_data = c.get();
-  i.pwsi = &c->wsi;
-  i.retry_and_idle_policy = &kRetry;
-  i.ietf_version_or_minus_one = -1;
-  std::shared_ptr<Conn> hold = c;
-  c->keep = c;
-  GST_DEBUG("connecting to %s port %d (%s)", c->address.c_str(), c->url.port, c->url.tls ? "TLS" : "plain");
-  if (!lws_client_connect_via_info(&i)) {
-    c->wsi = nullptr;
-    c->fire_fail(0, "could not start the connection");
-    c->mark_finished();
-    c->keep.reset();
-  }
-}
-
-int Service::on_writeable(Conn *c) {
-  std::string msg;
-  bool have = false, close_now = false;
-  int code = 1000;
-  std::string reason;
   {
     std::lock_guard<std::mutex> g(c->mu);
-    if (!c->outq.empty()) {
-      msg = std::move(c->outq.front());
-      c->outq.pop_front();
-      c->out_bytes -= msg.size();
-      c->st.queued_bytes = c->out_bytes;
-      have = true;
-    } else if (c->closing) {
-      close_now = true;
-      code = c->close_code;
-      reason = c->close_reason;
-    }
+    c->fd = fd;
+    c->ssl = ssl;
+    c->epfd = epfd_;
+    c->state = State::Connecting;
+    c->events = EPOLLOUT;
   }
-  if (have) {
-    c->txbuf.resize(LWS_PRE + msg.size());
-    memcpy(c->txbuf.data() + LWS_PRE, msg.data(), msg.size());
-    int n = lws_write(c->wsi, c->txbuf.data() + LWS_PRE, msg.size(), LWS_WRITE_TEXT);
-    if (n < static_cast<int>(msg.size())) {
-      GST_WARNING("write failed");
-      return -1;
-    }
-    bool more;
-    {
-      std::lock_guard<std::mutex> g(c->mu);
-      c->st.messages_out++;
-      c->st.bytes_out += msg.size();
-      more = !c->outq.empty() || c->closing;
-    }
-    if (more)
-      lws_callback_on_writable(c->wsi);
-    return 0;
-  }
-  if (close_now) {
-    GST_DEBUG("closing with %d", code);
-    lws_close_reason(c->wsi, static_cast<lws_close_status>(code),
-                     reinterpret_cast<unsigned char *>(const_cast<char *>(reason.data())),
-                     std::min<size_t>(reason.size(), 120));
-    return -1;
-  }
-  return 0;
+  conns_[c] = cp;
+  epoll_event e{};
+  e.events = EPOLLOUT;
+  e.data.ptr = c;
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &e);
+  GST_DEBUG("connecting to %s port %d (%s)", c->address.c_str(), c->url.port, c->url.tls ? "TLS" : "plain");
 }
 
-int Service::callback(lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
-  auto *self = static_cast<Service *>(lws_context_user(lws_get_context(wsi)));
-  auto *c = static_cast<Conn *>(lws_get_opaque_user_data(wsi));
-  switch (reason) {
-  case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-    if (self)
-      self->drain();
-    return 0;
-  case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
-    return 0;
-  case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
-    if (!c)
-      return 0;
-    auto **p = static_cast<unsigned char **>(in);
-    unsigned char *end = *p + len;
-    for (const auto &[name, value] : c->opts.headers) {
-      std::string n = name + ":";
-      if (lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char *>(n.c_str()),
-                                      reinterpret_cast<const unsigned char *>(value.data()),
-                                      static_cast<int>(value.size()), p, end)) {
-        GST_WARNING("handshake header %s does not fit", name.c_str()); /* name only: values are secret */
-        return -1;
-      }
-    }
-    return 0;
+void Loop::abort(Conn *c) {
+  if (conns_.count(c))
+    finish(c, c->http_status, "closed before the connection was made");
+}
+
+void Loop::on_ready(Conn *c, uint32_t ev) {
+  State s;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    s = c->state;
   }
-  case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
-    if (c)
-      c->http_status = static_cast<int>(lws_http_client_http_response(wsi));
-    return 0;
-  case LWS_CALLBACK_CLIENT_ESTABLISHED:
-    if (!c)
-      return 0;
-    c->established = true;
-    {
-      std::lock_guard<std::mutex> g(c->mu);
-      c->opened = true;
-    }
-    GST_DEBUG("connection established");
-    c->fire_open();
-    {
-      std::lock_guard<std::mutex> g(c->mu);
-      if (!c->outq.empty() || c->closing)
-        lws_callback_on_writable(wsi);
-    }
-    return 0;
-  case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
-    if (!c)
-      return 0;
-    std::string why = in ? std::string(static_cast<const char *>(in), strnlen(static_cast<const char *>(in), len ? len : 256)) : "connection error";
-    if (why.empty())
-      why = "connection error";
-    GST_DEBUG("connection error: %s (HTTP %d)", why.c_str(), c->http_status);
-    c->fire_fail(c->http_status, why);
-    c->mark_finished();
-    return 0;
+  if (s == State::Connecting) {
+    if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+      on_connected(c);
+    return;
   }
-  case LWS_CALLBACK_CLIENT_RECEIVE: {
-    if (!c)
-      return 0;
-    if (lws_is_first_fragment(wsi)) {
-      c->rx.clear();
-      c->rx_skip = lws_frame_is_binary(wsi);
-    }
-    if (!c->rx_skip) {
-      if (c->rx.size() + len > c->opts.max_message) {
-        c->rx_skip = true;
-        c->rx.clear();
-        std::lock_guard<std::mutex> g(c->mu);
-        c->st.oversized_dropped++;
-      } else {
-        c->rx.append(static_cast<const char *>(in), len);
+  if (ev & EPOLLOUT) {
+    std::lock_guard<std::mutex> g(c->mu);
+    while (c->fd >= 0 && c->backlog_off < c->backlog.size()) {
+      ssize_t n = ::send(c->fd, c->backlog.data() + c->backlog_off, c->backlog.size() - c->backlog_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+          c->write_failed = true;
+        break;
       }
+      c->backlog_off += static_cast<size_t>(n);
     }
-    if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
-      if (c->rx_skip) {
-        if (lws_frame_is_binary(wsi)) {
-          std::lock_guard<std::mutex> g(c->mu);
-          c->st.binary_dropped++;
+    if (c->backlog_off >= c->backlog.size()) {
+      c->backlog.clear();
+      c->backlog_off = 0;
+      c->watch_locked(c->events & ~EPOLLOUT);
+    }
+    c->st.queued_bytes = c->queued_locked();
+  }
+  if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
+    read_some(c);
+}
+
+void Loop::on_connected(Conn *c) {
+  int soerr = 0;
+  socklen_t len = sizeof(soerr);
+  int fd;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    fd = c->fd;
+  }
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+    soerr = errno;
+  if (soerr) {
+    finish(c, 0, std::string("could not connect: ") + g_strerror(soerr));
+    return;
+  }
+  c->last_rx = g_get_monotonic_time();
+  std::lock_guard<std::mutex> g(c->mu);
+  c->watch_locked(EPOLLIN);
+  if (c->ssl) {
+    c->state = State::Tls;
+    SSL_do_handshake(c->ssl); /* writes the ClientHello into the BIO */
+    c->flush_tls_locked();
+  } else {
+    start_upgrade_locked(c);
+  }
+}
+
+void Loop::start_upgrade_locked(Conn *c) {
+  unsigned char nonce[16];
+  if (RAND_bytes(nonce, sizeof(nonce)) != 1)
+    for (auto &b : nonce)
+      b = static_cast<unsigned char>(g_random_int());
+  gchar *key = g_base64_encode(nonce, sizeof(nonce));
+  c->ws_key = key;
+  g_free(key);
+  std::string req = "GET " + c->url.path + " HTTP/1.1\r\nHost: " + c->host_header +
+                    "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + c->ws_key +
+                    "\r\nSec-WebSocket-Version: 13\r\n";
+  for (const auto &[name, value] : c->opts.headers)
+    req += name + ": " + value + "\r\n";
+  req += "\r\n";
+  c->state = State::Upgrade;
+  c->out_locked(req);
+}
+
+void Loop::read_some(Conn *c) {
+  char buf[kReadChunk];
+  int fd;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    fd = c->fd;
+  }
+  ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  bool open;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    open = c->state == State::Open;
+  }
+  if (n <= 0) {
+    std::string why = n == 0 ? std::string(open ? "" : "the connection closed before the upgrade")
+                             : std::string("connection error: ") + g_strerror(errno);
+    if (open)
+      finish(c, c->peer_code ? c->peer_code : 1006, c->peer_code ? c->peer_reason : why);
+    else
+      finish(c, c->http_status, why);
+    return;
+  }
+  c->last_rx = g_get_monotonic_time();
+  bool handshake_done = false;
+  std::string tls_error;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    if (!c->ssl) {
+      c->in.append(buf, static_cast<size_t>(n));
+    } else {
+      BIO_write(SSL_get_rbio(c->ssl), buf, static_cast<int>(n));
+      if (c->state == State::Tls) {
+        int r = SSL_do_handshake(c->ssl);
+        if (r == 1) {
+          handshake_done = true;
+        } else {
+          int e = SSL_get_error(c->ssl, r);
+          if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+            tls_error = ssl_error_text(c->ssl);
         }
-        c->rx_skip = false;
-        c->rx.clear();
-        return 0;
+        c->flush_tls_locked();
+        if (handshake_done)
+          start_upgrade_locked(c);
       }
+      if (tls_error.empty() && c->state != State::Tls) {
+        char plain[16 * 1024];
+        for (;;) {
+          int r = SSL_read(c->ssl, plain, sizeof(plain));
+          if (r > 0) {
+            c->in.append(plain, static_cast<size_t>(r));
+            continue;
+          }
+          int e = SSL_get_error(c->ssl, r);
+          if (e == SSL_ERROR_ZERO_RETURN)
+            break; /* close_notify: the TCP end follows */
+          if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+            tls_error = ssl_error_text(c->ssl);
+          break;
+        }
+        c->flush_tls_locked(); /* whatever TLS answers (key updates, alerts) */
+      }
+    }
+  }
+  if (!tls_error.empty()) {
+    GST_DEBUG("TLS failed: %s", tls_error.c_str());
+    finish(c, open ? 1006 : 0, tls_error);
+    return;
+  }
+  consume(c);
+}
+
+/* Handles what has been read: the upgrade's answer, then frames. */
+void Loop::consume(Conn *c) {
+  State s;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    s = c->state;
+  }
+  if (s == State::Upgrade && !consume_response_head(c))
+    return;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    s = c->state;
+  }
+  if (s == State::Open)
+    consume_frames(c);
+}
+
+bool header_is(const std::string &line, const char *name, std::string &value) {
+  size_t colon = line.find(':');
+  if (colon == std::string::npos || g_ascii_strncasecmp(line.c_str(), name, colon) != 0 || strlen(name) != colon)
+    return false;
+  value = line.substr(colon + 1);
+  size_t a = value.find_first_not_of(" \t"), b = value.find_last_not_of(" \t");
+  value = a == std::string::npos ? "" : value.substr(a, b - a + 1);
+  return true;
+}
+
+/* TRUE when the connection is open and frames may follow. */
+bool Loop::consume_response_head(Conn *c) {
+  size_t end = c->in.find("\r\n\r\n");
+  if (end == std::string::npos) {
+    if (c->in.size() > kMaxResponseHead)
+      finish(c, 0, "the model's answer to the upgrade is too long");
+    return false;
+  }
+  std::string head = c->in.substr(0, end);
+  c->in.erase(0, end + 4);
+  std::vector<std::string> lines;
+  for (size_t pos = 0; pos <= head.size();) {
+    size_t nl = head.find("\r\n", pos);
+    if (nl == std::string::npos)
+      nl = head.size();
+    lines.push_back(head.substr(pos, nl - pos));
+    pos = nl + 2;
+  }
+  int status = 0;
+  std::string reason_phrase;
+  if (lines.empty() || sscanf(lines[0].c_str(), "HTTP/1.%*d %d", &status) != 1) {
+    finish(c, 0, "the model's server did not answer in HTTP");
+    return false;
+  }
+  size_t sp = lines[0].find(' ', lines[0].find(' ') + 1);
+  if (sp != std::string::npos)
+    reason_phrase = lines[0].substr(sp + 1);
+  c->http_status = status;
+  if (status != 101) {
+    GST_DEBUG("upgrade refused: HTTP %d %s", status, reason_phrase.c_str());
+    finish(c, status, "the model's server refused the WebSocket upgrade: HTTP " + std::to_string(status) +
+                          (reason_phrase.empty() ? "" : " " + reason_phrase));
+    return false;
+  }
+  std::string accept, upgrade, v;
+  for (size_t i = 1; i < lines.size(); i++) {
+    if (header_is(lines[i], "Sec-WebSocket-Accept", v))
+      accept = v;
+    else if (header_is(lines[i], "Upgrade", v))
+      upgrade = v;
+    else if (header_is(lines[i], "Sec-WebSocket-Extensions", v) && !v.empty()) {
+      finish(c, 0, "the model's server chose an extension we did not offer (" + v + ")");
+      return false;
+    }
+  }
+  if (g_ascii_strcasecmp(upgrade.c_str(), "websocket") != 0 || accept != accept_for(c->ws_key)) {
+    finish(c, 0, "the model's server answered the upgrade wrongly (Upgrade or Sec-WebSocket-Accept)");
+    return false;
+  }
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    c->state = State::Open;
+    GST_DEBUG("connection established");
+    /* what was sent before the upgrade, in order, then a close asked meanwhile */
+    while (!c->pending.empty()) {
+      std::string t = std::move(c->pending.front());
+      c->pending.pop_front();
+      c->pending_bytes -= t.size();
+      c->frame_locked(pa::ws::Opcode::Text, t);
+      c->st.messages_out++;
+      c->st.bytes_out += t.size();
+    }
+    c->st.queued_bytes = c->queued_locked();
+  }
+  c->fire_open();
+  return true;
+}
+
+/* FALSE when the connection ended. */
+bool Loop::consume_frames(Conn *c) {
+  size_t pos = 0;
+  bool alive = true;
+  while (alive) {
+    if (c->skip_bytes) {
+      size_t n = std::min<uint64_t>(c->skip_bytes, c->in.size() - pos);
+      c->skip_bytes -= n;
+      pos += n;
+      if (c->skip_bytes)
+        break;
+      continue;
+    }
+    pa::ws::FrameHeader h;
+    std::string err;
+    auto d = pa::ws::decode_header(reinterpret_cast<const uint8_t *>(c->in.data()) + pos, c->in.size() - pos, h, err);
+    if (d == pa::ws::Decode::Incomplete)
+      break;
+    if (d == pa::ws::Decode::Ok && h.masked)
+      d = pa::ws::Decode::Error, err = "a masked frame from the server";
+    if (d == pa::ws::Decode::Ok && h.opcode == pa::ws::Opcode::Continuation && !c->in_message)
+      d = pa::ws::Decode::Error, err = "a continuation frame outside a message";
+    if (d == pa::ws::Decode::Ok && (h.opcode == pa::ws::Opcode::Text || h.opcode == pa::ws::Opcode::Binary) &&
+        c->in_message)
+      d = pa::ws::Decode::Error, err = "a new message inside a fragmented one";
+    if (d == pa::ws::Decode::Error) {
+      GST_WARNING("protocol error from the model's server: %s", err.c_str());
       {
         std::lock_guard<std::mutex> g(c->mu);
-        c->st.messages_in++;
-        c->st.bytes_in += c->rx.size();
+        c->send_close_locked(1002, "protocol error");
       }
-      std::string msg;
-      msg.swap(c->rx);
-      c->fire_message(std::move(msg));
+      finish(c, 1002, "protocol error: " + err);
+      return false;
     }
-    return 0;
+    bool data = static_cast<uint8_t>(h.opcode) < 8;
+    bool starts = data && h.opcode != pa::ws::Opcode::Continuation;
+    if (data) {
+      bool binary = starts ? h.opcode == pa::ws::Opcode::Binary : c->msg_binary;
+      bool skip = starts ? binary : c->msg_skip;
+      bool oversized = !skip && (starts ? 0 : c->msg.size()) + h.payload_len > c->opts.max_message;
+      if (skip || oversized) { /* drop the payload as it comes, without keeping it */
+        if (starts) {
+          c->in_message = true;
+          c->msg_binary = binary;
+        }
+        c->msg_skip = true;
+        c->msg.clear();
+        if (oversized) {
+          c->msg.shrink_to_fit();
+          std::lock_guard<std::mutex> g(c->mu);
+          c->st.oversized_dropped++;
+        }
+        pos += h.header_len;
+        uint64_t take = std::min<uint64_t>(c->in.size() - pos, h.payload_len);
+        pos += take;
+        c->skip_bytes = h.payload_len - take;
+        if (h.fin) {
+          c->in_message = false;
+          if (c->msg_binary && !oversized) {
+            std::lock_guard<std::mutex> g(c->mu);
+            c->st.binary_dropped++;
+          }
+        }
+        continue;
+      }
+    }
+    if (c->in.size() - pos < h.header_len + h.payload_len)
+      break; /* wait for the whole frame */
+    const char *payload = c->in.data() + pos + h.header_len;
+    size_t plen = static_cast<size_t>(h.payload_len);
+    pos += h.header_len + plen;
+    if (starts) {
+      c->in_message = true;
+      c->msg_binary = c->msg_skip = false;
+      c->msg.clear();
+    }
+    switch (h.opcode) {
+    case pa::ws::Opcode::Text:
+    case pa::ws::Opcode::Continuation:
+      c->msg.append(payload, plen);
+      if (h.fin) {
+        c->in_message = false;
+        std::string text;
+        text.swap(c->msg);
+        {
+          std::lock_guard<std::mutex> g(c->mu);
+          c->st.messages_in++;
+          c->st.bytes_in += text.size();
+        }
+        c->fire_message(std::move(text));
+        std::lock_guard<std::mutex> g(c->mu);
+        alive = c->state == State::Open;
+      }
+      break;
+    case pa::ws::Opcode::Ping: {
+      std::lock_guard<std::mutex> g(c->mu);
+      if (!c->close_sent)
+        c->frame_locked(pa::ws::Opcode::Pong, std::string_view(payload, plen));
+      break;
+    }
+    case pa::ws::Opcode::Pong:
+      break;
+    case pa::ws::Opcode::Close: {
+      c->got_peer_close = true;
+      c->peer_code = plen >= 2 ? (static_cast<uint8_t>(payload[0]) << 8) | static_cast<uint8_t>(payload[1]) : 1005;
+      c->peer_reason = plen > 2 ? std::string(payload + 2, plen - 2) : "";
+      {
+        std::lock_guard<std::mutex> g(c->mu);
+        c->send_close_locked(c->peer_code == 1005 ? 1000 : c->peer_code, ""); /* the answer */
+      }
+      GST_DEBUG("closed by the peer (%d)", c->peer_code);
+      finish(c, c->peer_code, c->peer_reason);
+      return false;
+    }
+    default:
+      break;
+    }
   }
-  case LWS_CALLBACK_CLIENT_WRITEABLE:
-    if (!c || !self)
-      return 0;
-    return self->on_writeable(c);
-  case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-    if (c && in && len >= 2) {
-      const auto *b = static_cast<const unsigned char *>(in);
-      c->peer_code = (b[0] << 8) | b[1];
-      c->peer_reason.assign(reinterpret_cast<const char *>(b + 2), len - 2);
+  if (alive)
+    c->in.erase(0, pos);
+  return alive;
+}
+
+void Loop::finish(Conn *c, int status_or_code, const std::string &why) {
+  auto it = conns_.find(c);
+  if (it == conns_.end())
+    return;
+  std::shared_ptr<Conn> hold = std::move(it->second);
+  conns_.erase(it);
+  bool was_open;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    was_open = c->state == State::Open;
+    if (c->fd >= 0) {
+      epoll_ctl(epfd_, EPOLL_CTL_DEL, c->fd, nullptr);
+      ::close(c->fd);
     }
-    return 0;
-  case LWS_CALLBACK_CLIENT_CLOSED:
-    if (c) {
-      GST_DEBUG("closed (peer code %d)", c->peer_code);
-      c->fire_closed(c->peer_code ? c->peer_code : 1006, c->peer_reason);
-      c->mark_finished();
-    }
-    return 0;
-  case LWS_CALLBACK_WSI_DESTROY:
-    if (c) {
-      if (c->established)
-        c->fire_closed(c->peer_code ? c->peer_code : 1006, c->peer_reason);
-      else
-        c->fire_fail(c->http_status, "connection closed before the upgrade");
-      c->mark_finished();
-      c->wsi = nullptr;
-      lws_set_opaque_user_data(wsi, nullptr);
-      std::shared_ptr<Conn> last = std::move(c->keep); /* may free c at scope end */
-    }
-    return 0;
-  default:
-    break;
+    c->fd = -1;
+    if (c->ssl)
+      SSL_free(c->ssl);
+    c->ssl = nullptr;
+    c->state = State::Done;
+    c->backlog.clear();
+    c->backlog_off = 0;
+    c->pending.clear();
+    c->pending_bytes = 0;
+    c->st.queued_bytes = 0;
   }
-  (void)user;
-  return 0;
+  if (was_open)
+    c->fire_closed(status_or_code ? status_or_code : 1006, why);
+  else
+    c->fire_fail(status_or_code, why.empty() ? "the connection closed before the upgrade" : why);
+  c->in.clear();
+  c->msg.clear();
+  std::lock_guard<std::mutex> g(c->mu);
+  c->finished = true;
+  c->cv.notify_all();
 }
 
 } // namespace
@@ -617,7 +1075,7 @@ bool WsClient::open(const WsOptions &options, GCancellable *cancellable, GError 
     return false;
   }
   c.opts = options;
-  /* resolve here, not on the shared service thread */
+  /* resolve here, not on the shared loop thread */
   GInetAddress *literal = g_inet_address_new_from_string(c.url.host.c_str());
   if (literal) {
     c.address = c.url.host;
@@ -649,10 +1107,10 @@ bool WsClient::open(const WsOptions &options, GCancellable *cancellable, GError 
   std::string host = c.url.host.find(':') != std::string::npos ? "[" + c.url.host + "]" : c.url.host;
   c.host_header = default_port ? host : host + ":" + std::to_string(c.url.port);
 
-  auto svc = Service::get(error);
-  if (!svc)
+  auto loop = Loop::get(error);
+  if (!loop)
     return false;
-  svc_ = svc;
+  svc_ = loop;
   {
     std::lock_guard<std::mutex> g(c.mu);
     if (c.closing) {
@@ -660,45 +1118,56 @@ bool WsClient::open(const WsOptions &options, GCancellable *cancellable, GError 
       return false;
     }
     c.started = true;
+    c.loop = loop;
   }
-  svc->request_connect(conn_);
+  std::shared_ptr<Conn> cp = conn_;
+  loop->post([l = loop.get(), cp] { l->connect(cp); });
   return true;
 }
 
 bool WsClient::send(std::string text) {
-  std::shared_ptr<Service> svc = std::static_pointer_cast<Service>(svc_);
-  {
-    std::lock_guard<std::mutex> g(conn_->mu);
-    if (conn_->closing || conn_->finished || !conn_->started)
-      return false;
-    conn_->out_bytes += text.size();
-    conn_->st.queued_bytes = conn_->out_bytes;
-    conn_->outq.push_back(std::move(text));
-    if (!conn_->opened)
-      return true; /* sent once established */
+  Conn &c = *conn_;
+  std::lock_guard<std::mutex> g(c.mu);
+  if (c.closing || c.finished || !c.started || c.state == Conn::State::Done)
+    return false;
+  if (c.state != Conn::State::Open) {
+    c.pending_bytes += text.size();
+    c.pending.push_back(std::move(text)); /* sent once the upgrade is done */
+  } else {
+    c.frame_locked(pa::ws::Opcode::Text, text);
+    c.st.messages_out++;
+    c.st.bytes_out += text.size();
   }
-  if (svc)
-    Service::kick(svc, conn_);
+  c.st.queued_bytes = c.queued_locked();
   return true;
 }
 
 void WsClient::close(int code, const std::string &reason) {
-  std::shared_ptr<Service> svc = std::static_pointer_cast<Service>(svc_);
+  Conn &c = *conn_;
+  std::shared_ptr<Loop> loop;
   {
-    std::lock_guard<std::mutex> g(conn_->mu);
-    if (conn_->closing)
+    std::lock_guard<std::mutex> g(c.mu);
+    if (c.closing)
       return;
-    conn_->closing = true;
-    conn_->close_code = code;
-    conn_->close_reason = reason;
-    if (!conn_->started) {
-      conn_->finished = true;
-      conn_->cv.notify_all();
+    c.closing = true;
+    c.close_code = code;
+    c.close_reason = reason;
+    if (!c.started || c.state == Conn::State::Done) {
+      c.finished = c.finished || !c.started;
+      c.cv.notify_all();
       return;
     }
+    if (c.state == Conn::State::Open) {
+      c.send_close_locked(code, reason); /* the loop ends the socket at the answer, or after kCloseWaitUs */
+      return;
+    }
+    loop = c.loop.lock();
   }
-  if (svc)
-    Service::kick(svc, conn_);
+  /* still connecting: drop it */
+  if (loop) {
+    std::shared_ptr<Conn> cp = conn_;
+    loop->post([l = loop.get(), cp] { l->abort(cp.get()); });
+  }
 }
 
 bool WsClient::wait_closed(int64_t timeout_us) {
@@ -716,7 +1185,7 @@ void WsClient::detach() {
 
 bool WsClient::is_open() const {
   std::lock_guard<std::mutex> g(conn_->mu);
-  return conn_->opened && !conn_->closing && !conn_->finished;
+  return conn_->state == Conn::State::Open && !conn_->closing;
 }
 
 WsStats WsClient::stats() const {

@@ -2,26 +2,29 @@
  * Copyright (C) 2026 gst-phone-agent contributors
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * A WebSocket client for the model side, on libwebsockets.
+ * A WebSocket client for the model side (RFC 6455), on its own epoll loop.
  *
- * One libwebsockets context and one service thread serve every connection
- * in the process (one per call): model I/O never waits on an application's
- * main loop, and 300 calls do not cost 300 threads. The service thread only
- * moves bytes: it reassembles messages and hands them to the callbacks,
- * which must return quickly (queue the text for another thread).
- * libwebsockets is not thread-safe, so every operation a client asks for
- * from another thread is queued and the service is woken with
- * lws_cancel_service().
+ * One thread serves every connection in the process (one per call), but it
+ * only reads: it connects, does the TLS and HTTP handshakes, reassembles
+ * messages and hands them to the callbacks, which must return quickly.
+ * A send is framed, masked, encrypted (wss://) and written to the socket on
+ * the thread that sends, under the connection's lock; only what the kernel
+ * does not take at once waits for the loop (EPOLLOUT). So a frame from the
+ * caller goes to the model from the thread that pushed it (a server media
+ * thread, say), with no hand-off and no wake-up of another thread, and 300
+ * calls still cost one socket thread. This replaced libwebsockets, whose
+ * sends had to be queued for its service thread (not thread-safe) and which
+ * polled every socket at each of those wake-ups: that thread was half the
+ * agent relay's CPU (docs/architecture.md).
  *
  * Host names are resolved on the calling thread (GResolver, cancellable)
- * before the service is asked to connect: libwebsockets' own lookup would
- * block the shared thread. TLS (wss://) uses OpenSSL with the system's CA
- * store (plus an optional extra CA file); certificate and host name are
- * checked.
+ * before the loop is asked to connect. TLS (wss://) uses OpenSSL through
+ * memory BIOs, with the system's CA store plus an optional extra CA file;
+ * the certificate chain and the host name (or IP address) are checked. The
+ * connection pings after 30 s of silence and gives up after 70 s; a
+ * connection not open within 10 s fails.
  *
- * Header values (the API key) are never logged, here or by libwebsockets
- * (its log goes to the "rtws" debug category, at levels that do not dump
- * headers).
+ * Header values (the API key) are never logged.
  */
 #pragma once
 

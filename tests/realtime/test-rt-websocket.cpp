@@ -1,5 +1,13 @@
-/* gst-phone-agent: the model-side WebSocket client (libwebsockets service
- * thread) against the mock realtime server on 127.0.0.1. */
+/* gst-phone-agent: the model-side WebSocket client (its epoll thread, direct
+ * sends) against the mock realtime server on 127.0.0.1, and against a raw
+ * peer that writes exactly the bytes a test needs (fragments, pings, masked
+ * or oversized frames, a wrong handshake). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/sha.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -7,6 +15,7 @@
 
 #include "../common/pa-check.h"
 #include "rt-mock-server.h"
+#include "pa-websocket.h"
 #include "rt-websocket.h"
 
 using namespace pa::rt;
@@ -165,6 +174,199 @@ GST_START_TEST(test_connection_refused_and_bad_url) {
 }
 GST_END_TEST;
 
+
+/* A WebSocket server written by hand on a loopback socket: it answers the
+ * upgrade (rightly, or with @bad_accept wrongly), then a test writes raw
+ * frames and reads the client's, unmasked, with their masks. */
+namespace {
+class RawPeer {
+public:
+  explicit RawPeer(bool bad_accept = false) : bad_accept_(bad_accept) {
+    lfd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fail_unless(bind(lfd_, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0);
+    fail_unless(listen(lfd_, 1) == 0);
+    socklen_t len = sizeof(a);
+    getsockname(lfd_, reinterpret_cast<sockaddr *>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~RawPeer() {
+    if (fd_ >= 0)
+      close(fd_);
+    close(lfd_);
+  }
+  std::string url() const { return "ws://127.0.0.1:" + std::to_string(port_) + "/v1/realtime"; }
+
+  /* Accepts the client and answers its upgrade. */
+  void accept_upgrade() {
+    timeval tv{5, 0};
+    setsockopt(lfd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    fd_ = accept(lfd_, nullptr, nullptr);
+    fail_unless(fd_ >= 0, "no client");
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    while (buf_.find("\r\n\r\n") == std::string::npos)
+      fail_unless(fill(), "no upgrade request");
+    std::string req = buf_.substr(0, buf_.find("\r\n\r\n"));
+    buf_.erase(0, req.size() + 4);
+    size_t k = req.find("Sec-WebSocket-Key: ");
+    fail_unless(k != std::string::npos);
+    std::string key = req.substr(k + 19, req.find("\r\n", k) - k - 19);
+    std::string s = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char d[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char *>(s.data()), s.size(), d);
+    if (bad_accept_)
+      d[0] ^= 1;
+    gchar *acc = g_base64_encode(d, sizeof(d));
+    write_all("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              "Sec-WebSocket-Accept: " + std::string(acc) + "\r\n\r\n");
+    g_free(acc);
+  }
+  void write_all(const std::string &bytes) {
+    fail_unless(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+  }
+  /* One frame as written on the wire: @first_byte is FIN|opcode. */
+  static std::string frame(uint8_t first_byte, const std::string &payload, const uint8_t *mask = nullptr) {
+    std::string f;
+    pa::ws::append_frame(f, pa::ws::Opcode::Text, payload, mask);
+    f[0] = static_cast<char>(first_byte);
+    return f;
+  }
+  struct Frame {
+    pa::ws::FrameHeader h;
+    std::string payload; /* unmasked */
+  };
+  /* The client's next frame (fails the test after 5 s). */
+  Frame read_frame() {
+    for (;;) {
+      Frame f;
+      std::string err;
+      auto d = pa::ws::decode_header(reinterpret_cast<const uint8_t *>(buf_.data()), buf_.size(), f.h, err);
+      fail_if(d == pa::ws::Decode::Error, "%s", err.c_str());
+      if (d == pa::ws::Decode::Ok && buf_.size() >= f.h.header_len + f.h.payload_len) {
+        f.payload = buf_.substr(f.h.header_len, f.h.payload_len);
+        if (f.h.masked)
+          pa::ws::unmask(reinterpret_cast<uint8_t *>(f.payload.data()), f.payload.size(), f.h.mask);
+        buf_.erase(0, f.h.header_len + f.h.payload_len);
+        return f;
+      }
+      fail_unless(fill(), "no frame from the client");
+    }
+  }
+
+private:
+  bool fill() {
+    char b[4096];
+    ssize_t n = recv(fd_, b, sizeof(b), 0);
+    if (n <= 0)
+      return false;
+    buf_.append(b, n);
+    return true;
+  }
+  bool bad_accept_;
+  int lfd_ = -1, fd_ = -1;
+  int port_ = 0;
+  std::string buf_;
+};
+} // namespace
+
+/* What a server may send: fragments are put together, binary messages and
+ * messages over max_message are dropped (and counted), pings are answered
+ * with the same payload, a close is answered with its code; every frame
+ * the client writes is masked, with a mask that changes. */
+GST_START_TEST(test_server_frames) {
+  RawPeer peer;
+  Events ev;
+  WsClient ws(ev.callbacks());
+  WsOptions o;
+  o.url = peer.url();
+  o.max_message = 1000;
+  fail_unless(ws.open(o, nullptr, nullptr));
+  peer.accept_upgrade();
+  fail_unless(ev.wait([&] { return ev.opened; }));
+
+  fail_unless(ws.send("one"));
+  fail_unless(ws.send("two"));
+  RawPeer::Frame a = peer.read_frame(), b = peer.read_frame();
+  assert_str(a.payload, "one");
+  assert_str(b.payload, "two");
+  fail_unless(a.h.masked && b.h.masked && a.h.opcode == pa::ws::Opcode::Text);
+  fail_if(memcmp(a.h.mask, b.h.mask, 4) == 0, "the same mask twice");
+
+  peer.write_all(RawPeer::frame(0x01, "{\"a\":") + RawPeer::frame(0x00, "1,") + RawPeer::frame(0x80, "\"b\":2}"));
+  peer.write_all(RawPeer::frame(0x82, "binary"));
+  peer.write_all(RawPeer::frame(0x81, std::string(5000, 'x')));         /* over max_message */
+  peer.write_all(RawPeer::frame(0x01, std::string(600, 'y')) + RawPeer::frame(0x80, std::string(600, 'y')));
+  peer.write_all(RawPeer::frame(0x89, "hi"));                            /* ping */
+  peer.write_all(RawPeer::frame(0x81, "after"));
+  fail_unless(ev.wait([&] { return ev.messages.size() >= 2; }));
+  RawPeer::Frame pong = peer.read_frame();
+  fail_unless(pong.h.opcode == pa::ws::Opcode::Pong && pong.h.masked);
+  assert_str(pong.payload, "hi");
+  {
+    std::lock_guard<std::mutex> g(ev.mu);
+    fail_unless_equals_int(ev.messages.size(), 2);
+    assert_str(ev.messages[0], "{\"a\":1,\"b\":2}");
+    assert_str(ev.messages[1], "after");
+  }
+  WsStats st = ws.stats();
+  fail_unless_equals_int(st.binary_dropped, 1);
+  fail_unless_equals_int(st.oversized_dropped, 2);
+  fail_unless_equals_int(st.messages_in, 2);
+
+  peer.write_all(RawPeer::frame(0x88, std::string("\x03\xe9", 2) + "going")); /* close 1001 */
+  fail_unless(ev.wait([&] { return ev.closed_code != -1; }));
+  fail_unless_equals_int(ev.closed_code, 1001);
+  RawPeer::Frame answer = peer.read_frame();
+  fail_unless(answer.h.opcode == pa::ws::Opcode::Close && answer.h.masked);
+  fail_unless(answer.payload.size() >= 2 && (static_cast<uint8_t>(answer.payload[0]) << 8 |
+                                             static_cast<uint8_t>(answer.payload[1])) == 1001);
+  fail_unless(ws.wait_closed(G_USEC_PER_SEC));
+  fail_if(ws.send("late"));
+}
+GST_END_TEST;
+
+/* A server that breaks the protocol (a masked frame) is closed with 1002
+ * and the client reports it. */
+GST_START_TEST(test_masked_server_frame) {
+  RawPeer peer;
+  Events ev;
+  WsClient ws(ev.callbacks());
+  WsOptions o;
+  o.url = peer.url();
+  fail_unless(ws.open(o, nullptr, nullptr));
+  peer.accept_upgrade();
+  fail_unless(ev.wait([&] { return ev.opened; }));
+  const uint8_t mask[4] = {1, 2, 3, 4};
+  peer.write_all(RawPeer::frame(0x81, "masked", mask));
+  fail_unless(ev.wait([&] { return ev.closed_code != -1; }));
+  fail_unless_equals_int(ev.closed_code, 1002);
+  RawPeer::Frame close = peer.read_frame();
+  fail_unless(close.h.opcode == pa::ws::Opcode::Close);
+  fail_unless((static_cast<uint8_t>(close.payload[0]) << 8 | static_cast<uint8_t>(close.payload[1])) == 1002);
+  fail_unless(ev.messages.empty());
+}
+GST_END_TEST;
+
+/* An upgrade answered with the wrong Sec-WebSocket-Accept fails: no open,
+ * nothing queued is sent. */
+GST_START_TEST(test_wrong_accept) {
+  RawPeer peer(true);
+  Events ev;
+  WsClient ws(ev.callbacks());
+  WsOptions o;
+  o.url = peer.url();
+  fail_unless(ws.open(o, nullptr, nullptr));
+  fail_unless(ws.send("queued"));
+  peer.accept_upgrade();
+  fail_unless(ev.wait([&] { return ev.fail_status != -1; }));
+  fail_if(ev.opened);
+  fail_unless(ev.fail_why.find("Sec-WebSocket-Accept") != std::string::npos, "%s", ev.fail_why.c_str());
+  fail_unless(ws.wait_closed(G_USEC_PER_SEC));
+}
+GST_END_TEST;
+
 static rtmock::Options tls_options() {
   const char *root = g_getenv("PA_SOURCE_ROOT");
   fail_unless(root != nullptr, "PA_SOURCE_ROOT is not set");
@@ -221,6 +423,9 @@ static Suite *rt_websocket_suite(void) {
   tcase_add_test(tc, test_connection_refused_and_bad_url);
   tcase_add_test(tc, test_tls_verified);
   tcase_add_test(tc, test_tls_untrusted_refused);
+  tcase_add_test(tc, test_server_frames);
+  tcase_add_test(tc, test_masked_server_frame);
+  tcase_add_test(tc, test_wrong_accept);
   return s;
 }
 
