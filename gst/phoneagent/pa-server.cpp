@@ -828,8 +828,27 @@ static gboolean relay_dispatch(gpointer data) {
  * ended well). */
 static GstBusSyncReply on_bus_sync(GstBus *, GstMessage *msg, gpointer data) {
   BusRelayRef &relay = *static_cast<BusRelayRef *>(data);
-  if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR)
+  switch (GST_MESSAGE_TYPE(msg)) {
+  case GST_MESSAGE_ERROR:
     pa_call_close(relay->call, kCloseError, "pipeline error");
+    break;
+  case GST_MESSAGE_EOS:
+  case GST_MESSAGE_WARNING:
+    break;
+  default: {
+    /* only "call-message" wants the rest (an agent's transcripts, turn and
+     * usage messages: several per call-second): without a handler, drop it
+     * here rather than wake the server's context for nothing */
+    auto *server = static_cast<PaServer *>(g_weak_ref_get(&relay->server));
+    bool wanted = server && g_signal_has_handler_pending(server, signals[SIGNAL_CALL_MESSAGE], 0, FALSE);
+    if (server)
+      g_object_unref(server);
+    if (!wanted) {
+      gst_message_unref(msg);
+      return GST_BUS_DROP;
+    }
+  }
+  }
   bool schedule;
   {
     std::lock_guard<std::mutex> g(relay->lock);

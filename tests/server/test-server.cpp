@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 
 #include "../common/pa-e2e.h"
 #include "pa-audio.h"
@@ -440,7 +441,16 @@ GST_START_TEST(test_recording_template) {
                      "    agent. ! queue ! twiliosink "
                      "    agent. ! queue ! wavenc ! filesink location=${out_dir}/${call_sid}-agent.wav "
                      "  caller. ! queue ! wavenc ! filesink location=${out_dir}/${call_sid}-caller.wav";
-  Fixture f(tmpl, 10, [&](PaServer *s) { g_object_set(s, "out-dir", rec.c_str(), nullptr); });
+  /* with a call-message handler, every message of the call's bus reaches
+   * it, not only the EOS, errors and warnings the server acts on itself */
+  std::set<GstMessageType> seen;
+  Fixture f(tmpl, 10, [&](PaServer *s) {
+    g_object_set(s, "out-dir", rec.c_str(), nullptr);
+    g_signal_connect(s, "call-message", G_CALLBACK(+[](PaServer *, GstElement *, PaCall *, GstMessage *m, gpointer d) {
+                       static_cast<std::set<GstMessageType> *>(d)->insert(GST_MESSAGE_TYPE(m));
+                     }),
+                     &seen);
+  });
   std::vector<uint8_t> sent = write_caller(tmp.file("caller.wav"), 1500, 3);
   std::vector<std::unique_ptr<Process>> procs;
   procs.push_back(std::make_unique<Process>(
@@ -450,6 +460,8 @@ GST_START_TEST(test_recording_template) {
   f.wait_processes(procs, 30000);
   check_echo(tmp.path, sent, "the recorded call");
   f.wait_idle();
+  fail_unless(seen.count(GST_MESSAGE_STREAM_START) && seen.count(GST_MESSAGE_STATE_CHANGED) &&
+              seen.count(GST_MESSAGE_EOS));
   Report r(tmp.file("report.json"));
   std::string sid = json_object_get_string_member(r.call(0), "call_sid");
   for (const char *side : {"caller", "agent"}) {
