@@ -8,7 +8,7 @@
  * is the time from that stamp to the moment twiliosink hands the media frame
  * holding the same bytes to the call's transport, i.e. what the model's
  * audio spends between the model socket and the Twilio socket: the loopback
- * hop, libwebsockets, JSON parsing and base64, the element's queue and task,
+ * hop, the model socket's reading thread, JSON parsing and base64, the element's queue and task,
  * twiliosink. Real time pacing keeps twiliosink's lead from ever waiting, so
  * pacing is not counted.
  *

@@ -84,7 +84,7 @@ public:
   WsClient &operator=(const WsClient &) = delete;
 
   /* Resolves the host (blocking this thread, cancellable) and starts the
-   * connection on the service thread. Callbacks follow on that thread. */
+   * connection on the socket thread. Callbacks follow on that thread. */
   bool open(const WsOptions &options, GCancellable *cancellable, GError **error);
   /* Queues a text message; any thread. FALSE once closing or closed. */
   bool send(std::string text);

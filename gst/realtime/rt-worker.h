@@ -7,7 +7,7 @@
  * back-off, polling what the caller heard, and HTTP requests (tool URLs, the
  * Twilio REST API) on a libsoup session that lives on this thread.
  *
- * Nothing here ever runs on the model socket's service thread or on a
+ * Nothing here ever runs on the model socket's thread or on a
  * streaming thread, so a slow tool server or DNS lookup delays only the
  * call that waits for it.
  */

@@ -1524,7 +1524,7 @@ static void handle_event_locked(GstRealtimeModel *self, pa::rt::ServerEvent &ev,
   }
 }
 
-/* ------------------------------------------------------------ socket callbacks (service thread) */
+/* ------------------------------------------------------------ socket callbacks (the model socket thread) */
 
 static void on_ws_open(GstRealtimeModel *self, guint serial) {
   GstRealtimeModelPrivate *p = self->priv;
