@@ -96,11 +96,8 @@ bool parse_ws_url(const std::string &url, WsUrl &out, std::string &error) {
 
 namespace {
 
-constexpr gint64 kConnectTimeoutUs = 10 * G_USEC_PER_SEC; /* TCP, TLS and the upgrade, in all */
-constexpr gint64 kPingAfterUs = 30 * G_USEC_PER_SEC;      /* silence before we ping */
-constexpr gint64 kDeadAfterUs = 70 * G_USEC_PER_SEC;      /* silence before we give up */
 constexpr gint64 kCloseWaitUs = G_USEC_PER_SEC;           /* after our close frame, wait for the peer's */
-constexpr gint64 kTimerScanUs = 250 * G_TIME_SPAN_MILLISECOND;
+constexpr gint64 kTimerScanUs = 100 * G_TIME_SPAN_MILLISECOND; /* timers are this coarse */
 constexpr size_t kMaxResponseHead = 16 * 1024;
 constexpr size_t kReadChunk = 64 * 1024;
 const char kWsGuid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -533,9 +530,9 @@ void Loop::scan_timers(gint64 now) {
         finish(c, c->http_status, "timed out connecting to the model");
     } else if (close_sent && now >= close_deadline) {
       finish(c, c->peer_code ? c->peer_code : 1006, c->peer_reason);
-    } else if (now - c->last_rx >= kDeadAfterUs) {
+    } else if (now - c->last_rx >= gint64(c->opts.dead_after_ms) * 1000) {
       finish(c, 1006, "the model stopped answering");
-    } else if (now - c->last_rx >= kPingAfterUs && c->ping_at < c->last_rx) {
+    } else if (now - c->last_rx >= gint64(c->opts.ping_after_ms) * 1000 && c->ping_at < c->last_rx) {
       c->ping_at = now;
       std::lock_guard<std::mutex> g(c->mu);
       c->frame_locked(pa::ws::Opcode::Ping, {});
@@ -581,7 +578,7 @@ void Loop::connect(const std::shared_ptr<Conn> &cp) {
       return;
     }
   }
-  c->deadline = g_get_monotonic_time() + kConnectTimeoutUs;
+  c->deadline = g_get_monotonic_time() + gint64(c->opts.connect_timeout_ms) * 1000;
   SSL *ssl = nullptr;
   if (c->url.tls) {
     std::string err;

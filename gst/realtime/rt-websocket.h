@@ -22,7 +22,7 @@
  * memory BIOs, with the system's CA store plus an optional extra CA file;
  * the certificate chain and the host name (or IP address) are checked. The
  * connection pings after 30 s of silence and gives up after 70 s; a
- * connection not open within 10 s fails.
+ * connection not open within 10 s fails (WsOptions).
  *
  * Header values (the API key) are never logged.
  */
@@ -57,6 +57,12 @@ struct WsOptions {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string ca_file;          /* extra trusted CA (PEM), optional */
   size_t max_message = 16 * 1024 * 1024; /* larger inbound messages are dropped */
+  /* Timing (tests shorten it): TCP, TLS and the upgrade must be done within
+   * connect_timeout_ms; after ping_after_ms without a byte from the server
+   * the client pings, and after dead_after_ms it gives up (closed, 1006). */
+  unsigned connect_timeout_ms = 10000;
+  unsigned ping_after_ms = 30000;
+  unsigned dead_after_ms = 70000;
 };
 
 struct WsCallbacks {

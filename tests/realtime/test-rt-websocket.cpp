@@ -199,8 +199,8 @@ public:
   }
   std::string url() const { return "ws://127.0.0.1:" + std::to_string(port_) + "/v1/realtime"; }
 
-  /* Accepts the client and answers its upgrade. */
-  void accept_upgrade() {
+  /* Accepts the client and reads its upgrade request, without answering. */
+  void accept_only() {
     timeval tv{5, 0};
     setsockopt(lfd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     fd_ = accept(lfd_, nullptr, nullptr);
@@ -208,6 +208,21 @@ public:
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     while (buf_.find("\r\n\r\n") == std::string::npos)
       fail_unless(fill(), "no upgrade request");
+  }
+  /* TRUE once the client closed the connection (within 5 s). */
+  bool wait_eof() {
+    char b[4096];
+    for (;;) {
+      ssize_t n = recv(fd_, b, sizeof(b), 0);
+      if (n == 0)
+        return true;
+      if (n < 0)
+        return false;
+    }
+  }
+  /* Accepts the client and answers its upgrade. */
+  void accept_upgrade() {
+    accept_only();
     std::string req = buf_.substr(0, buf_.find("\r\n\r\n"));
     buf_.erase(0, req.size() + 4);
     size_t k = req.find("Sec-WebSocket-Key: ");
@@ -367,6 +382,102 @@ GST_START_TEST(test_wrong_accept) {
 }
 GST_END_TEST;
 
+/* A server that goes silent is pinged, then given up on (1006); the
+ * timings come from WsOptions. */
+GST_START_TEST(test_silent_server_pinged_then_dropped) {
+  RawPeer peer;
+  Events ev;
+  WsClient ws(ev.callbacks());
+  WsOptions o;
+  o.url = peer.url();
+  o.ping_after_ms = 200;
+  o.dead_after_ms = 800;
+  fail_unless(ws.open(o, nullptr, nullptr));
+  peer.accept_upgrade();
+  fail_unless(ev.wait([&] { return ev.opened; }));
+  gint64 t0 = g_get_monotonic_time();
+  RawPeer::Frame ping = peer.read_frame();
+  fail_unless(ping.h.opcode == pa::ws::Opcode::Ping && ping.h.masked);
+  fail_unless(ev.wait([&] { return ev.closed_code != -1; }, 3000));
+  fail_unless_equals_int(ev.closed_code, 1006);
+  gint64 waited = g_get_monotonic_time() - t0;
+  fail_unless(waited >= 500 * 1000, "gave up after %" G_GINT64_FORMAT " us", waited);
+  fail_unless(peer.wait_eof());
+  fail_unless(ws.wait_closed(G_USEC_PER_SEC));
+}
+GST_END_TEST;
+
+/* A server that accepts the connection but never answers the upgrade: the
+ * connection fails after connect_timeout_ms and the socket is closed. */
+GST_START_TEST(test_upgrade_never_answered) {
+  RawPeer peer;
+  Events ev;
+  WsClient ws(ev.callbacks());
+  WsOptions o;
+  o.url = peer.url();
+  o.connect_timeout_ms = 300;
+  fail_unless(ws.open(o, nullptr, nullptr));
+  peer.accept_only();
+  fail_unless(ev.wait([&] { return ev.fail_status != -1; }, 3000));
+  fail_unless_equals_int(ev.fail_status, 0);
+  fail_unless(ev.fail_why.find("timed out") != std::string::npos, "%s", ev.fail_why.c_str());
+  fail_if(ev.opened);
+  fail_unless(peer.wait_eof());
+}
+GST_END_TEST;
+
+/* close() while the upgrade is still unanswered drops the connection: the
+ * failure is reported, wait_closed() returns, nothing queued is sent. */
+GST_START_TEST(test_close_before_upgrade) {
+  RawPeer peer;
+  Events ev;
+  WsClient ws(ev.callbacks());
+  WsOptions o;
+  o.url = peer.url();
+  fail_unless(ws.open(o, nullptr, nullptr));
+  fail_unless(ws.send("queued"));
+  peer.accept_only();
+  ws.close(1000, "never mind");
+  fail_unless(ws.wait_closed(2 * G_USEC_PER_SEC));
+  fail_unless(ev.wait([&] { return ev.fail_status != -1; }));
+  fail_if(ev.opened);
+  fail_unless(peer.wait_eof());
+  fail_if(ws.send("late"));
+}
+GST_END_TEST;
+
+/* Sends never block: what a server that does not read leaves unsent waits
+ * (queued_bytes says how much) and goes out, whole and in order, once it
+ * reads again. */
+GST_START_TEST(test_backlog_drains_in_order) {
+  RawPeer peer;
+  Events ev;
+  WsClient ws(ev.callbacks());
+  WsOptions o;
+  o.url = peer.url();
+  fail_unless(ws.open(o, nullptr, nullptr));
+  peer.accept_upgrade();
+  fail_unless(ev.wait([&] { return ev.opened; }));
+  const int n = 200;
+  const std::string pad(64 * 1024, 'p');
+  gint64 t0 = g_get_monotonic_time();
+  for (int i = 0; i < n; i++)
+    fail_unless(ws.send("{\"i\":" + std::to_string(i) + ",\"pad\":\"" + pad + "\"}"));
+  gint64 took = g_get_monotonic_time() - t0;
+  fail_unless(ws.stats().queued_bytes > 0, "12.8 MB all taken by the kernel at once?");
+  fail_unless(took < G_USEC_PER_SEC, "sending blocked for %" G_GINT64_FORMAT " us", took);
+  for (int i = 0; i < n; i++) {
+    RawPeer::Frame f = peer.read_frame();
+    std::string head = "{\"i\":" + std::to_string(i) + ",";
+    fail_unless(f.payload.compare(0, head.size(), head) == 0 && f.payload.size() == head.size() + pad.size() + 9,
+                "frame %d: %.20s (%zu bytes)", i, f.payload.c_str(), f.payload.size());
+  }
+  for (int i = 0; i < 100 && ws.stats().queued_bytes; i++)
+    g_usleep(10000);
+  fail_unless_equals_int(ws.stats().queued_bytes, 0);
+}
+GST_END_TEST;
+
 static rtmock::Options tls_options() {
   const char *root = g_getenv("PA_SOURCE_ROOT");
   fail_unless(root != nullptr, "PA_SOURCE_ROOT is not set");
@@ -426,6 +537,10 @@ static Suite *rt_websocket_suite(void) {
   tcase_add_test(tc, test_server_frames);
   tcase_add_test(tc, test_masked_server_frame);
   tcase_add_test(tc, test_wrong_accept);
+  tcase_add_test(tc, test_silent_server_pinged_then_dropped);
+  tcase_add_test(tc, test_upgrade_never_answered);
+  tcase_add_test(tc, test_close_before_upgrade);
+  tcase_add_test(tc, test_backlog_drains_in_order);
   return s;
 }
 
