@@ -690,6 +690,9 @@ void Loop::on_ready(Conn *c, uint32_t ev) {
       c->backlog.clear();
       c->backlog_off = 0;
       c->watch_locked(c->events & ~EPOLLOUT);
+    } else if (c->backlog_off >= 256 * 1024 && c->backlog_off * 2 >= c->backlog.size()) {
+      c->backlog.erase(0, c->backlog_off); /* a slow reader: do not keep what went out */
+      c->backlog_off = 0;
     }
     c->st.queued_bytes = c->queued_locked();
   }
