@@ -4,6 +4,7 @@
  * or oversized frames, a wrong handshake). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/sha.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -206,6 +207,8 @@ public:
     fd_ = accept(lfd_, nullptr, nullptr);
     fail_unless(fd_ >= 0, "no client");
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int one = 1; /* small writes leave as they are written */
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     while (buf_.find("\r\n\r\n") == std::string::npos)
       fail_unless(fill(), "no upgrade request");
   }
@@ -382,6 +385,44 @@ GST_START_TEST(test_wrong_accept) {
 }
 GST_END_TEST;
 
+/* Frames split anywhere by the network (inside a header, inside the
+ * extended lengths, inside a payload) are put back together: the 16-bit
+ * and 64-bit length forms, a fragmented message, a ping in the middle. */
+GST_START_TEST(test_frames_split_anywhere) {
+  RawPeer peer;
+  Events ev;
+  WsClient ws(ev.callbacks());
+  WsOptions o;
+  o.url = peer.url();
+  fail_unless(ws.open(o, nullptr, nullptr));
+  peer.accept_upgrade();
+  fail_unless(ev.wait([&] { return ev.opened; }));
+  std::string m1(300, 'a'), m2(70000, 'b');
+  for (size_t i = 0; i < m2.size(); i += 997)
+    m2[i] = static_cast<char>('0' + i % 10);
+  std::string wire = RawPeer::frame(0x81, m1) + RawPeer::frame(0x01, "frag-") + RawPeer::frame(0x89, "p") +
+                     RawPeer::frame(0x00, "ment") + RawPeer::frame(0x80, "ed") + RawPeer::frame(0x81, m2);
+  size_t pos = 0, step = 1;
+  while (pos < wire.size()) {
+    size_t n = std::min(step, wire.size() - pos);
+    peer.write_all(wire.substr(pos, n));
+    pos += n;
+    if (pos < 4000)
+      g_usleep(200); /* separate reads while inside the headers */
+    step = step >= 1000 ? 1 : step * 3 + 1;
+  }
+  fail_unless(ev.wait([&] { return ev.messages.size() >= 3; }));
+  RawPeer::Frame pong = peer.read_frame();
+  fail_unless(pong.h.opcode == pa::ws::Opcode::Pong);
+  assert_str(pong.payload, "p");
+  std::lock_guard<std::mutex> g(ev.mu);
+  fail_unless_equals_int(ev.messages.size(), 3);
+  fail_unless(ev.messages[0] == m1);
+  assert_str(ev.messages[1], "frag-mented");
+  fail_unless(ev.messages[2] == m2);
+}
+GST_END_TEST;
+
 /* A server that goes silent is pinged, then given up on (1006); the
  * timings come from WsOptions. */
 GST_START_TEST(test_silent_server_pinged_then_dropped) {
@@ -537,6 +578,7 @@ static Suite *rt_websocket_suite(void) {
   tcase_add_test(tc, test_server_frames);
   tcase_add_test(tc, test_masked_server_frame);
   tcase_add_test(tc, test_wrong_accept);
+  tcase_add_test(tc, test_frames_split_anywhere);
   tcase_add_test(tc, test_silent_server_pinged_then_dropped);
   tcase_add_test(tc, test_upgrade_never_answered);
   tcase_add_test(tc, test_close_before_upgrade);
