@@ -1,7 +1,9 @@
 /* gst-phone-agent: the call object shared by twiliosrc and twiliosink */
 #include "pa-call.h"
 
+#include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -13,18 +15,20 @@ GST_DEBUG_CATEGORY_STATIC(pa_call_debug);
 
 namespace {
 
-struct PendingMark {
-  std::string item_id;
-  uint64_t item_bytes;  /* position in the item when the mark was sent */
-  guint generation;
-  gint64 sent_us;
-};
-
 struct ItemProgress {
   uint64_t sent_bytes = 0;
   uint64_t played_bytes = 0;
   gint64 played_at_us = 0; /* arrival of the mark echo that set played_bytes */
   guint generation = 0;
+};
+
+struct PendingMark {
+  std::string name;
+  uint64_t seq;         /* the name's ":m<seq>", increasing */
+  ItemProgress *item;   /* in PaCallPrivate::items, whose entries are never removed */
+  uint64_t item_bytes;  /* position in the item when the mark was sent */
+  guint generation;
+  gint64 sent_us;
 };
 
 struct Counters {
@@ -83,7 +87,10 @@ struct PaCallPrivate {
   guint64 mark_seq = 0;
   std::string current_item;
   std::map<std::string, ItemProgress> items;
-  std::map<std::string, PendingMark> pending;
+  ItemProgress *current = nullptr; /* items[current_item], once looked up */
+  /* marks sent and not yet echoed, in the order sent (by seq); Twilio
+   * echoes them in that order, so the one echoed is nearly always the first */
+  std::deque<PendingMark> pending;
   gint64 last_echo_us = 0;
   std::condition_variable played_cond;
   bool sink_flushing = false;
@@ -160,6 +167,30 @@ std::string pa_call_get_name(PaCall *call) {
  * order on the wire is the order of the calls under the lock. Called with
  * the lock held. A test transport is delivered by deliver_test_frames()
  * once the lock is released. */
+/* items[current_item], looked up once per item rather than per frame. */
+static ItemProgress &current_item_locked(PaCallPrivate *p) {
+  if (!p->current)
+    p->current = &p->items[p->current_item];
+  return *p->current;
+}
+
+/* The outstanding mark called @name (end() if none): found by the sequence
+ * number at the end of the names we give them, then checked whole. */
+static std::deque<PendingMark>::iterator find_pending_locked(PaCallPrivate *p, const std::string &name) {
+  size_t at = name.rfind(":m");
+  uint64_t seq = 0;
+  if (at == std::string::npos ||
+      std::from_chars(name.data() + at + 2, name.data() + name.size(), seq).ptr != name.data() + name.size())
+    return p->pending.end();
+  auto it = p->pending.begin();
+  if (it == p->pending.end() || it->seq != seq)
+    it = std::lower_bound(p->pending.begin(), p->pending.end(), seq,
+                          [](const PendingMark &m, uint64_t s) { return m.seq < s; });
+  if (it == p->pending.end() || it->seq != seq || it->name != name)
+    return p->pending.end();
+  return it;
+}
+
 static void enqueue_locked(PaCall *call, OutFrame &&frame) {
   PaCallPrivate *p = call->priv;
   if (p->closing)
@@ -212,7 +243,7 @@ void pa_call_check_stall(PaCall *call) {
       return;
     gint64 now = g_get_monotonic_time();
     gint64 oldest = 0;
-    for (const auto &[name, m] : p->pending)
+    for (const PendingMark &m : p->pending)
       if (m.generation == p->generation && (!oldest || m.sent_us < oldest))
         oldest = m.sent_us;
     gint64 limit = static_cast<gint64>(p->config.stall_timeout_ms) * 1000;
@@ -384,21 +415,21 @@ void pa_call_handle_text(PaCall *call, const char *data, size_t len) {
       pushed = true;
       break;
     case Event::Mark: {
-      auto it = p->pending.find(msg.mark_name);
+      auto it = find_pending_locked(p, msg.mark_name);
       if (it == p->pending.end()) {
         p->c.marks_unknown++;
         GST_INFO("%s: echo of a mark we did not send (%s)", name, msg.mark_name.c_str());
         return;
       }
       p->last_echo_us = item.arrival_us;
-      if (it->second.generation != p->generation) {
+      if (it->generation != p->generation) {
         /* echoed because of a clear: not played */
         p->c.marks_cleared++;
       } else {
         p->c.marks_played++;
-        ItemProgress &ip = p->items[it->second.item_id];
-        if (ip.generation == it->second.generation && it->second.item_bytes > ip.played_bytes) {
-          ip.played_bytes = it->second.item_bytes;
+        ItemProgress &ip = *it->item;
+        if (ip.generation == it->generation && it->item_bytes > ip.played_bytes) {
+          ip.played_bytes = it->item_bytes;
           ip.played_at_us = item.arrival_us;
         }
       }
@@ -600,17 +631,32 @@ GstStructure *pa_call_get_stats(PaCall *call) {
 /* ------------------------------------------------------------ sink side */
 
 /* Called with the lock held. */
+static void append_uint(std::string &s, uint64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  s.append(buf, r.ptr);
+}
+
+/* Called with the lock held. The name is "<item>:<ms>:g<generation>:m<seq>". */
 static void send_mark_locked(PaCall *call) {
   PaCallPrivate *p = call->priv;
-  const ItemProgress &ip = p->items[p->current_item];
-  std::string name = p->current_item + ":" + std::to_string(ip.sent_bytes / 8) + ":g" +
-                     std::to_string(p->generation) + ":m" + std::to_string(++p->mark_seq);
+  ItemProgress &ip = current_item_locked(p);
+  uint64_t seq = ++p->mark_seq;
+  std::string name;
+  name.reserve(p->current_item.size() + 48);
+  name += p->current_item;
+  name += ':';
+  append_uint(name, ip.sent_bytes / 8);
+  name += ":g";
+  append_uint(name, p->generation);
+  name += ":m";
+  append_uint(name, seq);
   gint64 now = g_get_monotonic_time();
   if (p->pending.empty())
     p->last_echo_us = now; /* stall timing starts from the first outstanding mark */
-  p->pending[name] = PendingMark{p->current_item, ip.sent_bytes, p->generation, now};
   p->c.marks_sent++;
   enqueue_locked(call, {OutKind::Text, pa::twilio::build_mark(p->start.stream_sid, name), 0});
+  p->pending.push_back(PendingMark{std::move(name), seq, &ip, ip.sent_bytes, p->generation, now});
 }
 
 static gboolean send_media(PaCall *call, const uint8_t *mulaw, size_t len, bool mark) {
@@ -619,7 +665,7 @@ static gboolean send_media(PaCall *call, const uint8_t *mulaw, size_t len, bool 
     std::lock_guard<std::mutex> g(p->lock);
     if (!p->started || p->ended || p->closing)
       return FALSE;
-    ItemProgress &ip = p->items[p->current_item];
+    ItemProgress &ip = current_item_locked(p);
     if (ip.generation != p->generation) {
       /* the item was cleared: what follows starts a new playback run */
       ip.generation = p->generation;
@@ -647,8 +693,8 @@ void pa_call_begin_item(PaCall *call, const std::string &item_id) {
   PaCallPrivate *p = call->priv;
   std::lock_guard<std::mutex> g(p->lock);
   p->current_item = item_id;
-  ItemProgress &ip = p->items[item_id];
-  ip.generation = p->generation;
+  p->current = &p->items[item_id];
+  p->current->generation = p->generation;
 }
 
 void pa_call_send_mark(PaCall *call) {
@@ -737,13 +783,13 @@ gboolean pa_call_wait_played(PaCall *call, gint64 timeout_us) {
   auto done = [p] {
     if (p->ended || p->sink_flushing)
       return true;
-    for (const auto &[name, m] : p->pending)
+    for (const PendingMark &m : p->pending)
       if (m.generation == p->generation)
         return false;
     return true;
   };
   p->played_cond.wait_for(g, std::chrono::microseconds(timeout_us), done);
-  for (const auto &[name, m] : p->pending)
+  for (const PendingMark &m : p->pending)
     if (m.generation == p->generation)
       return FALSE;
   return !p->sink_flushing;

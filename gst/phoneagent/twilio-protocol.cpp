@@ -495,7 +495,9 @@ std::string build_media(std::string_view stream_sid, const uint8_t *mulaw, size_
 }
 
 std::string build_mark(std::string_view stream_sid, std::string_view name) {
-  std::string out = "{\"event\":\"mark\",\"streamSid\":";
+  std::string out;
+  out.reserve(48 + stream_sid.size() + name.size()); /* one allocation, not four */
+  out += "{\"event\":\"mark\",\"streamSid\":";
   append_quoted(out, stream_sid);
   out += ",\"mark\":{\"name\":";
   append_quoted(out, name);

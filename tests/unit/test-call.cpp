@@ -170,6 +170,39 @@ GST_START_TEST(test_marks_and_clear_generations) {
 }
 GST_END_TEST;
 
+/* Echoes out of order are matched to their own marks; a name that carries
+ * an outstanding mark's number but not its name is not trusted. */
+GST_START_TEST(test_mark_echoes_out_of_order) {
+  Wire wire;
+  PaCall *call = make_call(wire);
+  start(call);
+  pa_call_begin_item(call, "item_B");
+  uint8_t frame[160] = {};
+  std::vector<std::string> marks;
+  for (int i = 0; i < 4; i++) {
+    fail_unless(pa_call_send_media(call, frame, 160));
+    pa_call_send_mark(call);
+    marks.push_back(parse_sent(wire.sent.back()).mark_name);
+  }
+  feed(call, build_mark_echo(10, "MZ1", marks[2]));
+  fail_unless_equals_int(pa_call_get_heard(call, "item_B").played_ms, 60);
+  std::string forged = "item_X" + marks[0].substr(marks[0].find(':'));
+  feed(call, build_mark_echo(11, "MZ1", forged));
+  fail_unless_equals_int(stat(call, "marks-unknown"), 1);
+  feed(call, build_mark_echo(12, "MZ1", marks[0]));
+  feed(call, build_mark_echo(13, "MZ1", marks[1]));
+  feed(call, build_mark_echo(14, "MZ1", marks[1])); /* twice: the second is unknown */
+  fail_unless_equals_int(stat(call, "marks-played"), 3);
+  fail_unless_equals_int(stat(call, "marks-unknown"), 2);
+  fail_unless_equals_int(pa_call_get_heard(call, "item_B").played_ms, 60);
+  fail_if(pa_call_wait_played(call, 1000));
+  feed(call, build_mark_echo(15, "MZ1", marks[3]));
+  fail_unless(pa_call_wait_played(call, 1000));
+  fail_unless_equals_int(pa_call_get_heard(call, "item_B").played_ms, 80);
+  g_object_unref(call);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_wait_played_and_close) {
   Wire wire;
   PaCall *call = make_call(wire);
@@ -260,6 +293,7 @@ static Suite *call_suite(void) {
   tcase_add_test(tc, test_inbound_dispatch);
   tcase_add_test(tc, test_bad_input_counted_call_goes_on);
   tcase_add_test(tc, test_marks_and_clear_generations);
+  tcase_add_test(tc, test_mark_echoes_out_of_order);
   tcase_add_test(tc, test_wait_played_and_close);
   tcase_add_test(tc, test_closed_socket_ends_call);
   tcase_add_test(tc, test_inbound_queue_bounded);
