@@ -182,8 +182,6 @@ struct WsClient::Conn : std::enable_shared_from_this<WsClient::Conn> {
   size_t backlog_off = 0;
   bool write_failed = false;
   bool closing = false;               /* close() asked */
-  int close_code = 1000;
-  std::string close_reason;
   bool close_sent = false;
   gint64 close_deadline = 0;
   bool started = false;               /* open() succeeded */
@@ -206,7 +204,6 @@ struct WsClient::Conn : std::enable_shared_from_this<WsClient::Conn> {
   int http_status = 0;
   int peer_code = 0;
   std::string peer_reason;
-  bool got_peer_close = false;
   bool terminal_reported = false;
   gint64 deadline = 0;       /* connecting: give up at */
   gint64 last_rx = 0;
@@ -1015,7 +1012,6 @@ bool Loop::consume_frames(Conn *c) {
     case pa::ws::Opcode::Pong:
       break;
     case pa::ws::Opcode::Close: {
-      c->got_peer_close = true;
       c->peer_code = plen >= 2 ? (static_cast<uint8_t>(payload[0]) << 8) | static_cast<uint8_t>(payload[1]) : 1005;
       c->peer_reason = plen > 2 ? std::string(payload + 2, plen - 2) : "";
       {
@@ -1166,8 +1162,6 @@ void WsClient::close(int code, const std::string &reason) {
     if (c.closing)
       return;
     c.closing = true;
-    c.close_code = code;
-    c.close_reason = reason;
     if (!c.started || c.state == Conn::State::Done) {
       c.finished = c.finished || !c.started;
       c.cv.notify_all();
