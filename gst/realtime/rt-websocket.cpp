@@ -211,6 +211,30 @@ struct WsClient::Conn : std::enable_shared_from_this<WsClient::Conn> {
 
   size_t queued_locked() const { return pending_bytes + (backlog.size() - backlog_off); }
 
+  /* The socket is gone (or never made): close it and drop what waits. */
+  void close_socket_locked() {
+    if (fd >= 0) {
+      if (epfd >= 0)
+        epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nullptr);
+      ::close(fd);
+    }
+    fd = -1;
+    if (ssl)
+      SSL_free(ssl);
+    ssl = nullptr;
+    state = State::Done;
+    backlog.clear();
+    backlog_off = 0;
+    pending.clear();
+    pending_bytes = 0;
+    st.queued_bytes = 0;
+  }
+  /* Nothing more will happen: wait_closed() returns. */
+  void finished_locked() {
+    finished = true;
+    cv.notify_all();
+  }
+
   void fire_open() {
     std::lock_guard<std::mutex> g(cb_mu);
     if (!detached && cb.on_open)
@@ -436,17 +460,9 @@ gpointer Loop::thread_main(gpointer data) {
   self->run();
   /* what is left: close without ceremony, nobody is listening */
   for (auto &kv : self->conns_) {
-    Conn *c = kv.first;
-    std::lock_guard<std::mutex> g(c->mu);
-    if (c->fd >= 0)
-      ::close(c->fd);
-    c->fd = -1;
-    if (c->ssl)
-      SSL_free(c->ssl);
-    c->ssl = nullptr;
-    c->state = State::Done;
-    c->finished = true;
-    c->cv.notify_all();
+    std::lock_guard<std::mutex> g(kv.first->mu);
+    kv.first->close_socket_locked();
+    kv.first->finished_locked();
   }
   self->conns_.clear();
   for (auto &kv : self->ssl_ctx_)
@@ -569,9 +585,8 @@ void Loop::connect(const std::shared_ptr<Conn> &cp) {
   {
     std::lock_guard<std::mutex> g(c->mu);
     if (c->closing) { /* closed before we got to it */
-      c->state = State::Done;
-      c->finished = true;
-      c->cv.notify_all();
+      c->close_socket_locked();
+      c->finished_locked();
       return;
     }
   }
@@ -583,9 +598,8 @@ void Loop::connect(const std::shared_ptr<Conn> &cp) {
     if (!ctx || !(ssl = SSL_new(ctx))) {
       c->fire_fail(0, err.empty() ? "could not set up TLS" : err);
       std::lock_guard<std::mutex> g(c->mu);
-      c->state = State::Done;
-      c->finished = true;
-      c->cv.notify_all();
+      c->close_socket_locked();
+      c->finished_locked();
       return;
     }
     SSL_set_bio(ssl, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
@@ -634,9 +648,8 @@ void Loop::connect(const std::shared_ptr<Conn> &cp) {
     GST_DEBUG("could not connect to %s port %d: %s", c->address.c_str(), c->url.port, g_strerror(err));
     c->fire_fail(0, std::string("could not connect: ") + g_strerror(err));
     std::lock_guard<std::mutex> g(c->mu);
-    c->state = State::Done;
-    c->finished = true;
-    c->cv.notify_all();
+    c->close_socket_locked();
+    c->finished_locked();
     return;
   }
   {
@@ -1041,20 +1054,7 @@ void Loop::finish(Conn *c, int status_or_code, const std::string &why) {
   {
     std::lock_guard<std::mutex> g(c->mu);
     was_open = c->state == State::Open;
-    if (c->fd >= 0) {
-      epoll_ctl(epfd_, EPOLL_CTL_DEL, c->fd, nullptr);
-      ::close(c->fd);
-    }
-    c->fd = -1;
-    if (c->ssl)
-      SSL_free(c->ssl);
-    c->ssl = nullptr;
-    c->state = State::Done;
-    c->backlog.clear();
-    c->backlog_off = 0;
-    c->pending.clear();
-    c->pending_bytes = 0;
-    c->st.queued_bytes = 0;
+    c->close_socket_locked();
   }
   if (was_open)
     c->fire_closed(status_or_code ? status_or_code : 1006, why);
@@ -1063,8 +1063,7 @@ void Loop::finish(Conn *c, int status_or_code, const std::string &why) {
   c->in.clear();
   c->msg.clear();
   std::lock_guard<std::mutex> g(c->mu);
-  c->finished = true;
-  c->cv.notify_all();
+  c->finished_locked();
 }
 
 } // namespace

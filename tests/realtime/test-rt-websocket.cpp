@@ -287,6 +287,23 @@ private:
   int port_ = 0;
   std::string buf_;
 };
+
+/* A client of a RawPeer, opening with the given options (the URL filled
+ * in). The references let a test read as if it had made the three itself. */
+struct RawClient {
+  RawPeer peer;
+  Events ev;
+  WsClient ws;
+  explicit RawClient(WsOptions o = WsOptions(), bool bad_accept = false) : peer(bad_accept), ws(ev.callbacks()) {
+    o.url = peer.url();
+    fail_unless(ws.open(o, nullptr, nullptr));
+  }
+  /* The peer answers the upgrade; waits until the client sees it open. */
+  void upgrade() {
+    peer.accept_upgrade();
+    fail_unless(ev.wait([this] { return ev.opened; }));
+  }
+};
 } // namespace
 
 /* What a server may send: fragments are put together, binary messages and
@@ -294,15 +311,13 @@ private:
  * with the same payload, a close is answered with its code; every frame
  * the client writes is masked, with a mask that changes. */
 GST_START_TEST(test_server_frames) {
-  RawPeer peer;
-  Events ev;
-  WsClient ws(ev.callbacks());
   WsOptions o;
-  o.url = peer.url();
   o.max_message = 1000;
-  fail_unless(ws.open(o, nullptr, nullptr));
-  peer.accept_upgrade();
-  fail_unless(ev.wait([&] { return ev.opened; }));
+  RawClient t(o);
+  t.upgrade();
+  RawPeer &peer = t.peer;
+  Events &ev = t.ev;
+  WsClient &ws = t.ws;
 
   fail_unless(ws.send("one"));
   fail_unless(ws.send("two"));
@@ -348,14 +363,10 @@ GST_END_TEST;
 /* A server that breaks the protocol (a masked frame) is closed with 1002
  * and the client reports it. */
 GST_START_TEST(test_masked_server_frame) {
-  RawPeer peer;
-  Events ev;
-  WsClient ws(ev.callbacks());
-  WsOptions o;
-  o.url = peer.url();
-  fail_unless(ws.open(o, nullptr, nullptr));
-  peer.accept_upgrade();
-  fail_unless(ev.wait([&] { return ev.opened; }));
+  RawClient t;
+  t.upgrade();
+  RawPeer &peer = t.peer;
+  Events &ev = t.ev;
   const uint8_t mask[4] = {1, 2, 3, 4};
   peer.write_all(RawPeer::frame(0x81, "masked", mask));
   fail_unless(ev.wait([&] { return ev.closed_code != -1; }));
@@ -370,12 +381,10 @@ GST_END_TEST;
 /* An upgrade answered with the wrong Sec-WebSocket-Accept fails: no open,
  * nothing queued is sent. */
 GST_START_TEST(test_wrong_accept) {
-  RawPeer peer(true);
-  Events ev;
-  WsClient ws(ev.callbacks());
-  WsOptions o;
-  o.url = peer.url();
-  fail_unless(ws.open(o, nullptr, nullptr));
+  RawClient t(WsOptions(), true);
+  RawPeer &peer = t.peer;
+  Events &ev = t.ev;
+  WsClient &ws = t.ws;
   fail_unless(ws.send("queued"));
   peer.accept_upgrade();
   fail_unless(ev.wait([&] { return ev.fail_status != -1; }));
@@ -389,14 +398,10 @@ GST_END_TEST;
  * extended lengths, inside a payload) are put back together: the 16-bit
  * and 64-bit length forms, a fragmented message, a ping in the middle. */
 GST_START_TEST(test_frames_split_anywhere) {
-  RawPeer peer;
-  Events ev;
-  WsClient ws(ev.callbacks());
-  WsOptions o;
-  o.url = peer.url();
-  fail_unless(ws.open(o, nullptr, nullptr));
-  peer.accept_upgrade();
-  fail_unless(ev.wait([&] { return ev.opened; }));
+  RawClient t;
+  t.upgrade();
+  RawPeer &peer = t.peer;
+  Events &ev = t.ev;
   std::string m1(300, 'a'), m2(70000, 'b');
   for (size_t i = 0; i < m2.size(); i += 997)
     m2[i] = static_cast<char>('0' + i % 10);
@@ -426,16 +431,14 @@ GST_END_TEST;
 /* A server that goes silent is pinged, then given up on (1006); the
  * timings come from WsOptions. */
 GST_START_TEST(test_silent_server_pinged_then_dropped) {
-  RawPeer peer;
-  Events ev;
-  WsClient ws(ev.callbacks());
   WsOptions o;
-  o.url = peer.url();
   o.ping_after_ms = 200;
   o.dead_after_ms = 800;
-  fail_unless(ws.open(o, nullptr, nullptr));
-  peer.accept_upgrade();
-  fail_unless(ev.wait([&] { return ev.opened; }));
+  RawClient t(o);
+  t.upgrade();
+  RawPeer &peer = t.peer;
+  Events &ev = t.ev;
+  WsClient &ws = t.ws;
   gint64 t0 = g_get_monotonic_time();
   RawPeer::Frame ping = peer.read_frame();
   fail_unless(ping.h.opcode == pa::ws::Opcode::Ping && ping.h.masked);
@@ -451,13 +454,11 @@ GST_END_TEST;
 /* A server that accepts the connection but never answers the upgrade: the
  * connection fails after connect_timeout_ms and the socket is closed. */
 GST_START_TEST(test_upgrade_never_answered) {
-  RawPeer peer;
-  Events ev;
-  WsClient ws(ev.callbacks());
   WsOptions o;
-  o.url = peer.url();
   o.connect_timeout_ms = 300;
-  fail_unless(ws.open(o, nullptr, nullptr));
+  RawClient t(o);
+  RawPeer &peer = t.peer;
+  Events &ev = t.ev;
   peer.accept_only();
   fail_unless(ev.wait([&] { return ev.fail_status != -1; }, 3000));
   fail_unless_equals_int(ev.fail_status, 0);
@@ -470,12 +471,10 @@ GST_END_TEST;
 /* close() while the upgrade is still unanswered drops the connection: the
  * failure is reported, wait_closed() returns, nothing queued is sent. */
 GST_START_TEST(test_close_before_upgrade) {
-  RawPeer peer;
-  Events ev;
-  WsClient ws(ev.callbacks());
-  WsOptions o;
-  o.url = peer.url();
-  fail_unless(ws.open(o, nullptr, nullptr));
+  RawClient t;
+  RawPeer &peer = t.peer;
+  Events &ev = t.ev;
+  WsClient &ws = t.ws;
   fail_unless(ws.send("queued"));
   peer.accept_only();
   ws.close(1000, "never mind");
@@ -491,14 +490,10 @@ GST_END_TEST;
  * (queued_bytes says how much) and goes out, whole and in order, once it
  * reads again. */
 GST_START_TEST(test_backlog_drains_in_order) {
-  RawPeer peer;
-  Events ev;
-  WsClient ws(ev.callbacks());
-  WsOptions o;
-  o.url = peer.url();
-  fail_unless(ws.open(o, nullptr, nullptr));
-  peer.accept_upgrade();
-  fail_unless(ev.wait([&] { return ev.opened; }));
+  RawClient t;
+  t.upgrade();
+  RawPeer &peer = t.peer;
+  WsClient &ws = t.ws;
   const int n = 200;
   const std::string pad(64 * 1024, 'p');
   gint64 t0 = g_get_monotonic_time();
