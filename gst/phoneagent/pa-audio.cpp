@@ -68,10 +68,18 @@ double mulaw_mean_square(const uint8_t *in, size_t n) {
   if (!n)
     return 0.0;
   const auto &t = tables();
-  double e = 0.0;
-  for (size_t i = 0; i < n; i++)
-    e += t.power[in[i]];
-  return e / static_cast<double>(n);
+  /* four sums, so that the additions do not wait on one another */
+  double e[4] = {0.0, 0.0, 0.0, 0.0};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    e[0] += t.power[in[i]];
+    e[1] += t.power[in[i + 1]];
+    e[2] += t.power[in[i + 2]];
+    e[3] += t.power[in[i + 3]];
+  }
+  for (; i < n; i++)
+    e[0] += t.power[in[i]];
+  return (e[0] + e[1] + e[2] + e[3]) / static_cast<double>(n);
 }
 
 void mulaw_encode_block(const int16_t *in, uint8_t *out, size_t n) {
@@ -90,17 +98,30 @@ std::string base64_encode(const uint8_t *data, size_t len) {
   return out;
 }
 
+namespace {
+/* The two characters of every 12-bit group, so that three bytes encode
+ * with two lookups. */
+struct B64Pairs {
+  char pair[4096][2];
+  B64Pairs() {
+    for (int v = 0; v < 4096; v++) {
+      pair[v][0] = kB64[v >> 6];
+      pair[v][1] = kB64[v & 63];
+    }
+  }
+};
+} // namespace
+
 void base64_encode_append(std::string &out, const uint8_t *data, size_t len) {
+  static const B64Pairs pairs;
   size_t start = out.size();
   out.resize(start + ((len + 2) / 3) * 4);
   char *o = out.data() + start;
   size_t i = 0;
-  for (; i + 3 <= len; i += 3) {
+  for (; i + 3 <= len; i += 3, o += 4) {
     uint32_t v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
-    *o++ = kB64[(v >> 18) & 63];
-    *o++ = kB64[(v >> 12) & 63];
-    *o++ = kB64[(v >> 6) & 63];
-    *o++ = kB64[v & 63];
+    memcpy(o, pairs.pair[v >> 12], 2);
+    memcpy(o + 2, pairs.pair[v & 0xfff], 2);
   }
   if (i < len) {
     uint32_t v = data[i] << 16;
@@ -114,12 +135,23 @@ void base64_encode_append(std::string &out, const uint8_t *data, size_t len) {
 }
 
 namespace {
+/* One table per position in a quad, each entry already shifted into place,
+ * so a quad decodes with four loads and three ORs. Entries for bytes that
+ * are not base64 carry kB64Bad, a bit no valid quad can set. */
+constexpr uint32_t kB64Bad = 1u << 24;
 struct B64Rev {
-  int8_t v[256];
+  uint32_t at[4][256];
   B64Rev() {
-    memset(v, -1, sizeof v);
-    for (int i = 0; i < 64; i++)
-      v[static_cast<uint8_t>(kB64[i])] = static_cast<int8_t>(i);
+    for (auto &t : at)
+      for (uint32_t &e : t)
+        e = kB64Bad;
+    for (uint32_t i = 0; i < 64; i++) {
+      auto c = static_cast<uint8_t>(kB64[i]);
+      at[0][c] = i << 18;
+      at[1][c] = i << 12;
+      at[2][c] = i << 6;
+      at[3][c] = i;
+    }
   }
 };
 } // namespace
@@ -141,29 +173,26 @@ bool base64_decode(std::string_view in, std::vector<uint8_t> &out) {
   uint8_t *o = out.data();
   const auto *p = reinterpret_cast<const uint8_t *>(in.data());
   /* every quad but the last: no padding allowed */
+  uint32_t bad = 0;
   for (size_t q = 0; q + 1 < quads; q++, p += 4, o += 3) {
-    int a = rev.v[p[0]], b = rev.v[p[1]], c = rev.v[p[2]], d = rev.v[p[3]];
-    if ((a | b | c | d) < 0) {
-      out.clear();
-      return false;
-    }
-    uint32_t v = (a << 18) | (b << 12) | (c << 6) | d;
+    uint32_t v = rev.at[0][p[0]] | rev.at[1][p[1]] | rev.at[2][p[2]] | rev.at[3][p[3]];
+    bad |= v;
     o[0] = static_cast<uint8_t>(v >> 16);
     o[1] = static_cast<uint8_t>(v >> 8);
     o[2] = static_cast<uint8_t>(v);
   }
-  int a = rev.v[p[0]];
-  int b = rev.v[p[1]];
-  int c = pad >= 2 ? 0 : rev.v[p[2]];
-  int d = pad >= 1 ? 0 : rev.v[p[3]];
-  /* padding leaves bits unused: a canonical encoder writes them as 0
-   * (RFC 4648 3.5); anything else is not what Twilio or we would send */
-  bool stray_bits = (pad == 2 && (b & 0x0f)) || (pad == 1 && (c & 0x03));
-  if ((a | b | c | d) < 0 || stray_bits) {
+  /* the last quad: '=' stands for zero bits; padding leaves bits unused,
+   * which a canonical encoder writes as 0 (RFC 4648 3.5), and anything
+   * else is not what Twilio or we would send */
+  uint32_t c = pad >= 2 ? 0 : rev.at[2][p[2]];
+  uint32_t d = pad >= 1 ? 0 : rev.at[3][p[3]];
+  uint32_t v = rev.at[0][p[0]] | rev.at[1][p[1]] | c | d;
+  bad |= v;
+  bool stray_bits = (pad == 2 && (v & 0xffff)) || (pad == 1 && (v & 0xff));
+  if ((bad & kB64Bad) || stray_bits) {
     out.clear();
     return false;
   }
-  uint32_t v = (a << 18) | (b << 12) | (c << 6) | d;
   o[0] = static_cast<uint8_t>(v >> 16);
   if (pad < 2)
     o[1] = static_cast<uint8_t>(v >> 8);

@@ -65,6 +65,7 @@ struct PaCallPrivate {
   std::function<void(const std::string &)> test_send;
   std::function<void(gushort, const std::string &)> test_close;
   std::deque<OutFrame> out_queue; /* test transport only */
+  std::string out_text; /* the media or mark being sent, its storage kept from frame to frame */
   bool closing = false;
   bool pull = true; /* the source reads the socket itself (pa_call_set_pull) */
   bool push = false; /* the source pushes from the reading thread (pa_call_set_push) */
@@ -208,6 +209,17 @@ static void enqueue_locked(PaCall *call, OutFrame &&frame) {
     p->out_queue.push_back(std::move(frame));
 }
 
+/* enqueue_locked() for p->out_text: copied only for a test transport. */
+static void enqueue_out_text_locked(PaCall *call, bool more) {
+  PaCallPrivate *p = call->priv;
+  if (p->closing)
+    return;
+  if (p->transport)
+    p->transport->send_text(p->out_text, more || p->corked);
+  else if (p->test_send)
+    p->out_queue.push_back({OutKind::Text, p->out_text, 0, more});
+}
+
 /* Test transport: hands queued frames to the test, outside the call lock
  * (the test may answer at once, e.g. echo a mark), in order. */
 static void deliver_test_frames(PaCall *call) {
@@ -321,7 +333,20 @@ void pa_call_handle_text(PaCall *call, const char *data, size_t len) {
                 p->config.max_frame_size);
     return;
   }
-  pa::twilio::InboundMessage msg;
+  /* parsed into this thread's scratch message, whose strings keep their
+   * storage from one message to the next (a nested call, e.g. a test
+   * transport echoing a mark from inside a push, gets its own) */
+  thread_local pa::twilio::InboundMessage scratch;
+  thread_local bool scratch_busy = false;
+  std::unique_ptr<pa::twilio::InboundMessage> own;
+  if (scratch_busy)
+    own = std::make_unique<pa::twilio::InboundMessage>();
+  pa::twilio::InboundMessage &msg = own ? *own : scratch;
+  struct Busy {
+    bool &flag, was;
+    explicit Busy(bool &f) : flag(f), was(f) { flag = true; }
+    ~Busy() { flag = was; }
+  } busy(scratch_busy);
   std::string error;
   pa::twilio::ParseResult r = pa::twilio::parse_inbound(std::string_view(data, len), msg, error);
 
@@ -655,12 +680,15 @@ static void send_mark_locked(PaCall *call) {
   if (p->pending.empty())
     p->last_echo_us = now; /* stall timing starts from the first outstanding mark */
   p->c.marks_sent++;
-  enqueue_locked(call, {OutKind::Text, pa::twilio::build_mark(p->start.stream_sid, name), 0});
+  p->out_text.clear();
+  pa::twilio::append_mark(p->out_text, p->start.stream_sid, name);
+  enqueue_out_text_locked(call, false);
   p->pending.push_back(PendingMark{std::move(name), seq, &ip, ip.sent_bytes, p->generation, now});
 }
 
 static gboolean send_media(PaCall *call, const uint8_t *mulaw, size_t len, bool mark) {
   PaCallPrivate *p = call->priv;
+  bool test;
   {
     std::lock_guard<std::mutex> g(p->lock);
     if (!p->started || p->ended || p->closing)
@@ -673,11 +701,15 @@ static gboolean send_media(PaCall *call, const uint8_t *mulaw, size_t len, bool 
     ip.sent_bytes += len;
     p->c.media_sent_frames++;
     p->c.media_sent_bytes += len;
-    enqueue_locked(call, {OutKind::Text, pa::twilio::build_media(p->start.stream_sid, mulaw, len), 0, mark});
+    p->out_text.clear();
+    pa::twilio::append_media(p->out_text, p->start.stream_sid, mulaw, len);
+    enqueue_out_text_locked(call, mark);
     if (mark)
       send_mark_locked(call);
+    test = static_cast<bool>(p->test_send);
   }
-  deliver_test_frames(call);
+  if (test)
+    deliver_test_frames(call);
   return TRUE;
 }
 

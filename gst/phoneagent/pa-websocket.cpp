@@ -90,12 +90,13 @@ Decode decode_header(const uint8_t *data, size_t len, FrameHeader &h, std::strin
 void unmask(uint8_t *data, size_t len, const uint8_t mask[4]) {
   uint32_t m;
   memcpy(&m, mask, 4);
+  const uint64_t m8 = m | (static_cast<uint64_t>(m) << 32);
   size_t i = 0;
-  for (; i + 4 <= len; i += 4) {
-    uint32_t w;
-    memcpy(&w, data + i, 4);
-    w ^= m;
-    memcpy(data + i, &w, 4);
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, data + i, 8);
+    w ^= m8;
+    memcpy(data + i, &w, 8);
   }
   for (; i < len; i++)
     data[i] ^= mask[i & 3];

@@ -8,6 +8,10 @@
 #include <cstring>
 #include <memory>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "pa-audio.h"
 
 namespace pa::twilio {
@@ -23,6 +27,27 @@ struct PlainBytes {
   }
 };
 const PlainBytes kPlain;
+
+/* The first byte from @p that needs escaping in a JSON string (a quote, a
+ * backslash, a control or a non-ASCII byte), or @end. The payload of every
+ * media message passes here: sixteen bytes at a time where SSE2 is there. */
+const char *skip_plain(const char *p, const char *end) {
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+  while (end - p >= 16) {
+    __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+    /* signed: bytes from 0x80 up compare below 0x20 too */
+    __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                                _mm_cmplt_epi8(x, space));
+    if (int m = _mm_movemask_epi8(stop))
+      return p + __builtin_ctz(static_cast<unsigned>(m));
+    p += 16;
+  }
+#endif
+  while (p < end && kPlain.ok[static_cast<unsigned char>(*p)])
+    p++;
+  return p;
+}
 } // namespace
 
 const char *event_name(Event e) {
@@ -181,8 +206,7 @@ public:
     if (!lit('"'))
       return false;
     const char *s = p_;
-    while (p_ < end_ && kPlain.ok[static_cast<unsigned char>(*p_)])
-      p_++;
+    p_ = skip_plain(p_, end_);
     if (p_ == end_ || *p_ != '"')
       return false; /* an escape, a control or non-ASCII byte, or no end */
     out = std::string_view(s, static_cast<size_t>(p_ - s));
@@ -268,8 +292,19 @@ bool scan_top(Scanner &sc, TopFields &t) {
   }
 }
 
-/* get_int()'s rule for a string value. */
+/* get_int()'s rule for a string value. Twilio's numbers are plain digits:
+ * those are read here, anything else as strtoll() reads it. */
 bool string_to_int(std::string_view s, int64_t &out) {
+  if (!s.empty() && s.size() <= 18) {
+    int64_t v = 0;
+    size_t i = 0;
+    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; i++)
+      v = v * 10 + (s[i] - '0');
+    if (i == s.size()) {
+      out = v;
+      return true;
+    }
+  }
   char buf[32];
   if (s.empty() || s.size() >= sizeof(buf))
     return false;
@@ -282,6 +317,34 @@ bool string_to_int(std::string_view s, int64_t &out) {
     return false;
   out = v;
   return true;
+}
+
+/* out = InboundMessage(), keeping the strings' storage: a message parsed
+ * into the same object as the last one allocates nothing. */
+void reset(InboundMessage &out) {
+  out.event = Event::Unknown;
+  out.event_name.clear();
+  out.stream_sid.clear();
+  out.sequence_number = -1;
+  out.protocol.clear();
+  out.version.clear();
+  StartInfo &si = out.start;
+  si.account_sid.clear();
+  si.stream_sid.clear();
+  si.call_sid.clear();
+  si.tracks.clear();
+  si.custom_parameters.clear();
+  si.encoding = "audio/x-mulaw";
+  si.sample_rate = 8000;
+  si.channels = 1;
+  out.track.clear();
+  out.chunk = -1;
+  out.timestamp_ms = -1;
+  out.payload.clear();
+  out.digit.clear();
+  out.mark_name.clear();
+  out.stop_account_sid.clear();
+  out.stop_call_sid.clear();
 }
 
 /* TRUE when the fast path fully handled @text (always a valid message). */
@@ -304,7 +367,7 @@ bool parse_inbound_fast(std::string_view text, InboundMessage &out) {
     int64_t ts = -1, chunk = -1;
     if (!string_to_int(m.timestamp.v, ts) || (m.chunk.count && !string_to_int(m.chunk.v, chunk)))
       return false;
-    out = InboundMessage();
+    reset(out);
     if (!base64_decode(m.payload.v, out.payload))
       return false;
     out.event = ev;
@@ -319,7 +382,7 @@ bool parse_inbound_fast(std::string_view text, InboundMessage &out) {
   if (ev == Event::Mark) {
     if (t.mark_count != 1 || t.mark.name.count != 1)
       return false;
-    out = InboundMessage();
+    reset(out);
     out.event = ev;
     out.event_name.assign(t.event.v);
     out.stream_sid.assign(t.stream_sid.v);
@@ -450,9 +513,7 @@ ParseResult parse_inbound_reference(std::string_view text, InboundMessage &out, 
 void json_escape_append(std::string &out, std::string_view s) {
   static const char hex[] = "0123456789abcdef";
   /* the usual case (SIDs, mark names): nothing to escape */
-  size_t plain = 0;
-  while (plain < s.size() && kPlain.ok[static_cast<unsigned char>(s[plain])])
-    plain++;
+  size_t plain = static_cast<size_t>(skip_plain(s.data(), s.data() + s.size()) - s.data());
   out.append(s.data(), plain);
   s.remove_prefix(plain);
   for (char ch : s) {
@@ -483,25 +544,33 @@ void append_quoted(std::string &out, std::string_view s) {
 }
 } // namespace
 
-std::string build_media(std::string_view stream_sid, const uint8_t *mulaw, size_t len) {
-  std::string out;
-  out.reserve(64 + stream_sid.size() + (len + 2) / 3 * 4);
+void append_media(std::string &out, std::string_view stream_sid, const uint8_t *mulaw, size_t len) {
+  out.reserve(out.size() + 64 + stream_sid.size() + (len + 2) / 3 * 4);
   out += "{\"event\":\"media\",\"streamSid\":";
   append_quoted(out, stream_sid);
   out += ",\"media\":{\"payload\":\"";
   base64_encode_append(out, mulaw, len);
   out += "\"}}";
+}
+
+std::string build_media(std::string_view stream_sid, const uint8_t *mulaw, size_t len) {
+  std::string out;
+  append_media(out, stream_sid, mulaw, len);
   return out;
 }
 
-std::string build_mark(std::string_view stream_sid, std::string_view name) {
-  std::string out;
-  out.reserve(48 + stream_sid.size() + name.size()); /* one allocation, not four */
+void append_mark(std::string &out, std::string_view stream_sid, std::string_view name) {
+  out.reserve(out.size() + 48 + stream_sid.size() + name.size()); /* one allocation, not four */
   out += "{\"event\":\"mark\",\"streamSid\":";
   append_quoted(out, stream_sid);
   out += ",\"mark\":{\"name\":";
   append_quoted(out, name);
   out += "}}";
+}
+
+std::string build_mark(std::string_view stream_sid, std::string_view name) {
+  std::string out;
+  append_mark(out, stream_sid, name);
   return out;
 }
 

@@ -82,6 +82,10 @@ PA_API ParseResult parse_inbound_reference(std::string_view text, InboundMessage
 /* What we send to Twilio. */
 PA_API std::string build_media(std::string_view stream_sid, const uint8_t *mulaw, size_t len);
 PA_API std::string build_mark(std::string_view stream_sid, std::string_view name);
+/* The same two appended to @out: a caller that keeps one string for its
+ * messages allocates nothing per frame. */
+PA_API void append_media(std::string &out, std::string_view stream_sid, const uint8_t *mulaw, size_t len);
+PA_API void append_mark(std::string &out, std::string_view stream_sid, std::string_view name);
 PA_API std::string build_clear(std::string_view stream_sid);
 
 /* One message as we send it to Twilio (parsed by the emulator, strictly:

@@ -27,17 +27,39 @@ std::string describe(const InboundMessage &m) {
   return s;
 }
 
-/* Both parsers on @text: same result, same message, same error. */
+/* A message with every field set, as the one parsed before may leave it. */
+InboundMessage used_message() {
+  InboundMessage m;
+  m.event = Event::Stop;
+  m.event_name = m.stream_sid = m.protocol = m.version = m.track = m.digit = m.mark_name = "left over";
+  m.stop_account_sid = m.stop_call_sid = "left over";
+  m.sequence_number = m.chunk = m.timestamp_ms = 99;
+  m.payload = {1, 2, 3};
+  m.start.account_sid = m.start.stream_sid = m.start.call_sid = m.start.encoding = "left over";
+  m.start.tracks = {"left over"};
+  m.start.custom_parameters = {{"left", "over"}};
+  m.start.sample_rate = m.start.channels = 99;
+  return m;
+}
+
+/* Both parsers on @text: same result, same message, same error; and the
+ * same message when parsed into one that held another (as the server's
+ * reading thread reuses one). */
 void check_same(const std::string &text) {
-  InboundMessage a, b;
-  std::string ea, eb;
+  InboundMessage a, b, c = used_message();
+  std::string ea, eb, ec;
   ParseResult ra = parse_inbound(text, a, ea);
   ParseResult rb = parse_inbound_reference(text, b, eb);
+  ParseResult rc = parse_inbound(text, c, ec);
   fail_unless(ra == rb, "'%s': %s vs reference %s", text.c_str(), parse_result_name(ra), parse_result_name(rb));
-  if (ra == ParseResult::Ok)
+  fail_unless(rc == ra, "'%s': %s into a used message, %s into a new one", text.c_str(), parse_result_name(rc),
+              parse_result_name(ra));
+  if (ra == ParseResult::Ok) {
     assert_str(describe(a), describe(b));
-  else
+    assert_str(describe(c), describe(a));
+  } else {
     assert_str(ea, eb);
+  }
 }
 
 std::vector<std::string> corpus() {
@@ -67,6 +89,11 @@ std::vector<std::string> corpus() {
       "{\"event\":\"media\",\"media\":{\"payload\":\"AAEC\",\"timestamp\":\" 20\"}}",
       "{\"event\":\"media\",\"media\":{\"payload\":\"AAEC\",\"timestamp\":\"+20\"}}",
       "{\"event\":\"media\",\"media\":{\"payload\":\"AAEC\",\"timestamp\":\"20x\"}}",
+      "{\"event\":\"media\",\"media\":{\"payload\":\"AAEC\",\"timestamp\":\"-20\"}}",
+      "{\"event\":\"media\",\"media\":{\"payload\":\"AAEC\",\"timestamp\":\"0020\"}}",
+      "{\"event\":\"media\",\"media\":{\"payload\":\"AAEC\",\"timestamp\":\"999999999999999999\"}}",
+      "{\"event\":\"media\",\"media\":{\"payload\":\"AAEC\",\"timestamp\":\"9223372036854775807\"}}",
+      "{\"event\":\"media\",\"media\":{\"payload\":\"AAEC\",\"timestamp\":\"9223372036854775808\"}}",
       "{\"event\":\"media\",\"sequenceNumber\":\"x\",\"media\":{\"payload\":\"AAEC\",\"timestamp\":\"20\"}}",
       "{\"event\":\"media\",\"media\":{\"payload\":\"AAE\",\"timestamp\":\"20\"}}",
       "{\"event\":\"media\",\"media\":{\"payload\":\"AAEC\"}}",

@@ -5,6 +5,7 @@
 #include <glib/gstdio.h>
 
 #include <cmath>
+#include <random>
 
 #include "pa-audio.h"
 #include "pa-playout.h"
@@ -314,6 +315,34 @@ GST_START_TEST(test_base64) {
     std::string appended = "prefix:";
     base64_encode_append(appended, in.data(), in.size());
     assert_str(appended, "prefix:" + enc);
+  }
+  /* every length up to a few frames, random bytes, against GLib both ways */
+  std::mt19937 rng(3);
+  for (size_t len = 0; len < 500; len++) {
+    std::vector<uint8_t> in(len);
+    for (auto &b : in)
+      b = static_cast<uint8_t>(rng());
+    std::string enc = base64_encode(in.data(), in.size());
+    gchar *ref = g_base64_encode(in.data(), in.size());
+    assert_str(enc.c_str(), ref);
+    g_free(ref);
+    std::vector<uint8_t> out;
+    fail_unless(base64_decode(enc, out) && out == in, "length %zu does not decode back", len);
+  }
+  /* a byte that is not base64, at every position of the first, a middle and
+   * the last quad */
+  for (int c = 0; c < 256; c++) {
+    if (g_ascii_isalnum(c) || c == '+' || c == '/')
+      continue;
+    for (size_t pos : {0, 1, 2, 3, 16, 17, 18, 19, 32, 33, 34, 35}) {
+      std::string t = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="; /* base64 of A..Z */
+      if (pos >= t.size() || (c == '=' && pos >= t.size() - 1))
+        continue;
+      t[pos] = static_cast<char>(c);
+      std::vector<uint8_t> out = {1};
+      fail_if(base64_decode(t, out), "byte %d at %zu accepted", c, pos);
+      fail_unless(out.empty());
+    }
   }
   std::vector<uint8_t> out;
   fail_if(base64_decode("abc", out));
