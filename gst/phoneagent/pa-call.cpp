@@ -517,12 +517,13 @@ void pa_call_handle_closed(PaCall *call, gushort code, const std::string &reason
 
 gboolean pa_call_pop_inbound(PaCall *call, pa::InboundItem &out, gint64 timeout_us) {
   PaCallPrivate *p = call->priv;
-  gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
+  /* no clock read for a look without waiting (push mode: twice a frame) */
+  gint64 deadline = timeout_us > 0 ? g_get_monotonic_time() + timeout_us : -1;
   std::unique_lock<std::mutex> g(p->lock);
   std::shared_ptr<pa::CallTransport> transport = p->pull ? p->transport : nullptr;
   bool pulling = static_cast<bool>(transport);
   for (;;) {
-    if (p->source_flushing || !p->inbound.empty())
+    if (p->source_flushing || !p->inbound.empty() || timeout_us == 0)
       break;
     gint64 left = deadline < 0 ? -1 : deadline - g_get_monotonic_time();
     if (deadline >= 0 && left <= 0)
