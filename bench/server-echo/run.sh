@@ -23,8 +23,10 @@
 # max of how late the emulator sent its frames against real time, which grows
 # when the machine is overloaded) and playout underruns (echo audio that came
 # back too late to play on time); the server's CPU time (user+sys, from
-# /proc) per call-second and its RSS growth per call (peak VmHWM minus the
-# idle RSS, over N); the emulator's own CPU per call-second and peak RSS,
+# /proc) per call-second over the whole run, and in the steady state (from 1 s
+# after the last call started to 1 s before the first ends: frames only),
+# with what setting up and ending a call costs as follows from the two; its
+# RSS growth per call (peak VmHWM minus the idle RSS, over N); the emulator's own CPU per call-second and peak RSS,
 # since it shares the machine; how much CPU other processes took; and how
 # often an independent canary process (server-echo-canary, 1 ms sleeps) woke
 # up more than 10 ms late: an echo has one frame (20 ms) of slack, so such a
@@ -65,8 +67,10 @@ LIMIT_S=$((AUDIO_MS / 1000 + 60))
 TMP=$(mktemp -d)
 SERVER_PID=
 CANARY_PID=
+EMU_PID=
 cleanup() {
   if [ -n "$SERVER_PID" ]; then kill -KILL "$SERVER_PID" 2>/dev/null || true; fi
+  if [ -n "$EMU_PID" ]; then kill -KILL "$EMU_PID" 2>/dev/null || true; fi
   if [ -n "$CANARY_PID" ]; then kill -KILL "$CANARY_PID" 2>/dev/null || true; fi
   rm -rf "$TMP"
 }
@@ -75,6 +79,8 @@ trap cleanup EXIT INT TERM
 # field NAME TEXT: the number after "NAME " or "NAME=" in TEXT
 field() { printf '%s\n' "$2" | sed -n "s/.*$1[ =]\([0-9.][0-9.]*\).*/\1/p" | head -n 1; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# CPU time of all of a process's threads in ns (scheduler's count, finer than ticks)
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 # machine-wide busy and total ticks (all CPUs), from /proc/stat
 machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat; }
 status_kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
@@ -106,7 +112,20 @@ run_once() {
   rc=0
   nice -n "${NICE:-0}" "$EMU" --url "http://127.0.0.1:$port/twilio/voice" --calls "$n" --ramp-ms "$RAMP_MS" \
     --audio "synth:$AUDIO_MS" --tail-ms 500 --transport "$TRANSPORT" --phases "$PHASES" --max-duration-s "$LIMIT_S" \
-    --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" || rc=$?
+    --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" &
+  EMU_PID=$!
+  # steady state: from 1 s after the last call started to 1 s before the
+  # first one ends, every call is up and only frames are handled
+  window_ms=$((AUDIO_MS - RAMP_MS - 2000))
+  s0=; s1=
+  if [ "$window_ms" -ge 2000 ]; then
+    sleep "$(awk -v ms=$((RAMP_MS + 1000)) 'BEGIN { print ms / 1000 }')"
+    s0=$(cpu_ns "$SERVER_PID")
+    sleep "$(awk -v ms="$window_ms" 'BEGIN { print ms / 1000 }')"
+    s1=$(cpu_ns "$SERVER_PID")
+  fi
+  wait "$EMU_PID" || rc=$?
+  EMU_PID=
 
   t1=$(cpu_ticks "$SERVER_PID")
   m1=$(machine_ticks)
@@ -138,13 +157,20 @@ run_once() {
   awk -v n="$n" -v t="$((t1 - t0))" -v hz="$TICKS" -v cs="${call_s:-0}" -v r0="$rss0" -v hwm="$hwm" \
       -v p99="${p99:-?}" -v pmax="${pmax:-?}" -v u="${underruns:-?}" -v ec="${emu_cpu:-?}" -v er="${emu_rss:-?}" \
       -v oc="${outcomes:-?}" -v v="$verdict" -v rc="$rc" -v m0="$m0" -v m1="$m1" -v ecs="${emu_cpu_s:-0}" \
-      -v smax="${stall_max:-?}" -v sn="${stalls:-?}" 'BEGIN {
+      -v smax="${stall_max:-?}" -v sn="${stalls:-?}" -v s0="${s0:-}" -v s1="${s1:-}" -v w="$window_ms" 'BEGIN {
     cpu = t / hz
+    steady = "steady n/a (AUDIO_MS too short)"
+    if (s0 != "" && s1 != "" && w > 0) {
+      sc = (s1 - s0) / 1e6 / (n * w / 1000)
+      steady = sprintf("steady %.3f ms/call-s over %.0f s", sc, w / 1000)
+      if (cs > 0)
+        steady = steady sprintf(", so about %.1f ms per call to set up and end", (cpu * 1000 - sc * cs) / n)
+    }
     split(m0, a, " "); split(m1, b, " ")
     busy = (b[1] - a[1]) / hz; total = (b[2] - a[2]) / hz
     others = busy - cpu - ecs; if (others < 0) others = 0
-    printf "%-4s N=%-4d %-28s late p99 %6s ms max %7s ms, underruns %-4s | server %.3f ms CPU/call-s (%.1f s), %.0f kB RSS/call (idle %.1f MB, peak %.1f MB) | emulator %s ms CPU/call-s, %s MiB | other processes %.0f%% of the machine, stalls > 10 ms: %s (worst %s ms)%s\n",
-      v, n, oc, p99, pmax, u, (cs > 0 ? cpu * 1000 / cs : 0), cpu, (hwm - r0) / n, r0 / 1024, hwm / 1024, ec, er,
+    printf "%-4s N=%-4d %-28s late p99 %6s ms max %7s ms, underruns %-4s | server %.3f ms CPU/call-s (%.1f s; %s), %.0f kB RSS/call (idle %.1f MB, peak %.1f MB) | emulator %s ms CPU/call-s, %s MiB | other processes %.0f%% of the machine, stalls > 10 ms: %s (worst %s ms)%s\n",
+      v, n, oc, p99, pmax, u, (cs > 0 ? cpu * 1000 / cs : 0), cpu, steady, (hwm - r0) / n, r0 / 1024, hwm / 1024, ec, er,
       (total > 0 ? 100 * others / total : 0), sn, smax, (rc != 0 ? sprintf(" (emulator exit %d)", rc) : "")
   }'
   [ "$verdict" = PASS ]
