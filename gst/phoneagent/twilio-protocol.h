@@ -36,7 +36,9 @@ struct StartInfo {
   int channels = 1;
 };
 
-/* One message as Twilio sends it to us. */
+/* One message as Twilio sends it to us. A field added here also needs its
+ * line in reset() (twilio-protocol.cpp: the fast path reuses messages) and
+ * in used_message() of tests/server/test-inbound-parser.cpp. */
 struct InboundMessage {
   Event event = Event::Unknown;
   std::string event_name;     /* as received, also for unknown events */
