@@ -21,7 +21,10 @@
 # Per N it prints: calls completed / N; p99 frame lateness (emulator pacing
 # error) and playout underruns (report totals); response latency p50/p99
 # (end of caller turn to first heard reply onset) when present; the server's
-# CPU (user+sys from /proc/PID/stat) per call-second and RSS growth per call
+# CPU (user+sys from /proc/PID/stat) per call-second, the same in the steady
+# state (from 1 s after the last call started to 1 s before the first one
+# ends) with what setting up and ending a call costs as follows from the two,
+# and RSS growth per call
 # (VmHWM minus the VmRSS after one short warm-up call, over N: libraries and
 # plugins loaded by the first call are not counted per call); the model server's CPU per call-second
 # and peak RSS; the emulator's own CPU per call-second and peak RSS.
@@ -57,17 +60,20 @@ KILL_S=$((LIMIT_S + 30))                             # hard bound on every proce
 TMP=$(mktemp -d)
 SERVER_PID=   # the timeout wrappers (they forward TERM to their child)
 MODEL_PID=
+EMU_PID=
 spid=          # the server and model processes themselves
 mpid=
 cleanup() {
   for p in $spid $mpid; do kill -KILL "$p" 2>/dev/null || true; done
-  for p in $SERVER_PID $MODEL_PID; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in $SERVER_PID $MODEL_PID $EMU_PID; do kill -TERM "$p" 2>/dev/null || true; done
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# CPU time of all of a process's threads in ns (scheduler's count, finer than ticks)
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 status_kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
 # wait_for FILE SED_EXPR: the first match of SED_EXPR in FILE, within 5 s
 wait_for() {
@@ -113,7 +119,20 @@ run_once() {
   rc=0
   timeout --foreground -s KILL "$KILL_S" "$EMU" --url "http://127.0.0.1:$port/twilio/voice" --calls "$n" --ramp-ms "$RAMP_MS" \
     --audio "synth:$AUDIO_MS" --tail-ms "$TAIL_MS" --transport "$TRANSPORT" --phases "$PHASES" --max-duration-s "$LIMIT_S" \
-    --report "$TMP/report.json" --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" || rc=$?
+    --report "$TMP/report.json" --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" &
+  EMU_PID=$!
+  # steady state: from 1 s after the last call started to 1 s before the
+  # first one ends (every call up: frames, turns and replies, no set-up)
+  window_ms=$((AUDIO_MS - RAMP_MS - 2000))
+  s0=; s1=
+  if [ "$window_ms" -ge 2000 ]; then
+    sleep "$(awk -v ms=$((RAMP_MS + 1000)) 'BEGIN { print ms / 1000 }')"
+    s0=$(cpu_ns "$spid")
+    sleep "$(awk -v ms="$window_ms" 'BEGIN { print ms / 1000 }')"
+    s1=$(cpu_ns "$spid")
+  fi
+  wait "$EMU_PID" || rc=$?
+  EMU_PID=
 
   t1=$(cpu_ticks "$spid")
   mt1=$(cpu_ticks "$mpid")
@@ -137,9 +156,16 @@ run_once() {
       .process.cpu_ms_per_call_second, .process.max_rss_kb ] | map(tostring) | join(" ")' "$TMP/report.json")
   awk -v n="$n" -v c="$1" -v p99="$2" -v u="$3" -v l50="$4" -v l99="$5" -v lc="$6" -v te="$7" -v cs="$8" \
       -v ec="$9" -v er="${10}" -v hz="$TICKS" -v t="$((t1 - t0))" -v mt="$((mt1 - mt0))" -v r0="$rss0" -v hwm="$hwm" \
-      -v mr0="$mrss0" -v mhwm="$mhwm" -v rc="$rc" -v cold="$cold" 'BEGIN {
-    printf "N=%-4d completed %d/%d | late p99 %.2f ms, underruns %d | response latency p50 %s p99 %s ms (%d/%d turns) | server %.2f ms CPU/call-s, %.0f kB RSS/call (before any call %.1f MB, after one %.1f MB, peak %.1f MB) | model %.2f ms CPU/call-s (peak RSS %.1f MB) | emulator %.2f ms CPU/call-s (%.1f MB)%s\n",
-      n, c, n, p99, u, l50, l99, lc, te, (cs > 0 ? t * 1000 / hz / cs : 0), (hwm - r0) / n, cold / 1024, r0 / 1024, hwm / 1024,
+      -v mr0="$mrss0" -v mhwm="$mhwm" -v rc="$rc" -v cold="$cold" -v s0="${s0:-}" -v s1="${s1:-}" -v w="$window_ms" 'BEGIN {
+    steady = "steady n/a (AUDIO_MS too short)"
+    if (s0 != "" && s1 != "" && w > 0) {
+      sc = (s1 - s0) / 1e6 / (n * w / 1000)
+      steady = sprintf("steady %.2f ms/call-s over %.0f s", sc, w / 1000)
+      if (cs > 0)
+        steady = steady sprintf(", so about %.1f ms per call to set up and end", (t * 1000 / hz - sc * cs) / n)
+    }
+    printf "N=%-4d completed %d/%d | late p99 %.2f ms, underruns %d | response latency p50 %s p99 %s ms (%d/%d turns) | server %.2f ms CPU/call-s (%s), %.0f kB RSS/call (before any call %.1f MB, after one %.1f MB, peak %.1f MB) | model %.2f ms CPU/call-s (peak RSS %.1f MB) | emulator %.2f ms CPU/call-s (%.1f MB)%s\n",
+      n, c, n, p99, u, l50, l99, lc, te, (cs > 0 ? t * 1000 / hz / cs : 0), steady, (hwm - r0) / n, cold / 1024, r0 / 1024, hwm / 1024,
       (cs > 0 ? mt * 1000 / hz / cs : 0), mhwm / 1024, ec, er / 1024, (rc != 0 ? sprintf(" (emulator exit %d)", rc) : "")
   }'
 }
