@@ -626,14 +626,49 @@ EventKind event_kind(const std::string &type, NameFamily *family) {
 
 namespace {
 
-/* The hot path: audio deltas (50 a second per call). They are flat objects
- * of strings and numbers; this scanner reads exactly those and gives up
- * (the caller then uses json-glib) on anything else: nesting, escapes,
- * unexpected characters. */
+/* The fast path: events that are one flat object of strings and numbers,
+ * which is nearly all of them by count (audio and transcript deltas, speech
+ * started/stopped, committed, done events). The scanner accepts only a
+ * strict subset of JSON: string keys and values of printable ASCII without
+ * escapes, numbers and literals in JSON's own grammar, no member twice. It
+ * gives up on anything else, and on every event whose fields are nested
+ * objects, and json-glib decides; tests check that both give the same. */
 struct FlatField {
   std::string_view key, value;
   bool is_string = false;
 };
+
+/* true, false, null, or a number as RFC 8259 spells it */
+bool json_literal(std::string_view v) {
+  if (v == "true" || v == "false" || v == "null")
+    return true;
+  size_t i = 0, n = v.size();
+  auto digits = [&] {
+    size_t s = i;
+    while (i < n && v[i] >= '0' && v[i] <= '9')
+      i++;
+    return i > s;
+  };
+  if (i < n && v[i] == '-')
+    i++;
+  if (i < n && v[i] == '0')
+    i++;
+  else if (!digits())
+    return false;
+  if (i < n && v[i] == '.') {
+    i++;
+    if (!digits())
+      return false;
+  }
+  if (i < n && (v[i] == 'e' || v[i] == 'E')) {
+    i++;
+    if (i < n && (v[i] == '+' || v[i] == '-'))
+      i++;
+    if (!digits())
+      return false;
+  }
+  return i == n;
+}
 
 bool scan_flat(const char *p, const char *end, FlatField *fields, size_t max, size_t &n) {
   n = 0;
@@ -646,8 +681,11 @@ bool scan_flat(const char *p, const char *end, FlatField *fields, size_t max, si
       return false;
     const char *start = ++p;
     const char *q = static_cast<const char *>(memchr(p, '"', static_cast<size_t>(end - p)));
-    if (!q || memchr(start, '\\', static_cast<size_t>(q - start)))
+    if (!q)
       return false;
+    for (const char *c = start; c < q; c++)
+      if (*c == '\\' || static_cast<unsigned char>(*c) < 0x20 || static_cast<unsigned char>(*c) >= 0x80)
+        return false; /* an escape, a control or a non-ASCII byte: json-glib's to read */
     out = std::string_view(start, static_cast<size_t>(q - start));
     p = q + 1;
     return true;
@@ -662,6 +700,9 @@ bool scan_flat(const char *p, const char *end, FlatField *fields, size_t max, si
     FlatField &f = fields[n];
     if (!string(f.key))
       return false;
+    for (size_t i = 0; i < n; i++)
+      if (fields[i].key == f.key)
+        return false; /* a member twice */
     ws();
     if (p >= end || *p++ != ':')
       return false;
@@ -674,9 +715,9 @@ bool scan_flat(const char *p, const char *end, FlatField *fields, size_t max, si
       const char *start = p;
       while (p < end && (g_ascii_isalnum(*p) || *p == '-' || *p == '.' || *p == '+'))
         p++;
-      if (p == start)
-        return false;
       f.value = std::string_view(start, static_cast<size_t>(p - start));
+      if (!json_literal(f.value))
+        return false;
       f.is_string = false;
     }
     n++;
@@ -694,47 +735,120 @@ bool scan_flat(const char *p, const char *end, FlatField *fields, size_t max, si
   }
 }
 
-bool parse_audio_delta_fast(const char *text, size_t len, ServerEvent &ev, ParseStatus &status, std::string &error) {
-  /* cheap test first: only audio deltas take this path */
-  std::string_view head(text, std::min<size_t>(len, 96));
-  if (head.find("audio.delta\"") == std::string_view::npos)
-    return false;
+/* The flat fields of one event, read as get_str() and get_int() read
+ * json-glib's nodes; a member of another type than those two expect makes
+ * the fast path give up (false). */
+class Flat {
+public:
+  Flat(const FlatField *f, size_t n) : f_(f), n_(n) {}
+  const FlatField *find(std::string_view key) const {
+    for (size_t i = 0; i < n_; i++)
+      if (f_[i].key == key)
+        return &f_[i];
+    return nullptr;
+  }
+  bool str(std::string_view key, std::string &out) const {
+    const FlatField *x = find(key);
+    if (!x)
+      return true;
+    if (!x->is_string)
+      return false;
+    out.assign(x->value);
+    return true;
+  }
+  bool integer(std::string_view key, int64_t &out) const {
+    const FlatField *x = find(key);
+    if (!x)
+      return true;
+    std::string_view v = x->value;
+    if (x->is_string || v.empty() || v.size() > 16)
+      return false;
+    size_t i = v[0] == '-' ? 1 : 0;
+    if (i == v.size())
+      return false;
+    int64_t r = 0;
+    for (; i < v.size(); i++) {
+      if (v[i] < '0' || v[i] > '9')
+        return false; /* a fraction or an exponent: a double to json-glib */
+      r = r * 10 + (v[i] - '0');
+    }
+    out = v[0] == '-' ? -r : r;
+    return true;
+  }
+
+private:
+  const FlatField *f_;
+  size_t n_;
+};
+
+bool parse_flat_fast(const char *text, size_t len, ServerEvent &ev, ParseStatus &status, std::string &error) {
   FlatField f[16];
   size_t n = 0;
   if (!scan_flat(text, text + len, f, 16, n))
     return false;
-  std::string_view type, delta;
-  bool have_delta = false;
-  for (size_t i = 0; i < n; i++)
-    if (f[i].key == "type" && f[i].is_string)
-      type = f[i].value;
-  if (type != "response.output_audio.delta" && type != "response.audio.delta")
+  Flat flat(f, n);
+  const FlatField *type = flat.find("type");
+  if (!type || !type->is_string || type->value.empty())
     return false;
-  ev.type.assign(type);
+  ev.type.assign(type->value);
   ev.kind = event_kind(ev.type, &ev.family);
-  for (size_t i = 0; i < n; i++) {
-    const FlatField &x = f[i];
-    if (x.key == "event_id" && x.is_string)
-      ev.event_id.assign(x.value);
-    else if (x.key == "response_id" && x.is_string)
-      ev.response_id.assign(x.value);
-    else if (x.key == "item_id" && x.is_string)
-      ev.item_id.assign(x.value);
-    else if (x.key == "output_index" && !x.is_string)
-      ev.output_index = static_cast<int>(g_ascii_strtoll(std::string(x.value).c_str(), nullptr, 10));
-    else if (x.key == "content_index" && !x.is_string)
-      ev.content_index = static_cast<int>(g_ascii_strtoll(std::string(x.value).c_str(), nullptr, 10));
-    else if (x.key == "delta" && x.is_string) {
-      delta = x.value;
-      have_delta = true;
-    }
+  switch (ev.kind) {
+  case EventKind::Error:
+  case EventKind::SessionCreated:
+  case EventKind::SessionUpdated:
+  case EventKind::InputTranscriptionCompleted:
+  case EventKind::InputTranscriptionFailed:
+  case EventKind::ResponseCreated:
+  case EventKind::ResponseDone:
+  case EventKind::OutputItemAdded:
+  case EventKind::OutputItemDone:
+  case EventKind::ItemAdded:
+  case EventKind::ItemDone:
+  case EventKind::ItemRetrieved:
+    return false; /* their fields are nested objects */
+  default:
+    break;
   }
+  int64_t output_index = -1, content_index = 0;
+  if (!flat.str("event_id", ev.event_id) || !flat.str("response_id", ev.response_id) ||
+      !flat.str("item_id", ev.item_id) || !flat.integer("output_index", output_index) ||
+      !flat.integer("content_index", content_index))
+    return false;
+  ev.output_index = static_cast<int>(output_index);
+  ev.content_index = static_cast<int>(content_index);
   status = ParseStatus::Ok;
-  if (!have_delta || !pa::base64_decode(delta, ev.audio)) {
-    error = "audio delta is not valid base64";
-    status = ParseStatus::BadAudio;
+  switch (ev.kind) {
+  case EventKind::SpeechStarted:
+    return flat.integer("audio_start_ms", ev.audio_start_ms);
+  case EventKind::SpeechStopped:
+  case EventKind::ItemTruncated:
+    return flat.integer("audio_end_ms", ev.audio_end_ms);
+  case EventKind::InputTranscriptionDelta:
+  case EventKind::AudioTranscriptDelta:
+  case EventKind::TextDelta:
+  case EventKind::FunctionCallArgumentsDelta:
+    return flat.str("delta", ev.delta);
+  case EventKind::AudioTranscriptDone:
+    return flat.str("transcript", ev.text);
+  case EventKind::InputTranscriptionSegment:
+  case EventKind::TextDone:
+    return flat.str("text", ev.text);
+  case EventKind::FunctionCallArgumentsDone:
+    return flat.str("arguments", ev.text) && flat.str("call_id", ev.call_id) && flat.str("name", ev.name);
+  case EventKind::AudioDelta: {
+    const FlatField *d = flat.find("delta");
+    if (d && !d->is_string)
+      return false;
+    if (!d || !pa::base64_decode(d->value, ev.audio)) {
+      ev.audio.clear();
+      error = "audio delta is not valid base64";
+      status = ParseStatus::BadAudio;
+    }
+    return true;
   }
-  return true;
+  default:
+    return true;
+  }
 }
 
 } // namespace
@@ -742,8 +856,12 @@ bool parse_audio_delta_fast(const char *text, size_t len, ServerEvent &ev, Parse
 ParseStatus parse_server_event(const char *text, size_t len, ServerEvent &ev, std::string &error) {
   ev = ServerEvent();
   ParseStatus fast;
-  if (parse_audio_delta_fast(text, len, ev, fast, error))
+  if (parse_flat_fast(text, len, ev, fast, error))
     return fast;
+  return parse_server_event_reference(text, len, ev, error);
+}
+
+ParseStatus parse_server_event_reference(const char *text, size_t len, ServerEvent &ev, std::string &error) {
   ev = ServerEvent();
   JsonParser *p = json_parser_new();
   GError *err = nullptr;
@@ -826,8 +944,11 @@ ParseStatus parse_server_event(const char *text, size_t len, ServerEvent &ev, st
     ev.name = get_str(o, "name"); /* GA only; beta leaves it out */
     break;
   case EventKind::AudioDelta: {
-    std::string b64 = get_str(o, "delta");
-    if (!pa::base64_decode(b64, ev.audio)) {
+    /* a delta that is missing, or not a string, is bad audio too */
+    JsonNode *d = json_object_get_member(o, "delta");
+    bool is_string = d && JSON_NODE_HOLDS_VALUE(d) && json_node_get_value_type(d) == G_TYPE_STRING;
+    if (!is_string || !pa::base64_decode(json_node_get_string(d), ev.audio)) {
+      ev.audio.clear();
       error = "audio delta is not valid base64";
       status = ParseStatus::BadAudio;
     }

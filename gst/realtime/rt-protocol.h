@@ -198,6 +198,11 @@ enum class ParseStatus { Ok, NotJson, NotObject, NoType, BadAudio };
  * EventKind::Unknown. */
 RT_API EventKind event_kind(const std::string &type, NameFamily *family = nullptr);
 RT_API ParseStatus parse_server_event(const char *text, size_t len, ServerEvent &out, std::string &error);
+/* The same with json-glib only. parse_server_event() reads flat events
+ * (deltas, speech started/stopped, done events: most of them by count)
+ * with a strict scanner of its own and falls back to this for the rest;
+ * tests check that both agree. */
+RT_API ParseStatus parse_server_event_reference(const char *text, size_t len, ServerEvent &out, std::string &error);
 
 /* Errors a client must handle specially (E.6). */
 inline constexpr const char *kErrInvalidApiKey = "invalid_api_key";

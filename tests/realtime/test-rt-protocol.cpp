@@ -1,5 +1,7 @@
 /* gst-phone-agent: the realtime protocol library against PROTOCOLS.md
  * section E (shapes of client events, event-name aliasing, parsing). */
+#include <random>
+
 #include "../common/pa-check.h"
 #include "pa-audio.h"
 #include "rt-protocol.h"
@@ -423,6 +425,110 @@ GST_START_TEST(test_audio_delta_fast_path_equivalence) {
 }
 GST_END_TEST;
 
+/* Every field of an event, to compare the two parsers. */
+static std::string describe(const ServerEvent &e) {
+  std::string s = std::to_string(static_cast<int>(e.kind)) + "|" + std::to_string(static_cast<int>(e.family)) + "|" +
+                  e.type + "|" + e.event_id + "|" + e.response_id + "|" + e.item_id + "|" +
+                  std::to_string(e.output_index) + "|" + std::to_string(e.content_index) + "|" + e.delta + "|" +
+                  e.text + "|" + e.call_id + "|" + e.name + "|" + std::to_string(e.audio_start_ms) + "|" +
+                  std::to_string(e.audio_end_ms) + "|audio:";
+  for (uint8_t b : e.audio)
+    s += std::to_string(b) + ",";
+  s += "|err:" + e.error.type + "," + e.error.code + "," + e.error.message + "," + e.error.param + "," + e.error.event_id;
+  s += "|resp:" + e.response.id + "," + e.response.status + "," + e.response.reason + "," +
+       std::to_string(e.response.usage.present) + "," + std::to_string(e.response.usage.total_tokens) + "," +
+       std::to_string(e.response.output.size());
+  s += "|session:" + e.session.id + "," + e.session.model + "," + std::to_string(e.session.shape_known);
+  s += "|item:" + e.item.id + "," + e.item.type + "," + e.item.role + "," + e.item.status + "," + e.item.transcript;
+  return s;
+}
+
+/* Both parsers on @text: the same status, event and error. */
+static void check_same_event(const std::string &text) {
+  ServerEvent a, b;
+  std::string ea, eb;
+  ParseStatus ra = parse_server_event(text.data(), text.size(), a, ea);
+  ParseStatus rb = parse_server_event_reference(text.data(), text.size(), b, eb);
+  fail_unless(ra == rb, "'%s': status %d, reference %d", text.c_str(), static_cast<int>(ra), static_cast<int>(rb));
+  if (ra == ParseStatus::Ok || ra == ParseStatus::BadAudio)
+    assert_str(describe(a), describe(b));
+  if (ra == ParseStatus::BadAudio)
+    assert_str(ea, eb);
+}
+
+static std::vector<std::string> server_event_corpus() {
+  const uint8_t mu[] = {0xff, 0x7f, 0x00, 0x10, 0x42, 0x99, 0x20};
+  const std::string b64 = pa::base64_encode(mu, sizeof mu);
+  return {
+      R"({"type":"response.output_audio.delta","event_id":"e1","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":")" + b64 + "\"}",
+      R"({"type":"response.audio.delta","event_id":"e2","response_id":"resp_1","item_id":"item_1","output_index":2,"content_index":1,"delta":")" + b64 + "\"}",
+      R"({"type":"response.output_audio_transcript.delta","event_id":"e3","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":" I have tomorrow at 9:00 AM"})",
+      R"({"type":"response.audio_transcript.delta","response_id":"resp_1","item_id":"item_1","delta":"Hello"})",
+      R"({"type":"conversation.item.input_audio_transcription.delta","event_id":"e4","item_id":"item_2","content_index":0,"delta":" book"})",
+      R"({"type":"input_audio_buffer.speech_started","event_id":"e5","audio_start_ms":1240,"item_id":"item_3"})",
+      R"({"type":"input_audio_buffer.speech_stopped","event_id":"e6","audio_end_ms":2980,"item_id":"item_3"})",
+      R"({"type":"input_audio_buffer.committed","event_id":"e7","previous_item_id":null,"item_id":"item_3"})",
+      R"({"type":"response.output_audio.done","event_id":"e8","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0})",
+      R"({"type":"response.output_audio_transcript.done","event_id":"e9","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"transcript":"Let me check the calendar."})",
+      R"({"type":"response.output_text.delta","response_id":"resp_1","item_id":"item_1","delta":"x"})",
+      R"({"type":"response.output_text.done","response_id":"resp_1","item_id":"item_1","text":"all of it"})",
+      R"({"type":"response.function_call_arguments.delta","response_id":"resp_2","item_id":"item_4","output_index":1,"call_id":"call_1","delta":"{\"da"})",
+      R"({"type":"response.function_call_arguments.done","response_id":"resp_2","item_id":"item_4","output_index":1,"call_id":"call_1","name":"bookAppointment","arguments":"{}"})",
+      R"({"type":"conversation.item.truncated","event_id":"e10","item_id":"item_1","content_index":0,"audio_end_ms":1840})",
+      R"({"type":"conversation.item.input_audio_transcription.segment","item_id":"item_2","text":"book an appointment","start":0.5,"end":1.75e0})",
+      R"({"type":"response.content_part.added","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"part":{"type":"audio","transcript":""}})",
+      R"({"type":"response.created","event_id":"e11","response":{"id":"resp_1","status":"in_progress","output":[]}})",
+      R"({"type":"response.done","response":{"id":"resp_1","status":"completed","usage":{"total_tokens":42,"input_tokens":30,"output_tokens":12},"output":[{"id":"item_1","type":"message","role":"assistant","status":"completed","content":[{"type":"audio","transcript":"Hi"}]}]}})",
+      R"({"type":"response.output_item.added","response_id":"resp_1","output_index":0,"item":{"id":"item_1","type":"message","role":"assistant","status":"in_progress","content":[]}})",
+      R"({"type":"conversation.item.input_audio_transcription.completed","item_id":"item_2","content_index":0,"transcript":"book it","usage":{"type":"duration","seconds":1.2}})",
+      R"({"type":"error","event_id":"e12","error":{"type":"invalid_request_error","code":"invalid_api_key","message":"Incorrect API key","param":null,"event_id":null}})",
+      R"({"type":"session.created","event_id":"e13","session":{"id":"sess_1","type":"realtime","model":"gpt-realtime"}})",
+      R"({"type":"rate_limits.updated","rate_limits":[{"name":"requests","limit":1000,"remaining":999,"reset_seconds":60}]})",
+      R"({"type":"response.brand_new","x":1,"y":-2.5e-3,"z":true})",
+      R"({"type":"input_audio_buffer.speech_started","audio_start_ms":"soon","item_id":7})",
+      R"({"type":"input_audio_buffer.committed","item_id":2.5,"response_id":true,"event_id":null})",
+      R"({"type":"response.output_audio.delta","item_id":"i"})",
+      R"({"type":"response.output_audio.delta","item_id":"i","delta":5})",
+      R"({"type":"response.output_audio_transcript.delta","item_id":"i","delta":"caf\u00e9 \"quoted\""})",
+      "{\"type\":\"response.output_audio_transcript.delta\",\"item_id\":\"i\",\"delta\":\"caf\xc3\xa9\"}",
+      R"({"type":"input_audio_buffer.speech_stopped","audio_end_ms":12345678901234567890})",
+      R"({"type":"input_audio_buffer.speech_stopped","audio_end_ms":2.5,"output_index":1e2})",
+      R"({"type":"input_audio_buffer.speech_stopped","item_id":"a","item_id":"b"})",
+      R"( { "type" : "input_audio_buffer.committed" , "item_id" : "item_3" } )",
+      R"({"type":"input_audio_buffer.committed","item_id":"item_3"} x)",
+      R"({"item_id":"item_3"})",
+      R"({"type":7})",
+      R"({"type":""})",
+      "[]",
+      "",
+  };
+}
+
+/* The fast path and json-glib agree on every event above and on random
+ * edits of each: byte flips, deletions, JSON-significant insertions. */
+GST_START_TEST(test_server_event_fast_path_agrees) {
+  for (const auto &t : server_event_corpus())
+    check_same_event(t);
+  std::mt19937 rng(11);
+  const char inserts[] = "{}[]\":,\\ \t\n0123456789-+.eEtrufalsn\x01\x7f\xc3";
+  for (const auto &base : server_event_corpus()) {
+    for (int i = 0; i < 400; i++) {
+      std::string t = base;
+      int edits = 1 + static_cast<int>(rng() % 3);
+      for (int e = 0; e < edits && !t.empty(); e++) {
+        size_t pos = rng() % t.size();
+        switch (rng() % 3) {
+        case 0: t[pos] = inserts[rng() % (sizeof(inserts) - 1)]; break;
+        case 1: t.erase(pos, 1 + rng() % 3); break;
+        default: t.insert(pos, 1, inserts[rng() % (sizeof(inserts) - 1)]); break;
+        }
+      }
+      check_same_event(t);
+    }
+  }
+}
+GST_END_TEST;
+
 GST_START_TEST(test_parse_bad_input) {
   ServerEvent ev;
   std::string err;
@@ -478,6 +584,7 @@ static Suite *rt_protocol_suite(void) {
   tcase_add_test(tc, test_event_aliasing);
   tcase_add_test(tc, test_parse_payloads);
   tcase_add_test(tc, test_audio_delta_fast_path_equivalence);
+  tcase_add_test(tc, test_server_event_fast_path_agrees);
   tcase_add_test(tc, test_parse_bad_input);
   tcase_add_test(tc, test_ws_url);
   return s;
