@@ -494,6 +494,7 @@ static std::vector<std::string> server_event_corpus() {
       R"({"type":"input_audio_buffer.speech_stopped","audio_end_ms":12345678901234567890})",
       R"({"type":"input_audio_buffer.speech_stopped","audio_end_ms":2.5,"output_index":1e2})",
       R"({"type":"input_audio_buffer.speech_stopped","item_id":"a","item_id":"b"})",
+      R"({"type":"input_audio_buffer.committed","x":123456789012345678901234567890,"y":1e400,"z":-0.0e-0,"content_index":-0})",
       R"( { "type" : "input_audio_buffer.committed" , "item_id" : "item_3" } )",
       R"({"type":"input_audio_buffer.committed","item_id":"item_3"} x)",
       R"({"item_id":"item_3"})",
