@@ -282,6 +282,15 @@ gboolean pa_call_has_transport(PaCall *call) {
   return call->priv->transport != nullptr || static_cast<bool>(call->priv->test_send);
 }
 
+std::shared_ptr<pa::MediaThread> pa_call_get_media_thread(PaCall *call) {
+  std::shared_ptr<pa::CallTransport> t;
+  {
+    std::lock_guard<std::mutex> g(call->priv->lock);
+    t = call->priv->transport;
+  }
+  return t ? t->media_thread() : nullptr;
+}
+
 void pa_call_set_test_transport(PaCall *call, std::function<void(const std::string &)> send,
                                 std::function<void(gushort, const std::string &)> close) {
   std::lock_guard<std::mutex> g(call->priv->lock);

@@ -78,6 +78,10 @@ PA_API std::string pa_call_get_name(PaCall *call);
  * through pa_call_handle_text/_binary/_closed on the loop's thread. */
 PA_API void pa_call_attach_transport(PaCall *call, std::shared_ptr<pa::CallTransport> transport);
 PA_API gboolean pa_call_has_transport(PaCall *call);
+/* The media thread that reads the call's socket, to host the call's other
+ * connections there (pa::HostedLoop); nullptr when there is none (no socket
+ * yet, a socket on a GMainContext, a test transport). */
+PA_API std::shared_ptr<pa::MediaThread> pa_call_get_media_thread(PaCall *call);
 /* For tests: frames we send go to @send on the sending thread; @close is
  * called when the call closes its side. Incoming frames are fed with
  * pa_call_handle_text / pa_call_handle_closed. */

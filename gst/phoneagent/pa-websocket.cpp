@@ -191,6 +191,8 @@ public:
       flush_locked();
   }
 
+  std::shared_ptr<MediaThread> media_thread() const override; /* after SocketLoop::Impl */
+
   bool pump(gint64 timeout_us) override {
     if (stop_pulling_)
       return false;
@@ -671,7 +673,7 @@ static void run_batch_end() {
 
 /* One epoll set and the sockets in it: either a GSource on a GMainContext
  * (the listener's), or a media thread of its own (Limits::threads). */
-struct SocketLoop::Impl : std::enable_shared_from_this<SocketLoop::Impl> {
+struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::Impl> {
   Limits limits;
   static constexpr size_t kScratch = 65536;
   std::unique_ptr<uint8_t[]> scratch{new uint8_t[kScratch]};
@@ -692,6 +694,47 @@ struct SocketLoop::Impl : std::enable_shared_from_this<SocketLoop::Impl> {
   std::map<MediaSocket *, std::shared_ptr<MediaSocket>> sockets;
   std::atomic<size_t> n_sockets{0};
   bool closing = false;
+  /* loops hosted here (MediaThread::host), by key; their epoll entries carry
+   * the loop's address with the low bit set, to tell them from sockets */
+  std::mutex hosted_lock;
+  std::vector<std::pair<const void *, std::shared_ptr<HostedLoop>>> hosted;
+  bool hosting_over = false; /* the thread has stopped: host() says no */
+
+  std::shared_ptr<HostedLoop> host(const void *key,
+                                   const std::function<std::shared_ptr<HostedLoop>()> &make) override {
+    std::lock_guard<std::mutex> g(hosted_lock);
+    if (!threaded || hosting_over || stopping)
+      return nullptr;
+    for (auto &[k, l] : hosted)
+      if (k == key)
+        return l;
+    std::shared_ptr<HostedLoop> l = make();
+    if (!l)
+      return nullptr;
+    struct epoll_event ev = {};
+    ev.events = EPOLLIN;
+    ev.data.u64 = reinterpret_cast<uintptr_t>(l.get()) | 1u;
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, l->fd(), &ev) != 0) {
+      GST_WARNING("cannot host a loop on a media thread: %s", g_strerror(errno));
+      return nullptr;
+    }
+    hosted.emplace_back(key, l);
+    return l;
+  }
+
+  /* The thread has stopped: the hosted loops end what they have. */
+  void end_hosting() {
+    std::vector<std::pair<const void *, std::shared_ptr<HostedLoop>>> all;
+    {
+      std::lock_guard<std::mutex> g(hosted_lock);
+      hosting_over = true;
+      all.swap(hosted);
+    }
+    for (auto &[k, l] : all) {
+      epoll_ctl(epfd, EPOLL_CTL_DEL, l->fd(), nullptr);
+      l->host_gone();
+    }
+  }
 
   /* Handles what is ready now; the number of sockets that were. */
   int dispatch() {
@@ -703,6 +746,13 @@ struct SocketLoop::Impl : std::enable_shared_from_this<SocketLoop::Impl> {
   int handle(struct epoll_event *events, int n) {
     int io = 0;
     for (int i = 0; i < n; i++) {
+      if (events[i].data.u64 & 1u) {
+        /* a hosted loop: alive while registered (end_hosting() runs after
+         * this thread has stopped) */
+        reinterpret_cast<HostedLoop *>(static_cast<uintptr_t>(events[i].data.u64 & ~uint64_t(1)))->dispatch();
+        io++;
+        continue;
+      }
       if (events[i].data.ptr == this) {
         uint64_t v;
         if (::read(evfd, &v, sizeof v) < 0) {
@@ -849,6 +899,13 @@ struct SocketLoop::Impl : std::enable_shared_from_this<SocketLoop::Impl> {
   }
 };
 
+std::shared_ptr<MediaThread> MediaSocket::media_thread() const {
+  std::shared_ptr<SocketLoop::Impl> loop = loop_.lock();
+  if (!loop || !loop->threaded)
+    return nullptr;
+  return loop;
+}
+
 void MediaSocket::schedule_reap() {
   std::shared_ptr<SocketLoop::Impl> loop = loop_.lock();
   if (!loop || loop->closing)
@@ -939,6 +996,7 @@ SocketLoop::~SocketLoop() {
   }
   for (auto &impl : loops_) {
     Impl *p = impl.get();
+    p->end_hosting();
     p->close_all();
     ::close(p->epfd);
     if (p->evfd >= 0)

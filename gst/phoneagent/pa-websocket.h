@@ -37,6 +37,33 @@ typedef struct _PaCall PaCall;
 
 namespace pa {
 
+/* An event loop that a media thread runs next to its own sockets, so that
+ * another connection of a call (the model's, gst/realtime) is read on the
+ * thread that reads the call's Twilio socket: no wake-up of another thread
+ * per message, and no two threads on one socket. The host watches fd()
+ * (level-triggered) and calls dispatch() on its thread when it is readable;
+ * dispatch() must not block. */
+class PA_API HostedLoop {
+public:
+  virtual ~HostedLoop() = default;
+  virtual int fd() const = 0;
+  virtual void dispatch() = 0;
+  /* The host's thread has stopped and will never call dispatch() again
+   * (called once, on the thread that stopped it): end what is in progress. */
+  virtual void host_gone() = 0;
+};
+
+/* A media thread, as a host for HostedLoops. */
+class PA_API MediaThread {
+public:
+  virtual ~MediaThread() = default;
+  /* The loop this thread hosts under @key; the first call makes it with
+   * @make (on the calling thread) and starts watching it. nullptr when the
+   * thread has stopped, or @make gave nullptr. Any thread. */
+  virtual std::shared_ptr<HostedLoop> host(const void *key,
+                                           const std::function<std::shared_ptr<HostedLoop>()> &make) = 0;
+};
+
 /* What a call needs from its socket. */
 class PA_API CallTransport {
 public:
@@ -64,6 +91,9 @@ public:
   /* The puller stops pulling: the socket loop reads again. Called by the
    * puller's thread. */
   virtual void release() {}
+  /* The media thread that reads this socket; nullptr when there is none
+   * (the loop runs on a GMainContext, or a test transport). */
+  virtual std::shared_ptr<MediaThread> media_thread() const { return nullptr; }
 };
 
 namespace ws {

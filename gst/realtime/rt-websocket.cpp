@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -344,11 +345,17 @@ namespace {
 using Conn = WsClient::Conn;
 using State = Conn::State;
 
-/* The process-wide loop: one thread, one epoll set, every model socket. It
+/* A loop: one epoll set of model sockets, read by one thread. Either the
+ * process-wide one, with a thread of its own, or one hosted by a media
+ * thread of the phone-agent server (pa::HostedLoop): that thread watches
+ * our epoll set with its own sockets and calls dispatch(), so a call's model
+ * socket is read on the thread that reads its Twilio socket. Either way it
  * only reads: sends are written by the thread that sends. */
-class Loop {
+class Loop : public pa::HostedLoop {
 public:
-  static std::shared_ptr<Loop> get(GError **error);
+  /* The loop for sockets hosted by @host (nullptr, or a host that has
+   * stopped: the process-wide loop). */
+  static std::shared_ptr<Loop> get(const std::shared_ptr<pa::MediaThread> &host, GError **error);
 
   /* Runs @fn on the loop thread, soon. */
   void post(std::function<void()> fn);
@@ -357,14 +364,21 @@ public:
   /* Loop thread: drops @c if it is still connecting (close() before the upgrade). */
   void abort(Conn *c);
 
+  /* pa::HostedLoop */
+  int fd() const override { return epfd_; }
+  void dispatch() override;
+  void host_gone() override;
+
 private:
   Loop() = default;
-  bool start(GError **error);
+  bool start(bool own_thread, GError **error);
   void release(); /* the last reference went */
   static gpointer thread_main(gpointer data);
   void run();
+  void handle(epoll_event *evs, int n);
   void run_posted();
   void scan_timers(gint64 now);
+  void end_all(); /* closes every socket, no callbacks: nobody is listening */
 
   void on_ready(Conn *c, uint32_t ev);
   void on_connected(Conn *c);
@@ -382,6 +396,14 @@ private:
   GThread *thread_ = nullptr;
   std::atomic<bool> stop_{false};
   bool orphaned_ = false; /* released on the loop thread: the thread deletes us */
+  /* hosted: a timer in the epoll set for scan_timers() */
+  bool hosted_ = false;
+  int timerfd_ = -1;
+  gint64 armed_for_ = 0;
+  /* hosted, once the host has stopped: what is posted runs at once, on the
+   * posting thread, one at a time */
+  bool dead_ = false; /* under mu_ */
+  std::mutex dead_run_mu_;
   std::mutex mu_;
   std::vector<std::function<void()>> posted_;
   std::unordered_map<Conn *, std::shared_ptr<Conn>> conns_; /* loop thread */
@@ -389,15 +411,36 @@ private:
   gint64 next_scan_ = 0;
 };
 
+const char kTimerTag = 0; /* epoll data of a hosted loop's timer */
+
 std::mutex g_loop_lock;
 std::weak_ptr<Loop> g_loop;
+const char g_host_key = 0; /* our key on a media thread */
 
-std::shared_ptr<Loop> Loop::get(GError **error) {
+std::shared_ptr<Loop> Loop::get(const std::shared_ptr<pa::MediaThread> &host, GError **error) {
+  if (host) {
+    GError *herr = nullptr;
+    std::shared_ptr<pa::HostedLoop> h = host->host(&g_host_key, [&herr]() -> std::shared_ptr<pa::HostedLoop> {
+      Loop *raw = new Loop();
+      if (!raw->start(false, &herr)) {
+        delete raw;
+        return nullptr;
+      }
+      return std::shared_ptr<Loop>(raw, [](Loop *p) { p->release(); });
+    });
+    if (h)
+      return std::static_pointer_cast<Loop>(h);
+    if (herr) {
+      g_propagate_error(error, herr);
+      return nullptr;
+    }
+    /* the host has stopped: the process-wide loop will do */
+  }
   std::lock_guard<std::mutex> g(g_loop_lock);
   if (auto l = g_loop.lock())
     return l;
   Loop *raw = new Loop();
-  if (!raw->start(error)) {
+  if (!raw->start(true, error)) {
     delete raw;
     return nullptr;
   }
@@ -406,7 +449,7 @@ std::shared_ptr<Loop> Loop::get(GError **error) {
   return l;
 }
 
-bool Loop::start(GError **error) {
+bool Loop::start(bool own_thread, GError **error) {
   static gsize once = 0;
   if (g_once_init_enter(&once)) {
     GST_DEBUG_CATEGORY_INIT(rtws_debug, "rtws", 0, "realtime model WebSocket client");
@@ -414,23 +457,50 @@ bool Loop::start(GError **error) {
   }
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
   evfd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (epfd_ < 0 || evfd_ < 0) {
+  if (!own_thread)
+    timerfd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (epfd_ < 0 || evfd_ < 0 || (!own_thread && timerfd_ < 0)) {
     g_set_error(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, "model socket loop: %s", g_strerror(errno));
-    if (epfd_ >= 0)
-      ::close(epfd_);
-    if (evfd_ >= 0)
-      ::close(evfd_);
+    for (int fd : {epfd_, evfd_, timerfd_})
+      if (fd >= 0)
+        ::close(fd);
     return false;
   }
   epoll_event e{};
   e.events = EPOLLIN;
   e.data.ptr = nullptr; /* the wake-up */
   epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &e);
+  if (!own_thread) {
+    hosted_ = true;
+    e.data.ptr = const_cast<char *>(&kTimerTag);
+    epoll_ctl(epfd_, EPOLL_CTL_ADD, timerfd_, &e);
+    return true;
+  }
   thread_ = g_thread_new("rt-websocket", thread_main, this);
   return true;
 }
 
+void Loop::end_all() {
+  for (auto &kv : conns_) {
+    std::lock_guard<std::mutex> g(kv.first->mu);
+    kv.first->close_socket_locked();
+    kv.first->finished_locked();
+  }
+  conns_.clear();
+}
+
 void Loop::release() {
+  if (hosted_) {
+    /* the host let go of us (it stopped) and so did every client */
+    end_all();
+    for (auto &kv : ssl_ctx_)
+      SSL_CTX_free(kv.second);
+    ::close(epfd_);
+    ::close(evfd_);
+    ::close(timerfd_);
+    delete this;
+    return;
+  }
   stop_ = true;
   if (g_thread_self() == thread_) {
     orphaned_ = true; /* a callback dropped the last client: finish after it returns */
@@ -446,25 +516,24 @@ void Loop::post(std::function<void()> fn) {
   bool first;
   {
     std::lock_guard<std::mutex> g(mu_);
-    first = posted_.empty();
-    posted_.push_back(std::move(fn));
+    if (!dead_) {
+      first = posted_.empty();
+      posted_.push_back(std::move(fn));
+      if (first) {
+        uint64_t one = 1;
+        (void)!write(evfd_, &one, sizeof(one));
+      }
+      return;
+    }
   }
-  if (first) {
-    uint64_t one = 1;
-    (void)!write(evfd_, &one, sizeof(one));
-  }
+  std::lock_guard<std::mutex> g(dead_run_mu_);
+  fn();
 }
 
 gpointer Loop::thread_main(gpointer data) {
   auto *self = static_cast<Loop *>(data);
   self->run();
-  /* what is left: close without ceremony, nobody is listening */
-  for (auto &kv : self->conns_) {
-    std::lock_guard<std::mutex> g(kv.first->mu);
-    kv.first->close_socket_locked();
-    kv.first->finished_locked();
-  }
-  self->conns_.clear();
+  self->end_all();
   for (auto &kv : self->ssl_ctx_)
     SSL_CTX_free(kv.second);
   ::close(self->epfd_);
@@ -475,6 +544,25 @@ gpointer Loop::thread_main(gpointer data) {
     delete self;
   }
   return nullptr;
+}
+
+void Loop::handle(epoll_event *evs, int n) {
+  for (int i = 0; i < n; i++) {
+    if (!evs[i].data.ptr) {
+      uint64_t v;
+      (void)!read(evfd_, &v, sizeof(v));
+      continue;
+    }
+    if (evs[i].data.ptr == &kTimerTag) {
+      uint64_t v;
+      (void)!read(timerfd_, &v, sizeof(v));
+      armed_for_ = 0;
+      continue;
+    }
+    auto *c = static_cast<Conn *>(evs[i].data.ptr);
+    if (conns_.count(c)) /* an earlier event of this round may have finished it */
+      on_ready(c, evs[i].events);
+  }
 }
 
 void Loop::run() {
@@ -494,18 +582,52 @@ void Loop::run() {
       GST_ERROR("epoll_wait: %s", g_strerror(errno));
       break;
     }
-    for (int i = 0; i < n; i++) {
-      if (!evs[i].data.ptr) {
-        uint64_t v;
-        (void)!read(evfd_, &v, sizeof(v));
-        continue;
-      }
-      auto *c = static_cast<Conn *>(evs[i].data.ptr);
-      if (conns_.count(c)) /* an earlier event of this round may have finished it */
-        on_ready(c, evs[i].events);
-    }
+    handle(evs, std::max(n, 0));
     run_posted();
   }
+}
+
+/* Hosted: the media thread saw our epoll set readable (a socket, a post, or
+ * the timer). The same round as run()'s, without the wait; the timer is
+ * armed only while there are sockets. */
+void Loop::dispatch() {
+  epoll_event evs[64];
+  int n = epoll_wait(epfd_, evs, G_N_ELEMENTS(evs), 0);
+  handle(evs, std::max(n, 0));
+  run_posted();
+  if (conns_.empty()) {
+    if (armed_for_) {
+      itimerspec off{};
+      timerfd_settime(timerfd_, 0, &off, nullptr);
+      armed_for_ = 0;
+    }
+    return;
+  }
+  gint64 now = g_get_monotonic_time();
+  if (now >= next_scan_) {
+    scan_timers(now);
+    next_scan_ = now + kTimerScanUs;
+  }
+  if (armed_for_ != next_scan_ && !conns_.empty()) {
+    itimerspec at{};
+    at.it_value.tv_sec = static_cast<time_t>(next_scan_ / G_USEC_PER_SEC);
+    at.it_value.tv_nsec = static_cast<long>(next_scan_ % G_USEC_PER_SEC) * 1000;
+    timerfd_settime(timerfd_, TFD_TIMER_ABSTIME, &at, nullptr); /* g_get_monotonic_time is CLOCK_MONOTONIC */
+    armed_for_ = next_scan_;
+  }
+}
+
+void Loop::host_gone() {
+  std::vector<std::function<void()>> todo;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    dead_ = true;
+    todo.swap(posted_);
+  }
+  std::lock_guard<std::mutex> g(dead_run_mu_);
+  for (auto &fn : todo)
+    fn();
+  end_all();
 }
 
 void Loop::run_posted() {
@@ -589,6 +711,18 @@ void Loop::connect(const std::shared_ptr<Conn> &cp) {
       c->finished_locked();
       return;
     }
+  }
+  bool dead;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    dead = dead_;
+  }
+  if (dead) { /* the media thread hosting us has stopped */
+    c->fire_fail(0, "the server is stopping");
+    std::lock_guard<std::mutex> g(c->mu);
+    c->close_socket_locked();
+    c->finished_locked();
+    return;
   }
   c->deadline = g_get_monotonic_time() + gint64(c->opts.connect_timeout_ms) * 1000;
   SSL *ssl = nullptr;
@@ -1118,7 +1252,7 @@ bool WsClient::open(const WsOptions &options, GCancellable *cancellable, GError 
   std::string host = c.url.host.find(':') != std::string::npos ? "[" + c.url.host + "]" : c.url.host;
   c.host_header = default_port ? host : host + ":" + std::to_string(c.url.port);
 
-  auto loop = Loop::get(error);
+  auto loop = Loop::get(options.host, error);
   if (!loop)
     return false;
   svc_ = loop;

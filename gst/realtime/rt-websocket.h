@@ -4,8 +4,9 @@
  *
  * A WebSocket client for the model side (RFC 6455), on its own epoll loop.
  *
- * One thread serves every connection in the process (one per call), but it
- * only reads: it connects, does the TLS and HTTP handshakes, reassembles
+ * One thread serves every connection in the process (one per call), or,
+ * under the phone-agent server, the media thread that reads the call's
+ * Twilio socket (WsOptions::host), but it only reads: it connects, does the TLS and HTTP handshakes, reassembles
  * messages and hands them to the callbacks, which must return quickly.
  * A send is framed, masked, encrypted (wss://) and written to the socket on
  * the thread that sends, under the connection's lock; only what the kernel
@@ -37,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "pa-websocket.h"
 #include "rt-api.h"
 
 namespace pa::rt {
@@ -63,6 +65,11 @@ struct WsOptions {
   unsigned connect_timeout_ms = 10000;
   unsigned ping_after_ms = 30000;
   unsigned dead_after_ms = 70000;
+  /* Read the socket on this media thread of the phone-agent server (the
+   * one reading the call's Twilio socket: pa_call_get_media_thread())
+   * instead of the process-wide socket thread. nullptr, or a thread that
+   * has stopped: the process-wide thread. */
+  std::shared_ptr<pa::MediaThread> host;
 };
 
 struct WsCallbacks {

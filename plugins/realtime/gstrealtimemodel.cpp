@@ -35,6 +35,14 @@
  * bounded by #GstRealtimeModel:max-queue-ms; the socket's thread never waits
  * for downstream.
  *
+ * ## Threads
+ *
+ * The model socket is read by one thread shared by every realtimemodel in
+ * the process, except under the phone-agent server: there the element finds
+ * its call in the `phoneagent.call` #GstContext the server sets on the
+ * pipeline, and the media thread that reads the caller's socket reads the
+ * model's too, so a model event wakes no other thread.
+ *
  * ## Custom events and queries
  *
  * Sent downstream:
@@ -182,6 +190,7 @@
 
 #include "gstrealtimeelements.h"
 #include "pa-audio.h"
+#include "pa-call.h"
 #include "rt-protocol.h"
 #include "rt-websocket.h"
 #include "rt-worker.h"
@@ -566,6 +575,7 @@ struct GstRealtimeModelPrivate {
   std::unique_ptr<pa::local::Engine> engine;
 #endif
   GCancellable *cancel = nullptr; /* connect (name lookup) */
+  PaCall *call = nullptr;         /* from the phoneagent.call context, under lock: its media thread reads our socket */
   GstSegment in_segment;          /* caller side, under lock */
 };
 
@@ -1676,6 +1686,20 @@ static void connect_attempt(GstRealtimeModel *self, guint serial) {
     opts.url += std::string(location.find('?') == std::string::npos ? "?" : "&") + "model=" + model;
   if (!key.empty())
     opts.headers.emplace_back("Authorization", "Bearer " + key);
+  {
+    PaCall *call;
+    {
+      std::lock_guard<std::mutex> g(p->lock);
+      call = p->call ? PA_CALL(g_object_ref(p->call)) : nullptr;
+    }
+    if (call) {
+      /* under the phone-agent server: the thread that reads the caller's
+       * socket reads the model's too (no hand-off between threads per event) */
+      opts.host = pa_call_get_media_thread(call);
+      g_object_unref(call);
+      GST_DEBUG_OBJECT(self, "model socket on %s", opts.host ? "the call's media thread" : "the model socket thread");
+    }
+  }
   if (protocol == PROTOCOL_BETA)
     opts.headers.emplace_back("OpenAI-Beta", "realtime=v1");
 
@@ -2861,9 +2885,22 @@ static void gst_realtime_model_respond(GstRealtimeModel *self, const gchar *inst
 
 /* ------------------------------------------------------------ class */
 
+static void gst_realtime_model_set_context(GstElement *element, GstContext *context) {
+  GstRealtimeModel *self = GST_REALTIME_MODEL(element);
+  if (PaCall *call = pa_call_from_context(context)) {
+    std::lock_guard<std::mutex> g(self->priv->lock);
+    if (self->priv->call)
+      g_object_unref(self->priv->call);
+    self->priv->call = call;
+  }
+  GST_ELEMENT_CLASS(parent_class)->set_context(element, context);
+}
+
 static void gst_realtime_model_finalize(GObject *object) {
   GstRealtimeModel *self = GST_REALTIME_MODEL(object);
   stop_session(self);
+  if (self->priv->call)
+    g_object_unref(self->priv->call);
   if (self->priv->settings.extra_headers)
     gst_structure_free(self->priv->settings.extra_headers);
   delete self->priv;
@@ -2891,6 +2928,7 @@ static void gst_realtime_model_class_init(GstRealtimeModelClass *klass) {
   gobject_class->set_property = gst_realtime_model_set_property;
   gobject_class->get_property = gst_realtime_model_get_property;
   gobject_class->finalize = gst_realtime_model_finalize;
+  element_class->set_context = GST_DEBUG_FUNCPTR(gst_realtime_model_set_context);
 
   const auto rw = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   const auto wo = static_cast<GParamFlags>(G_PARAM_WRITABLE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);

@@ -6,6 +6,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/sha.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -559,6 +561,191 @@ GST_START_TEST(test_tls_untrusted_refused) {
 }
 GST_END_TEST;
 
+
+namespace {
+/* A stand-in for a server media thread: one thread watching the hosted
+ * loops' descriptors, as pa::SocketLoop's media threads do. */
+class TestHost final : public pa::MediaThread {
+public:
+  TestHost() {
+    epfd_ = epoll_create1(EPOLL_CLOEXEC);
+    evfd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.ptr = nullptr;
+    epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &e);
+    thread_ = std::thread([this] { run(); });
+    id_ = thread_.get_id();
+  }
+  ~TestHost() override {
+    stop();
+    ::close(epfd_);
+    ::close(evfd_);
+  }
+  std::shared_ptr<pa::HostedLoop> host(const void *key,
+                                       const std::function<std::shared_ptr<pa::HostedLoop>()> &make) override {
+    std::lock_guard<std::mutex> g(mu_);
+    if (stopped_)
+      return nullptr;
+    if (loop_)
+      return key == key_ ? loop_ : nullptr;
+    loop_ = make();
+    key_ = key;
+    makes++;
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.ptr = loop_.get();
+    epoll_ctl(epfd_, EPOLL_CTL_ADD, loop_->fd(), &e);
+    return loop_;
+  }
+  /* Stops the thread; the hosted loop hears it (host_gone) on this thread. */
+  void stop() {
+    std::shared_ptr<pa::HostedLoop> l;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (stopped_)
+        return;
+      stopped_ = true;
+      l = std::move(loop_);
+    }
+    uint64_t one = 1;
+    (void)!write(evfd_, &one, sizeof one);
+    thread_.join();
+    if (l)
+      l->host_gone();
+  }
+  std::thread::id id() const { return id_; }
+  std::atomic<int> dispatches{0};
+  int makes = 0;
+
+private:
+  void run() {
+    epoll_event evs[8];
+    for (;;) {
+      int n = epoll_wait(epfd_, evs, 8, -1);
+      for (int i = 0; i < n; i++) {
+        if (!evs[i].data.ptr)
+          return;
+        static_cast<pa::HostedLoop *>(evs[i].data.ptr)->dispatch();
+        dispatches++;
+      }
+    }
+  }
+  int epfd_ = -1, evfd_ = -1;
+  std::thread thread_;
+  std::thread::id id_;
+  std::mutex mu_;
+  bool stopped_ = false;
+  std::shared_ptr<pa::HostedLoop> loop_;
+  const void *key_ = nullptr;
+};
+
+/* Events, and the thread each callback ran on. */
+struct ThreadEvents : Events {
+  std::mutex tmu;
+  std::vector<std::thread::id> threads;
+  std::vector<std::string> names;
+  void record() {
+    char name[32] = "";
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    std::lock_guard<std::mutex> g(tmu);
+    threads.push_back(std::this_thread::get_id());
+    names.push_back(name);
+  }
+  bool all_named(const std::string &n) {
+    std::lock_guard<std::mutex> g(tmu);
+    for (const auto &x : names)
+      if (x != n)
+        return false;
+    return !names.empty();
+  }
+  WsCallbacks callbacks() {
+    WsCallbacks cb = Events::callbacks();
+    auto wrap = [this](auto fn) {
+      return [this, fn](auto &&...args) {
+        record();
+        fn(std::forward<decltype(args)>(args)...);
+      };
+    };
+    cb.on_open = wrap(cb.on_open);
+    cb.on_message = [this, m = cb.on_message](std::string &&t) {
+      record();
+      m(std::move(t));
+    };
+    cb.on_closed = wrap(cb.on_closed);
+    cb.on_fail = wrap(cb.on_fail);
+    return cb;
+  }
+  bool all_on(std::thread::id id) {
+    std::lock_guard<std::mutex> g(tmu);
+    for (auto t : threads)
+      if (t != id)
+        return false;
+    return !threads.empty();
+  }
+};
+} // namespace
+
+/* WsOptions::host: the connection is read on the host's thread (every
+ * callback runs there), two connections share one hosted loop, the timers
+ * work there (a silent server is pinged, then dropped), and when the host
+ * stops, what it hosted ends and a new connection uses the process-wide
+ * thread instead. */
+GST_START_TEST(test_hosted_on_a_media_thread) {
+  auto host = std::make_shared<TestHost>();
+  rtmock::MockServer mock;
+  fail_unless(mock.start());
+  ThreadEvents ev;
+  WsClient ws(ev.callbacks());
+  WsOptions o;
+  o.url = mock.url();
+  o.host = host;
+  fail_unless(ws.open(o, nullptr, nullptr));
+  fail_unless(ev.wait([&] { return ev.opened && !ev.messages.empty(); }));
+  fail_unless(ws.send(R"({"type":"input_audio_buffer.clear"})"));
+  fail_unless(mock.wait_for("input_audio_buffer.clear", 5000));
+  mock.send(R"({"type":"x.y"})");
+  fail_unless(ev.wait([&] { return ev.messages.size() >= 2; }));
+  fail_unless(ev.all_on(host->id()), "a callback ran off the host's thread");
+  fail_unless(host->dispatches > 0);
+
+  /* a second connection: the same hosted loop; its timers run there */
+  WsOptions o2;
+  o2.ping_after_ms = 200;
+  o2.dead_after_ms = 800;
+  o2.host = host;
+  RawPeer peer;
+  ThreadEvents ev2;
+  WsClient ws2(ev2.callbacks());
+  o2.url = peer.url();
+  fail_unless(ws2.open(o2, nullptr, nullptr));
+  peer.accept_upgrade();
+  fail_unless(ev2.wait([&] { return ev2.opened; }));
+  RawPeer::Frame ping = peer.read_frame();
+  fail_unless(ping.h.opcode == pa::ws::Opcode::Ping);
+  fail_unless(ev2.wait([&] { return ev2.closed_code != -1; }, 3000));
+  fail_unless_equals_int(ev2.closed_code, 1006);
+  fail_unless(ws2.wait_closed(G_USEC_PER_SEC));
+  fail_unless(ev2.all_on(host->id()));
+  fail_unless_equals_int(host->makes, 1);
+
+  /* the host stops: the open connection ends (wait_closed returns) */
+  host->stop();
+  fail_unless(ws.wait_closed(G_USEC_PER_SEC));
+  fail_if(ws.is_open());
+
+  /* a stopped host: the process-wide thread serves the next one */
+  ThreadEvents ev3;
+  WsClient ws3(ev3.callbacks());
+  fail_unless(ws3.open(o, nullptr, nullptr));
+  fail_unless(ev3.wait([&] { return ev3.opened; }));
+  fail_unless(ev3.all_named("rt-websocket"));
+  fail_unless_equals_int(host->makes, 1);
+  ws3.close(1000, "bye");
+  fail_unless(ws3.wait_closed(2 * G_USEC_PER_SEC));
+}
+GST_END_TEST;
+
 static Suite *rt_websocket_suite(void) {
   Suite *s = suite_create("rt-websocket");
   TCase *tc = tcase_create("websocket");
@@ -578,6 +765,7 @@ static Suite *rt_websocket_suite(void) {
   tcase_add_test(tc, test_upgrade_never_answered);
   tcase_add_test(tc, test_close_before_upgrade);
   tcase_add_test(tc, test_backlog_drains_in_order);
+  tcase_add_test(tc, test_hosted_on_a_media_thread);
   return s;
 }
 

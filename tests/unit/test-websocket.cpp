@@ -5,6 +5,7 @@
 #include "../common/pa-check.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -563,6 +564,102 @@ GST_START_TEST(test_corked_sends_leave_together) {
 }
 GST_END_TEST;
 
+namespace {
+/* A loop for a media thread to host: an eventfd that dispatch() drains. */
+struct CountingLoop final : HostedLoop {
+  int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  std::atomic<int> dispatched{0}, off_thread{0}, gone{0};
+  std::atomic<pthread_t> thread{};
+  ~CountingLoop() override { close(efd); }
+  int fd() const override { return efd; }
+  void dispatch() override {
+    uint64_t v;
+    if (read(efd, &v, sizeof v) != sizeof v)
+      return;
+    if (!on_media_thread())
+      off_thread++;
+    thread = pthread_self();
+    dispatched++;
+  }
+  void host_gone() override { gone++; }
+};
+} // namespace
+
+/* A call's media thread hosts another loop (the model's socket, under the
+ * server): pa_call_get_media_thread() finds the thread reading the call's
+ * socket, one loop per key is made once, dispatch() runs on that thread
+ * (the one that delivers the call's frames) when the loop's descriptor is
+ * readable, and when the SocketLoop goes away the loop hears it once and
+ * the thread hosts nothing more. Calls without a media thread get none. */
+GST_START_TEST(test_media_thread_hosts_a_loop) {
+  PaCall *plain = pa_call_new(CallConfig());
+  fail_if(pa_call_get_media_thread(plain));
+  pa_call_set_test_transport(plain, [](const std::string &) {}, [](gushort, const std::string &) {});
+  fail_if(pa_call_get_media_thread(plain));
+  g_object_unref(plain);
+
+  SocketLoop::Limits limits;
+  limits.threads = 2;
+  auto loop = std::make_unique<SocketLoop>(nullptr, limits);
+  int sv[2];
+  fail_unless(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  PaCall *call = pa_call_new(CallConfig());
+  std::atomic<pthread_t> frame_thread{};
+  std::atomic<int> frames{0};
+  pa_call_set_inbound_notify(call, [&] {
+    frame_thread = pthread_self();
+    frames++;
+  });
+  GSocket *gs = g_socket_new_from_fd(sv[1], nullptr);
+  loop->adopt(gs, "", call, 0, "", [] {});
+  g_object_unref(gs);
+  for (int i = 0; i < 400 && !pa_call_has_transport(call); i++)
+    g_usleep(5000); /* adopted on the media thread */
+  std::shared_ptr<MediaThread> mt = pa_call_get_media_thread(call);
+  fail_unless(mt != nullptr);
+
+  static const char key = 0, other_key = 0;
+  int makes = 0;
+  auto counting = std::make_shared<CountingLoop>();
+  std::shared_ptr<HostedLoop> h = mt->host(&key, [&]() -> std::shared_ptr<HostedLoop> {
+    makes++;
+    return counting;
+  });
+  fail_unless(h == counting);
+  fail_unless(mt->host(&key, [&]() -> std::shared_ptr<HostedLoop> {
+    makes++;
+    return nullptr;
+  }) == counting);
+  fail_unless_equals_int(makes, 1);
+  fail_if(mt->host(&other_key, [] { return std::shared_ptr<HostedLoop>(); })); /* make gave nothing */
+
+  twilio::StartInfo si;
+  si.stream_sid = "MZ1";
+  si.call_sid = "CA1";
+  std::string start = client_frame(ws::Opcode::Text, twilio::build_start(1, si));
+  fail_unless(::send(sv[0], start.data(), start.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(start.size()));
+  for (int k = 1; k <= 3; k++) {
+    uint64_t one = 1;
+    fail_unless(write(counting->efd, &one, sizeof one) == sizeof one);
+    for (int i = 0; i < 400 && counting->dispatched.load() < k; i++)
+      g_usleep(5000);
+    fail_unless_equals_int(counting->dispatched.load(), k);
+  }
+  for (int i = 0; i < 400 && frames.load() < 1; i++)
+    g_usleep(5000);
+  fail_unless(frames.load() >= 1);
+  fail_unless_equals_int(counting->off_thread.load(), 0);
+  fail_unless(pthread_equal(counting->thread.load(), frame_thread.load()), "hosted on another thread than the call's");
+
+  loop.reset();
+  fail_unless_equals_int(counting->gone.load(), 1);
+  fail_if(mt->host(&key, [&]() -> std::shared_ptr<HostedLoop> { return counting; }));
+  pa_call_set_inbound_notify(call, nullptr);
+  g_object_unref(call);
+  close(sv[0]);
+}
+GST_END_TEST;
+
 /* A loop on media threads of its own: sockets spread over the threads, every
  * frame reaches its call, the call's inbound notify runs on a media thread
  * (where defer_to_batch_end works, once per key, after the batch), the
@@ -711,6 +808,7 @@ static Suite *websocket_suite(void) {
   tcase_add_test(tc, test_backlog_limit);
   tcase_add_test(tc, test_corked_sends_leave_together);
   tcase_add_test(tc, test_media_threads);
+  tcase_add_test(tc, test_media_thread_hosts_a_loop);
   return s;
 }
 
