@@ -31,9 +31,10 @@
  *
  * The model's audio is pushed downstream as soon as it arrives, from the
  * element's own source-pad task, in 20 ms buffers (the last one of an item is
- * padded with silence). The queue between the model socket and that task is
- * bounded by #GstRealtimeModel:max-queue-ms; the socket's thread never waits
- * for downstream.
+ * padded with silence); the frames of one model delta go as one buffer list
+ * (up to 100 ms), a response's first frame alone. The queue between the model
+ * socket and that task is bounded by #GstRealtimeModel:max-queue-ms; the
+ * socket's thread never waits for downstream.
  *
  * ## Threads
  *
@@ -440,6 +441,7 @@ struct OutItem {
   GstEvent *event = nullptr;
   std::string item_id, response_id;
   gint64 arrival_us = 0; /* when the delta that completed this frame arrived */
+  size_t bytes = 0;      /* a buffer's size, once it is pushed */
   bool first_of_response = false;
 };
 
@@ -2333,10 +2335,28 @@ static void push_stream_start(GstRealtimeModel *self, AudioFormat fmt) {
   gst_pad_push_event(self->srcpad, gst_event_new_segment(&seg));
 }
 
+/* Takes the front of the output queue (lock held). */
+static OutItem pop_out_item_locked(Runtime &rt) {
+  OutItem item = std::move(rt.outq.front());
+  rt.outq.pop_front();
+  if (item.kind == OutItem::Kind::Buffer) {
+    size_t n = gst_buffer_get_size(item.buffer);
+    rt.outq_bytes -= std::min(rt.outq_bytes, n);
+    auto it = rt.items.find(item.item_id);
+    if (it != rt.items.end())
+      it->second.queued -= std::min<guint64>(it->second.queued, n);
+  }
+  return item;
+}
+
+/* At most this much audio goes downstream in one buffer list. */
+constexpr guint kListMaxMs = 100;
+
 static void src_loop(gpointer data) {
   auto *self = GST_REALTIME_MODEL(data);
   GstRealtimeModelPrivate *p = self->priv;
   OutItem item;
+  std::vector<OutItem> more; /* frames that follow item at once: pushed with it as one list */
   bool start = false;
   AudioFormat fmt;
   {
@@ -2348,16 +2368,20 @@ static void src_loop(gpointer data) {
       return;
     }
     Runtime &rt = p->rt;
-    item = std::move(rt.outq.front());
-    rt.outq.pop_front();
-    if (item.kind == OutItem::Kind::Buffer) {
-      size_t n = gst_buffer_get_size(item.buffer);
-      rt.outq_bytes -= std::min(rt.outq_bytes, n);
-      auto it = rt.items.find(item.item_id);
-      if (it != rt.items.end())
-        it->second.queued -= std::min<guint64>(it->second.queued, n);
-    }
     fmt = rt.out_fmt;
+    item = pop_out_item_locked(rt);
+    /* the frames of a model delta arrive together: one push, one wake-up of
+     * the sink, one write to Twilio, instead of one per 20 ms. A response's
+     * first frame goes alone (its latency is measured when it has gone). */
+    if (item.kind == OutItem::Kind::Buffer && !item.first_of_response) {
+      size_t bytes = gst_buffer_get_size(item.buffer);
+      const size_t max = kListMaxMs * pa::rt::bytes_per_ms(fmt);
+      while (!rt.outq.empty() && rt.outq.front().kind == OutItem::Kind::Buffer &&
+             !rt.outq.front().first_of_response && bytes + gst_buffer_get_size(rt.outq.front().buffer) <= max) {
+        bytes += gst_buffer_get_size(rt.outq.front().buffer);
+        more.push_back(pop_out_item_locked(rt));
+      }
+    }
     if (!rt.stream_started) {
       rt.stream_started = true;
       start = true;
@@ -2369,30 +2393,48 @@ static void src_loop(gpointer data) {
   GstFlowReturn ret = GST_FLOW_OK;
   switch (item.kind) {
   case OutItem::Kind::Buffer: {
-    GstBuffer *buf = item.buffer;
-    item.buffer = nullptr;
-    size_t n = gst_buffer_get_size(buf);
     GstClockTime now = running_time(GST_ELEMENT(self));
-    GstClockTime dur = gst_util_uint64_scale(n, GST_MSECOND, pa::rt::bytes_per_ms(fmt));
-    GstClockTime pts;
+    GstBufferList *list = more.empty() ? nullptr : gst_buffer_list_new_sized(more.size() + 1);
+    size_t total = 0;
     {
       std::lock_guard<std::mutex> g(p->lock);
-      pts = p->rt.next_pts;
+      GstClockTime pts = p->rt.next_pts;
       if (GST_CLOCK_TIME_IS_VALID(now) && now > pts)
         pts = now; /* the agent was silent: a gap */
-      p->rt.next_pts = pts + dur;
+      for (size_t i = 0; i <= more.size(); i++) {
+        OutItem &it = i ? more[i - 1] : item;
+        size_t n = gst_buffer_get_size(it.buffer);
+        it.bytes = n;
+        GstClockTime dur = gst_util_uint64_scale(n, GST_MSECOND, pa::rt::bytes_per_ms(fmt));
+        GST_BUFFER_PTS(it.buffer) = pts;
+        GST_BUFFER_DURATION(it.buffer) = dur;
+        pts += dur;
+        total += n;
+        if (list) {
+          gst_buffer_list_add(list, it.buffer);
+          it.buffer = nullptr;
+        }
+      }
+      p->rt.next_pts = pts;
     }
-    GST_BUFFER_PTS(buf) = pts;
-    GST_BUFFER_DURATION(buf) = dur;
-    ret = gst_pad_push(self->srcpad, buf);
+    if (list) {
+      ret = gst_pad_push_list(self->srcpad, list);
+    } else {
+      GstBuffer *buf = item.buffer;
+      item.buffer = nullptr;
+      ret = gst_pad_push(self->srcpad, buf);
+    }
     Outbox out(self);
     std::lock_guard<std::mutex> g(p->lock);
     Runtime &rt = p->rt;
-    rt.st.pushed_bytes += n;
+    rt.st.pushed_bytes += total;
     rt.last_push_us = g_get_monotonic_time();
-    auto it = rt.items.find(item.item_id);
-    if (it != rt.items.end())
-      it->second.pushed += n;
+    for (size_t i = 0; i <= more.size(); i++) {
+      const OutItem &pushed = i ? more[i - 1] : item;
+      auto it = rt.items.find(pushed.item_id);
+      if (it != rt.items.end())
+        it->second.pushed += pushed.bytes;
+    }
     if (item.first_of_response && rt.turn_open && rt.turn_response == item.response_id) {
       rt.turn_open = false;
       GstClockTime pushed_at = running_time(GST_ELEMENT(self));

@@ -18,7 +18,9 @@
  * playback position known. When audio comes faster than real time (a model
  * streams its replies that way) the sink fills Twilio's queue up to the
  * lead, sleeps until half of it has played, and tops it up again: one
- * wake-up per lead/2 of audio rather than one per frame. On a server media
+ * wake-up per lead/2 of audio rather than one per frame. Frames that can go
+ * at once leave in one socket write, and a buffer list is taken whole before
+ * sending (realtimemodel pushes a model delta's frames as one). On a server media
  * thread (twiliosrc pushing in push mode) it never waits: what the lead or
  * a pause holds back goes out with a later buffer. After every #GstTwilioSink:mark-interval ms it
  * sends a `mark`; Twilio echoes it when the caller has heard up to there.
@@ -376,24 +378,22 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
   return TRUE;
 }
 
-static GstFlowReturn gst_twilio_sink_render(GstBaseSink *sink, GstBuffer *buffer) {
-  GstTwilioSink *self = GST_TWILIO_SINK(sink);
+/* Adds @buffer's audio to what is held, as μ-law. FALSE: not for the
+ * caller (the rest of a cleared item, or the call has ended). Lock held. */
+static bool hold_buffer_locked(GstTwilioSink *self, GstBuffer *buffer) {
   GstTwilioSinkPrivate *p = self->priv;
-  std::unique_lock<std::mutex> g(p->lock);
   State &st = p->st;
-  if (!st.call)
-    return GST_FLOW_ERROR;
   if (st.dropping_item) {
     st.dropped_after_clear += gst_buffer_get_size(buffer) / (st.raw ? 2 : 1);
-    return GST_FLOW_OK;
+    return false;
   }
   if (pa_call_is_ended(st.call)) {
     GST_DEBUG_OBJECT(self, "call ended; dropping audio");
-    return GST_FLOW_OK;
+    return false;
   }
   GstMapInfo map;
   if (!gst_buffer_map(buffer, &map, GST_MAP_READ))
-    return GST_FLOW_ERROR;
+    return false;
   if (!st.raw) {
     st.held.insert(st.held.end(), map.data, map.data + map.size);
   } else {
@@ -409,9 +409,37 @@ static GstFlowReturn gst_twilio_sink_render(GstBaseSink *sink, GstBuffer *buffer
     pa::mulaw_encode_block(st.pcm8k.data(), st.held.data() + old, st.pcm8k.size());
   }
   gst_buffer_unmap(buffer, &map);
+  return true;
+}
+
+static GstFlowReturn gst_twilio_sink_render(GstBaseSink *sink, GstBuffer *buffer) {
+  GstTwilioSink *self = GST_TWILIO_SINK(sink);
+  GstTwilioSinkPrivate *p = self->priv;
+  std::unique_lock<std::mutex> g(p->lock);
+  if (!p->st.call)
+    return GST_FLOW_ERROR;
+  if (!hold_buffer_locked(self, buffer))
+    return GST_FLOW_OK;
   /* on a media thread (twiliosrc in push mode under the server) never wait:
    * that thread serves other calls too; what cannot go now (lead full,
    * paused) is sent by a later render */
+  return send_held(self, g, false, pa::on_media_thread()) ? GST_FLOW_OK : GST_FLOW_FLUSHING;
+}
+
+/* A list (realtimemodel pushes the frames of a model delta as one): all of
+ * it is held first, so frames that fit in the lead leave in one write. */
+static GstFlowReturn gst_twilio_sink_render_list(GstBaseSink *sink, GstBufferList *list) {
+  GstTwilioSink *self = GST_TWILIO_SINK(sink);
+  GstTwilioSinkPrivate *p = self->priv;
+  std::unique_lock<std::mutex> g(p->lock);
+  if (!p->st.call)
+    return GST_FLOW_ERROR;
+  bool any = false;
+  guint n = gst_buffer_list_length(list);
+  for (guint i = 0; i < n; i++)
+    any = hold_buffer_locked(self, gst_buffer_list_get(list, i)) || any;
+  if (!any)
+    return GST_FLOW_OK;
   return send_held(self, g, false, pa::on_media_thread()) ? GST_FLOW_OK : GST_FLOW_FLUSHING;
 }
 
@@ -839,6 +867,7 @@ static void gst_twilio_sink_class_init(GstTwilioSinkClass *klass) {
   basesink_class->unlock = GST_DEBUG_FUNCPTR(gst_twilio_sink_unlock);
   basesink_class->unlock_stop = GST_DEBUG_FUNCPTR(gst_twilio_sink_unlock_stop);
   basesink_class->render = GST_DEBUG_FUNCPTR(gst_twilio_sink_render);
+  basesink_class->render_list = GST_DEBUG_FUNCPTR(gst_twilio_sink_render_list);
   basesink_class->event = GST_DEBUG_FUNCPTR(gst_twilio_sink_event);
   basesink_class->query = GST_DEBUG_FUNCPTR(gst_twilio_sink_query);
   basesink_class->set_caps = GST_DEBUG_FUNCPTR(gst_twilio_sink_set_caps);

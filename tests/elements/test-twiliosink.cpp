@@ -143,6 +143,30 @@ GST_START_TEST(test_lead_bounds_what_is_queued) {
 }
 GST_END_TEST;
 
+/* A buffer list (realtimemodel pushes a model delta's frames as one) is
+ * held whole before sending: frames are cut across its buffers, in order. */
+GST_START_TEST(test_buffer_list_sent_in_order) {
+  Fixture f(10000);
+  GstBufferList *list = gst_buffer_list_new();
+  const size_t sizes[] = {100, 300, 240};
+  const uint8_t fills[] = {0x11, 0x22, 0x33};
+  std::vector<uint8_t> expect;
+  for (int i = 0; i < 3; i++) {
+    GstBuffer *b = gst_buffer_new_allocate(nullptr, sizes[i], nullptr);
+    gst_buffer_memset(b, 0, fills[i], sizes[i]);
+    gst_buffer_list_add(list, b);
+    expect.insert(expect.end(), sizes[i], fills[i]);
+  }
+  fail_unless_equals_int(gst_pad_push_list(f.h->srcpad, list), GST_FLOW_OK);
+  fail_unless_equals_int(f.count(Event::Media), 4); /* 640 bytes: four 20 ms frames */
+  std::vector<uint8_t> got;
+  for (auto &o : f.snapshot())
+    if (o.event == Event::Media)
+      got.insert(got.end(), o.payload.begin(), o.payload.end());
+  fail_unless(got == expect, "the list's audio went out changed or out of order");
+}
+GST_END_TEST;
+
 GST_START_TEST(test_frames_are_whole_and_eos_pads) {
   Fixture f(10000);
   g_object_set(f.h->element, "frame-ms", 40, nullptr);
@@ -436,6 +460,7 @@ static Suite *twiliosink_suite(void) {
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_lead_bounds_what_is_queued);
   tcase_add_test(tc, test_frames_are_whole_and_eos_pads);
+  tcase_add_test(tc, test_buffer_list_sent_in_order);
   tcase_add_test(tc, test_clear_event_discards_and_heard_query);
   tcase_add_test(tc, test_clear_action_signal);
   tcase_add_test(tc, test_s16_input_converted);

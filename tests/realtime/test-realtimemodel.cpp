@@ -80,7 +80,10 @@ struct Fx {
 
   static GstPadProbeReturn probe(GstPad *, GstPadProbeInfo *info, gpointer data) {
     auto *f = static_cast<Fx *>(data);
-    if (GST_PAD_PROBE_INFO_TYPE(info) & GST_PAD_PROBE_TYPE_BUFFER) {
+    if (GST_PAD_PROBE_INFO_TYPE(info) & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+      std::lock_guard<std::mutex> g(f->mu);
+      f->flow.push_back("list:" + std::to_string(gst_buffer_list_length(GST_PAD_PROBE_INFO_BUFFER_LIST(info))));
+    } else if (GST_PAD_PROBE_INFO_TYPE(info) & GST_PAD_PROBE_TYPE_BUFFER) {
       std::lock_guard<std::mutex> g(f->mu);
       f->flow.push_back("buffer:" + std::to_string(gst_buffer_get_size(GST_PAD_PROBE_INFO_BUFFER(info))));
     } else if (GST_PAD_PROBE_INFO_TYPE(info) & GST_PAD_PROBE_TYPE_EVENT_BOTH) {
@@ -116,7 +119,8 @@ struct Fx {
     h = gst_harness_new_full(el, pcm ? &pcm_src : &mulaw_src, "sink", pcm ? &pcm_sink : &mulaw_sink, "src");
     gst_object_unref(el); /* the harness holds it now */
     gst_pad_add_probe(h->sinkpad,
-                      static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_BOTH |
+                      static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST |
+                                                   GST_PAD_PROBE_TYPE_EVENT_BOTH |
                                                    GST_PAD_PROBE_TYPE_EVENT_FLUSH | GST_PAD_PROBE_TYPE_QUERY_DOWNSTREAM),
                       probe, this, nullptr);
     gst_harness_set_src_caps_str(h, pcm ? PCM_CAPS : MULAW_CAPS);
@@ -440,6 +444,39 @@ GST_START_TEST(test_model_audio_framed_with_item_start) {
   gint64 total = 0;
   gst_structure_get_int64(f.message("realtime-usage"), "total-tokens", &total);
   fail_unless_equals_int64(total, 1523);
+}
+GST_END_TEST;
+
+/* The frames of one model delta go downstream as buffer lists of at most
+ * 100 ms (one push, and one write to Twilio in twiliosink, instead of one
+ * per 20 ms frame), still 20 ms buffers with contiguous timestamps; a
+ * response's first frame goes alone. */
+GST_START_TEST(test_model_audio_pushed_as_lists) {
+  Fx f;
+  f.configured();
+  f.mock->send(f.mock->response_created("resp_1"));
+  f.mock->send(f.mock->output_item_added("resp_1", "item_1"));
+  f.model_audio("resp_1", "item_1", 160, 0x11);
+  fail_unless(wait_until([&] { return f.buffers() == 1; }));
+  f.model_audio("resp_1", "item_1", 1600, 0x22); /* 200 ms */
+  fail_unless(wait_until([&] { return f.buffers() == 11; }));
+  auto flow = f.flow_snapshot();
+  auto first_buf = std::find(flow.begin(), flow.end(), "buffer:160");
+  auto first_list = std::find_if(flow.begin(), flow.end(), [](auto &s) { return s.rfind("list:", 0) == 0; });
+  fail_unless(first_buf != flow.end() && first_buf < first_list, "the response's first frame went in a list");
+  fail_unless_equals_int(f.flow_count("list:5"), 2);
+  fail_unless_equals_int(f.flow_count("buffer:160"), 11);
+  GstClockTime prev = GST_CLOCK_TIME_NONE;
+  for (int i = 0; i < 11; i++) {
+    GstBuffer *b = gst_harness_pull(f.h);
+    fail_unless_equals_int(gst_buffer_get_size(b), 160);
+    fail_unless_equals_uint64(GST_BUFFER_DURATION(b), 20 * GST_MSECOND);
+    if (GST_CLOCK_TIME_IS_VALID(prev))
+      fail_unless_equals_uint64(GST_BUFFER_PTS(b), prev + 20 * GST_MSECOND);
+    prev = GST_BUFFER_PTS(b);
+    gst_buffer_unref(b);
+  }
+  fail_unless(wait_until([&] { return f.stat("output-pushed-ms") == 220; }));
 }
 GST_END_TEST;
 
@@ -1342,6 +1379,7 @@ static Suite *realtimemodel_suite(void) {
   tcase_add_test(tc, test_append_ms_collects);
   tcase_add_test(tc, test_no_session_created_assumes_ga);
   tcase_add_test(tc, test_model_audio_framed_with_item_start);
+  tcase_add_test(tc, test_model_audio_pushed_as_lists);
   tcase_add_test(tc, test_beta_dialect_followed);
   tcase_add_test(tc, test_beta_forced_sends_header);
   tcase_add_test(tc, test_pcm_path);
