@@ -366,6 +366,7 @@ public:
 
   /* pa::HostedLoop */
   int fd() const override { return epfd_; }
+  bool hosted() const { return hosted_; }
   void dispatch() override;
   void host_gone() override;
 
@@ -1264,6 +1265,7 @@ bool WsClient::open(const WsOptions &options, GCancellable *cancellable, GError 
     }
     c.started = true;
     c.loop = loop;
+    c.st.on_media_thread = loop->hosted();
   }
   std::shared_ptr<Conn> cp = conn_;
   loop->post([l = loop.get(), cp] { l->connect(cp); });

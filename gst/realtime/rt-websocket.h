@@ -86,6 +86,7 @@ struct WsStats {
   uint64_t messages_in = 0, bytes_in = 0, messages_out = 0, bytes_out = 0;
   uint64_t binary_dropped = 0, oversized_dropped = 0;
   size_t queued_bytes = 0;
+  bool on_media_thread = false; /* read by a server media thread (WsOptions::host), not the shared thread */
 };
 
 class RT_API WsClient {

@@ -862,7 +862,8 @@ static GstStructure *gst_realtime_model_stats(GstRealtimeModel *self) {
     pa::rt::WsStats w = ws->stats();
     gst_structure_set(s, "ws-messages-in", G_TYPE_UINT64, w.messages_in, "ws-messages-out", G_TYPE_UINT64,
                       w.messages_out, "ws-bytes-in", G_TYPE_UINT64, w.bytes_in, "ws-bytes-out", G_TYPE_UINT64,
-                      w.bytes_out, "ws-queued-bytes", G_TYPE_UINT64, static_cast<guint64>(w.queued_bytes), nullptr);
+                      w.bytes_out, "ws-queued-bytes", G_TYPE_UINT64, static_cast<guint64>(w.queued_bytes),
+                      "ws-on-media-thread", G_TYPE_BOOLEAN, static_cast<gboolean>(w.on_media_thread), nullptr);
   }
   return s;
 }

@@ -9,9 +9,13 @@
 #include <mutex>
 #include <thread>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "../common/pa-check.h"
 #include "pa-audio.h"
 #include "pa-call.h"
+#include "pa-websocket.h"
 #include "twilio-protocol.h"
 #include "rt-mock-server.h"
 #include "test-rt-json.h"
@@ -477,6 +481,53 @@ GST_START_TEST(test_model_audio_pushed_as_lists) {
     gst_buffer_unref(b);
   }
   fail_unless(wait_until([&] { return f.stat("output-pushed-ms") == 220; }));
+}
+GST_END_TEST;
+
+/* Under the server: the element takes the call from the phoneagent.call
+ * context and its model socket is read by the media thread that reads the
+ * call's socket (ws-on-media-thread); the session works there as anywhere.
+ * Without the context, the shared socket thread reads it. */
+GST_START_TEST(test_model_socket_on_the_calls_media_thread) {
+  pa::SocketLoop::Limits limits;
+  limits.threads = 1;
+  auto loop = std::make_unique<pa::SocketLoop>(nullptr, limits);
+  int sv[2];
+  fail_unless(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  PaCall *call = pa_call_new(pa::CallConfig());
+  GSocket *gs = g_socket_new_from_fd(sv[1], nullptr);
+  loop->adopt(gs, "", call, 0, "", [] {});
+  g_object_unref(gs);
+  fail_unless(wait_until([&] { return pa_call_has_transport(call); }));
+  {
+    Fx f;
+    GstContext *ctx = pa_call_context_new(call);
+    gst_element_set_context(f.el, ctx);
+    gst_context_unref(ctx);
+    f.configured();
+    GstStructure *st = f.stats();
+    gboolean hosted = FALSE;
+    fail_unless(gst_structure_get_boolean(st, "ws-on-media-thread", &hosted));
+    gst_structure_free(st);
+    fail_unless(hosted, "the model socket is not on the call's media thread");
+    /* events from the model still reach downstream */
+    f.mock->send(f.mock->response_created("resp_1"));
+    f.mock->send(f.mock->output_item_added("resp_1", "item_1"));
+    f.model_audio("resp_1", "item_1", 320, 0x11);
+    fail_unless(wait_until([&] { return f.buffers() == 2; }));
+  }
+  {
+    Fx f;
+    f.configured();
+    GstStructure *st = f.stats();
+    gboolean hosted = TRUE;
+    fail_unless(gst_structure_get_boolean(st, "ws-on-media-thread", &hosted));
+    gst_structure_free(st);
+    fail_if(hosted);
+  }
+  loop.reset();
+  g_object_unref(call);
+  close(sv[0]);
 }
 GST_END_TEST;
 
@@ -1380,6 +1431,7 @@ static Suite *realtimemodel_suite(void) {
   tcase_add_test(tc, test_no_session_created_assumes_ga);
   tcase_add_test(tc, test_model_audio_framed_with_item_start);
   tcase_add_test(tc, test_model_audio_pushed_as_lists);
+  tcase_add_test(tc, test_model_socket_on_the_calls_media_thread);
   tcase_add_test(tc, test_beta_dialect_followed);
   tcase_add_test(tc, test_beta_forced_sends_header);
   tcase_add_test(tc, test_pcm_path);
