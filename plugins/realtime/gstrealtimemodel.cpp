@@ -2862,7 +2862,9 @@ static void stop_session(GstRealtimeModel *self) {
   if (ws) {
     ws->detach();
     ws->close(1000, "pipeline stopped");
-    if (!ws->wait_closed(500 * G_TIME_SPAN_MILLISECOND))
+    /* not on a media thread: it may be the one that reads this socket (and
+     * it serves other calls); the close goes on without us there */
+    if (!pa::on_media_thread() && !ws->wait_closed(500 * G_TIME_SPAN_MILLISECOND))
       GST_DEBUG_OBJECT(self, "the model did not finish the close handshake in time");
     ws.reset();
   }
