@@ -412,13 +412,18 @@ static bool hold_buffer_locked(GstTwilioSink *self, GstBuffer *buffer) {
   return true;
 }
 
-static GstFlowReturn gst_twilio_sink_render(GstBaseSink *sink, GstBuffer *buffer) {
-  GstTwilioSink *self = GST_TWILIO_SINK(sink);
+/* Holds the @n buffers @get gives, then sends what may go. A buffer list
+ * (realtimemodel pushes the frames of a model delta as one) is held whole
+ * first, so the frames that fit in the lead leave in one write. */
+template <typename Get> static GstFlowReturn hold_and_send(GstTwilioSink *self, guint n, Get get) {
   GstTwilioSinkPrivate *p = self->priv;
   std::unique_lock<std::mutex> g(p->lock);
   if (!p->st.call)
     return GST_FLOW_ERROR;
-  if (!hold_buffer_locked(self, buffer))
+  bool any = false;
+  for (guint i = 0; i < n; i++)
+    any = hold_buffer_locked(self, get(i)) || any;
+  if (!any)
     return GST_FLOW_OK;
   /* on a media thread (twiliosrc in push mode under the server) never wait:
    * that thread serves other calls too; what cannot go now (lead full,
@@ -426,21 +431,13 @@ static GstFlowReturn gst_twilio_sink_render(GstBaseSink *sink, GstBuffer *buffer
   return send_held(self, g, false, pa::on_media_thread()) ? GST_FLOW_OK : GST_FLOW_FLUSHING;
 }
 
-/* A list (realtimemodel pushes the frames of a model delta as one): all of
- * it is held first, so frames that fit in the lead leave in one write. */
+static GstFlowReturn gst_twilio_sink_render(GstBaseSink *sink, GstBuffer *buffer) {
+  return hold_and_send(GST_TWILIO_SINK(sink), 1, [buffer](guint) { return buffer; });
+}
+
 static GstFlowReturn gst_twilio_sink_render_list(GstBaseSink *sink, GstBufferList *list) {
-  GstTwilioSink *self = GST_TWILIO_SINK(sink);
-  GstTwilioSinkPrivate *p = self->priv;
-  std::unique_lock<std::mutex> g(p->lock);
-  if (!p->st.call)
-    return GST_FLOW_ERROR;
-  bool any = false;
-  guint n = gst_buffer_list_length(list);
-  for (guint i = 0; i < n; i++)
-    any = hold_buffer_locked(self, gst_buffer_list_get(list, i)) || any;
-  if (!any)
-    return GST_FLOW_OK;
-  return send_held(self, g, false, pa::on_media_thread()) ? GST_FLOW_OK : GST_FLOW_FLUSHING;
+  return hold_and_send(GST_TWILIO_SINK(sink), gst_buffer_list_length(list),
+                       [list](guint i) { return gst_buffer_list_get(list, i); });
 }
 
 /* Clear: called from any thread (OOB event, action signal). */
