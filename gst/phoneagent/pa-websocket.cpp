@@ -699,9 +699,6 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
   std::mutex hosted_lock;
   std::vector<std::pair<const void *, std::shared_ptr<HostedLoop>>> hosted;
   bool hosting_over = false; /* the thread has stopped: host() says no */
-  /* the hosted loops alone, watched while the thread waits out wait_us: a
-   * model's event is handled when it comes, not at the next batch */
-  std::atomic<int> hosted_epfd{-1};
 
   std::shared_ptr<HostedLoop> host(const void *key,
                                    const std::function<std::shared_ptr<HostedLoop>()> &make) override {
@@ -717,18 +714,8 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
     struct epoll_event ev = {};
     ev.events = EPOLLIN;
     ev.data.u64 = reinterpret_cast<uintptr_t>(l.get()) | 1u;
-    int hfd = hosted_epfd.load();
-    if (hfd < 0) {
-      hfd = epoll_create1(EPOLL_CLOEXEC);
-      if (hfd < 0) {
-        GST_WARNING("cannot host a loop on a media thread: %s", g_strerror(errno));
-        return nullptr;
-      }
-      hosted_epfd = hfd;
-    }
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, l->fd(), &ev) != 0 || epoll_ctl(hfd, EPOLL_CTL_ADD, l->fd(), &ev) != 0) {
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, l->fd(), &ev) != 0) {
       GST_WARNING("cannot host a loop on a media thread: %s", g_strerror(errno));
-      epoll_ctl(epfd, EPOLL_CTL_DEL, l->fd(), nullptr);
       return nullptr;
     }
     hosted.emplace_back(key, l);
@@ -743,13 +730,10 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
       hosting_over = true;
       all.swap(hosted);
     }
-    int hfd = hosted_epfd.exchange(-1);
     for (auto &[k, l] : all) {
       epoll_ctl(epfd, EPOLL_CTL_DEL, l->fd(), nullptr);
       l->host_gone();
     }
-    if (hfd >= 0)
-      ::close(hfd);
   }
 
   /* Handles what is ready now; the number of sockets that were. */
@@ -843,34 +827,12 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
         sweep();
         next_sweep = woke + 500000;
       }
-      if (limits.wait_us && io > 0 && !stopping)
-        wait_out(woke + limits.wait_us);
-    }
-  }
-
-  /* Lets the frames of other calls gather until @until. Hosted loops (the
-   * calls' model sockets) are not held back: what they get meanwhile is
-   * handled at once, as their own thread did, so the batching adds nothing
-   * to the model's events (a barge-in's speech_started, say). */
-  void wait_out(gint64 until) {
-    int hfd = hosted_epfd.load(std::memory_order_relaxed);
-    if (hfd < 0) {
-      struct timespec ts = {static_cast<time_t>(until / G_USEC_PER_SEC),
-                            static_cast<long>(until % G_USEC_PER_SEC) * 1000};
-      while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
-      }
-      return;
-    }
-    struct epoll_event events[16];
-    for (gint64 now = g_get_monotonic_time(); now < until && !stopping; now = g_get_monotonic_time()) {
-      struct timespec rel = {static_cast<time_t>((until - now) / G_USEC_PER_SEC),
-                             static_cast<long>((until - now) % G_USEC_PER_SEC) * 1000};
-      int n = epoll_pwait2(hfd, events, 16, &rel, nullptr);
-      if (n > 0) {
-        handle(events, n); /* hosted loops only: that set holds nothing else */
-        run_batch_end();
-      } else if (n < 0 && errno != EINTR) {
-        break;
+      if (limits.wait_us && io > 0 && !stopping) {
+        gint64 until = woke + limits.wait_us;
+        struct timespec ts = {static_cast<time_t>(until / G_USEC_PER_SEC),
+                              static_cast<long>(until % G_USEC_PER_SEC) * 1000};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+        }
       }
     }
   }
