@@ -1726,8 +1726,8 @@ static void pa_server_class_init(PaServerClass *klass) {
   g_object_class_install_property(gobject_class, PROP_MEDIA_WAIT,
       g_param_spec_uint("media-wait", "Media wait",
                         "After a media thread woke up for a frame, how long (ms) it lets other calls' frames "
-                        "gather before it looks again: fewer wake-ups, up to this much more latency (0: handle each "
-                        "frame at once). Read at start",
+                        "(and the model events of agent calls, whose sockets it reads too) gather before it looks "
+                        "again: fewer wake-ups, up to this much more latency (0: handle each at once). Read at start",
                         0, 20, DEFAULT_MEDIA_WAIT, rw));
   g_object_class_install_property(gobject_class, PROP_OUT_DIR,
       g_param_spec_string("out-dir", "Output directory", "Value of ${out_dir} / ${recordings_dir} in templates",

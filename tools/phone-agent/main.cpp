@@ -207,8 +207,8 @@ int serve(int argc, char **argv) {
        "Threads shared by all calls that read their sockets and push their audio into the pipelines (default -1: "
        "one per CPU; 0: a streaming thread per call)", "N"},
       {"media-wait", 0, 0, G_OPTION_ARG_INT, &a.media_wait,
-       "Milliseconds a media thread lets frames gather after a wake-up: fewer wake-ups, up to this much latency "
-       "(default 10, 0-20)", "MS"},
+       "Milliseconds a media thread lets frames (and an agent's model events) gather after a wake-up: fewer "
+       "wake-ups, up to this much latency (default 10, 0-20)", "MS"},
       {"log-level", 0, 0, G_OPTION_ARG_STRING, &a.log_level,
        "GStreamer debug level of our categories: none, error, warning (default), info, debug, log, trace",
        "LEVEL"},
