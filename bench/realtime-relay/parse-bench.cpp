@@ -8,35 +8,26 @@
  * Prints ns per event (CPU time of this thread). */
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "../common/bench-timing.h"
 #include "pa-audio.h"
 #include "rt-protocol.h"
 
 namespace {
 
-double thread_cpu_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
-}
-
+/* one parse of @text, per call (CPU ns) */
 template <typename F> double ns_per_call(const std::string &text, long iterations, F parse) {
   pa::rt::ServerEvent ev;
   std::string err;
-  for (int i = 0; i < 1000; i++) /* warm up */
-    parse(text.data(), text.size(), ev, err);
-  double t0 = thread_cpu_ns();
-  for (long i = 0; i < iterations; i++) {
-    if (parse(text.data(), text.size(), ev, err) != pa::rt::ParseStatus::Ok) {
-      fprintf(stderr, "parse failed: %s\n", err.c_str());
-      exit(1);
-    }
-  }
-  return (thread_cpu_ns() - t0) / static_cast<double>(iterations);
+  return bench::ns_per_run(iterations, [&] {
+    if (parse(text.data(), text.size(), ev, err) == pa::rt::ParseStatus::Ok)
+      return true;
+    fprintf(stderr, "parse failed: %s\n", err.c_str());
+    return false;
+  });
 }
 
 } // namespace

@@ -9,33 +9,24 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <string>
 #include <vector>
 
+#include "../common/bench-timing.h"
 #include "twilio-protocol.h"
 
 namespace {
 
-double thread_cpu_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
-}
-
+/* one parse of @msg, per call (CPU ns) */
 template <typename F> double ns_per_call(const std::string &msg, long iterations, F parse) {
   pa::twilio::InboundMessage m;
   std::string err;
-  for (int i = 0; i < 1000; i++) /* warm up */
-    parse(msg, m, err);
-  double t0 = thread_cpu_ns();
-  for (long i = 0; i < iterations; i++) {
-    if (parse(msg, m, err) != pa::twilio::ParseResult::Ok) {
-      fprintf(stderr, "parse failed: %s\n", err.c_str());
-      exit(1);
-    }
-  }
-  return (thread_cpu_ns() - t0) / static_cast<double>(iterations);
+  return bench::ns_per_run(iterations, [&] {
+    if (parse(msg, m, err) == pa::twilio::ParseResult::Ok)
+      return true;
+    fprintf(stderr, "parse failed: %s\n", err.c_str());
+    return false;
+  });
 }
 
 } // namespace

@@ -380,6 +380,7 @@ private:
   void run_posted();
   void scan_timers(gint64 now);
   void end_all(); /* closes every socket, no callbacks: nobody is listening */
+  void free_all(); /* end_all(), then the TLS contexts and our descriptors */
 
   void on_ready(Conn *c, uint32_t ev);
   void on_connected(Conn *c);
@@ -490,15 +491,19 @@ void Loop::end_all() {
   conns_.clear();
 }
 
+void Loop::free_all() {
+  end_all();
+  for (auto &kv : ssl_ctx_)
+    SSL_CTX_free(kv.second);
+  for (int fd : {epfd_, evfd_, timerfd_})
+    if (fd >= 0)
+      ::close(fd);
+}
+
 void Loop::release() {
   if (hosted_) {
     /* the host let go of us (it stopped) and so did every client */
-    end_all();
-    for (auto &kv : ssl_ctx_)
-      SSL_CTX_free(kv.second);
-    ::close(epfd_);
-    ::close(evfd_);
-    ::close(timerfd_);
+    free_all();
     delete this;
     return;
   }
@@ -534,11 +539,7 @@ void Loop::post(std::function<void()> fn) {
 gpointer Loop::thread_main(gpointer data) {
   auto *self = static_cast<Loop *>(data);
   self->run();
-  self->end_all();
-  for (auto &kv : self->ssl_ctx_)
-    SSL_CTX_free(kv.second);
-  ::close(self->epfd_);
-  ::close(self->evfd_);
+  self->free_all();
   GST_DEBUG("model socket loop stopped");
   if (self->orphaned_) {
     g_thread_unref(self->thread_);
@@ -609,7 +610,7 @@ void Loop::dispatch() {
     scan_timers(now);
     next_scan_ = now + kTimerScanUs;
   }
-  if (armed_for_ != next_scan_ && !conns_.empty()) {
+  if (armed_for_ != next_scan_) {
     itimerspec at{};
     at.it_value.tv_sec = static_cast<time_t>(next_scan_ / G_USEC_PER_SEC);
     at.it_value.tv_nsec = static_cast<long>(next_scan_ % G_USEC_PER_SEC) * 1000;
