@@ -23,6 +23,9 @@
 #include "pa-call.h"
 #include "pa-server.h"
 #include "pa-websocket.h"
+#ifdef HAVE_LOCALMODEL
+#include "local-engine.h"
+#endif
 #include "twilio-protocol.h"
 #include "twilio-signature.h"
 
@@ -788,6 +791,86 @@ GST_START_TEST(test_stuck_pipeline_behind_queue_does_not_stall_media_thread) {
 }
 GST_END_TEST;
 
+#ifdef HAVE_LOCALMODEL
+/* The agent template under the server, against the local model in canned
+ * mode (pre-rendered replies, no speech recognition or synthesis): the
+ * caller hears the agent, and the model socket is read where the docs say,
+ * by the call's media thread (docs/architecture.md), or by realtimemodel's
+ * shared socket thread when the server has no media threads. When the call
+ * ends the model session is closed and nothing is left. */
+static void agent_call(int media_threads) {
+  TempDir tmp;
+  pa::local::EngineConfig cfg;
+  cfg.canned = true;
+  pa::local::Engine engine(cfg);
+  GError *err = nullptr;
+  fail_unless(engine.start(&err), "%s", err ? err->message : "");
+  auto engine_stat = [&engine](const char *name) {
+    GstStructure *s = engine.stats();
+    guint64 v = 0;
+    fail_unless(gst_structure_get_uint64(s, name, &v), "no %s", name);
+    gst_structure_free(s);
+    return v;
+  };
+  std::string tmpl = "twiliosrc ! realtimemodel location=" + engine.url() + " ! twiliosink";
+  Fixture f(tmpl.c_str(), 10, [media_threads](PaServer *s) { g_object_set(s, "media-threads", media_threads, nullptr); });
+  GstElement *model = nullptr; /* ref */
+  g_signal_connect(f.server, "call-configure", G_CALLBACK(+[](PaServer *, GstElement *pipeline, PaCall *, gpointer d) {
+                     GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(pipeline), "realtimemodel");
+                     GValue v = G_VALUE_INIT;
+                     if (gst_iterator_next(it, &v) == GST_ITERATOR_OK)
+                       *static_cast<GstElement **>(d) = GST_ELEMENT(g_value_dup_object(&v));
+                     g_value_unset(&v);
+                     gst_iterator_free(it);
+                   }),
+                   &model);
+  std::vector<std::unique_ptr<Process>> procs;
+  procs.push_back(std::make_unique<Process>(
+      f.emulator({"--audio", "synth:5000", "--tail-ms", "2000", "--report", tmp.file("report.json")}),
+      tmp.file("agent.log")));
+  /* the model socket, once open and answering, and who reads it */
+  gboolean on_media_thread = FALSE;
+  fail_unless(f.run_until(
+      [&] {
+        if (!model)
+          return false;
+        GstStructure *st = nullptr;
+        g_object_get(model, "stats", &st, nullptr);
+        guint64 events = 0;
+        bool answered = gst_structure_get_uint64(st, "events-received", &events) && events > 0 &&
+                        gst_structure_get_boolean(st, "ws-on-media-thread", &on_media_thread);
+        gst_structure_free(st);
+        return answered;
+      },
+      15000), "the model never answered");
+  fail_unless_equals_int(on_media_thread, media_threads != 0);
+  f.wait_processes(procs, 30000);
+
+  Report r(tmp.file("report.json"));
+  assert_str(r.outcome(0), "completed");
+  fail_unless(json_object_get_double_member(r.call(0), "played_ms") > 500, "the caller heard %.0f ms of the agent",
+              json_object_get_double_member(r.call(0), "played_ms"));
+  JsonArray *turns = json_object_get_array_member(r.call(0), "turns");
+  fail_unless(json_array_get_length(turns) > 0);
+  fail_unless(json_object_get_int_member(json_array_get_object_element(turns, 0), "response_latency_ms") > 0,
+              "the agent did not answer the caller's first turn");
+  /* the call ended: the model session is closed, the server is idle (our
+   * reference kept realtimemodel, and through it the call object) */
+  gst_object_unref(model);
+  f.wait_idle();
+  fail_unless(f.run_until([&] { return engine_stat("sessions-active") == 0; }, 10000),
+              "the model session is still open after the call");
+  fail_unless_equals_int(engine_stat("sessions-total"), 1);
+  engine.stop();
+}
+
+GST_START_TEST(test_agent_call_model_socket_on_media_thread) { agent_call(1); }
+GST_END_TEST;
+
+GST_START_TEST(test_agent_call_without_media_threads) { agent_call(0); }
+GST_END_TEST;
+#endif
+
 /* Draining with calls that finish within the grace period: they are not
  * cut; new callers hear the busy message; /healthz says 503. */
 GST_START_TEST(test_drain_lets_calls_finish) {
@@ -924,6 +1007,10 @@ static Suite *server_suite(void) {
   tcase_add_test(tc, test_failing_pipeline_ends_one_call);
   tcase_add_test(tc, test_stuck_pipeline_does_not_stall_others);
   tcase_add_test(tc, test_stuck_pipeline_behind_queue_does_not_stall_media_thread);
+#ifdef HAVE_LOCALMODEL
+  tcase_add_test(tc, test_agent_call_model_socket_on_media_thread);
+  tcase_add_test(tc, test_agent_call_without_media_threads);
+#endif
   tcase_add_test(tc, test_drain_lets_calls_finish);
   tcase_add_test(tc, test_drain_ends_long_calls_cleanly);
   tcase_add_test(tc, test_no_leaks_after_200_calls);
