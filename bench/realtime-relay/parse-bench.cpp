@@ -2,7 +2,8 @@
  * parse_server_event() (a scanner of its own for flat events) and with
  * parse_server_event_reference() (json-glib), on the events a reply is made
  * of: audio deltas of 100 ms of μ-law, transcript deltas, speech started,
- * and a nested response.done that always takes json-glib.
+ * and a nested response.done (the fast path for nested events since
+ * session 8; json-glib before).
  *
  * usage: realtime-relay-parse [ITERATIONS]   (default 100000)
  * Prints ns per event (CPU time of this thread). */

@@ -549,45 +549,155 @@ JsonArray *get_arr(JsonObject *o, const char *k) {
   return JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : nullptr;
 }
 
-void parse_usage(JsonObject *u, Usage &out) {
+/* Read access to a parsed event for the extraction below: json-glib's tree
+ * (the reference), or the fast path's own (TreeView, further down). Both
+ * read members as get_str() and get_int() do. */
+class GlibView {
+public:
+  using Obj = JsonObject *;
+  using Arr = JsonArray *;
+  std::string str(Obj o, const char *k) { return get_str(o, k); }
+  int64_t integer(Obj o, const char *k, int64_t dflt) { return get_int(o, k, dflt); }
+  Obj obj(Obj o, const char *k) { return get_obj(o, k); }
+  Arr arr(Obj o, const char *k) { return get_arr(o, k); }
+  /* @fn on every element of @a that is an object, in order */
+  template <typename F> void each_obj(Arr a, F fn) {
+    for (guint i = 0; a && i < json_array_get_length(a); i++) {
+      JsonNode *n = json_array_get_element(a, i);
+      if (JSON_NODE_HOLDS_OBJECT(n))
+        fn(json_node_get_object(n));
+    }
+  }
+};
+
+template <typename V> void parse_usage(V &v, typename V::Obj u, Usage &out) {
   if (!u)
     return;
   out.present = true;
-  out.total_tokens = get_int(u, "total_tokens", 0);
-  out.input_tokens = get_int(u, "input_tokens", 0);
-  out.output_tokens = get_int(u, "output_tokens", 0);
-  JsonObject *in = get_obj(u, "input_token_details");
-  out.input_text_tokens = get_int(in, "text_tokens", 0);
-  out.input_audio_tokens = get_int(in, "audio_tokens", 0);
-  out.input_cached_tokens = get_int(in, "cached_tokens", 0);
-  JsonObject *outd = get_obj(u, "output_token_details");
-  out.output_text_tokens = get_int(outd, "text_tokens", 0);
-  out.output_audio_tokens = get_int(outd, "audio_tokens", 0);
+  out.total_tokens = v.integer(u, "total_tokens", 0);
+  out.input_tokens = v.integer(u, "input_tokens", 0);
+  out.output_tokens = v.integer(u, "output_tokens", 0);
+  typename V::Obj in = v.obj(u, "input_token_details");
+  out.input_text_tokens = v.integer(in, "text_tokens", 0);
+  out.input_audio_tokens = v.integer(in, "audio_tokens", 0);
+  out.input_cached_tokens = v.integer(in, "cached_tokens", 0);
+  typename V::Obj outd = v.obj(u, "output_token_details");
+  out.output_text_tokens = v.integer(outd, "text_tokens", 0);
+  out.output_audio_tokens = v.integer(outd, "audio_tokens", 0);
 }
 
-void parse_item(JsonObject *o, ItemInfo &it) {
+template <typename V> void parse_item(V &v, typename V::Obj o, ItemInfo &it) {
   if (!o)
     return;
-  it.id = get_str(o, "id");
-  it.type = get_str(o, "type");
-  it.role = get_str(o, "role");
-  it.status = get_str(o, "status");
-  it.name = get_str(o, "name");
-  it.call_id = get_str(o, "call_id");
-  it.arguments = get_str(o, "arguments");
-  if (JsonArray *content = get_arr(o, "content")) {
-    for (guint i = 0; i < json_array_get_length(content); i++) {
-      JsonNode *n = json_array_get_element(content, i);
-      if (!JSON_NODE_HOLDS_OBJECT(n))
-        continue;
-      JsonObject *c = json_node_get_object(n);
-      std::string t = get_str(c, "type");
-      if (t == "audio" || t == "output_audio") {
-        if (!it.has_audio)
-          it.transcript = get_str(c, "transcript");
-        it.has_audio = true;
+  it.id = v.str(o, "id");
+  it.type = v.str(o, "type");
+  it.role = v.str(o, "role");
+  it.status = v.str(o, "status");
+  it.name = v.str(o, "name");
+  it.call_id = v.str(o, "call_id");
+  it.arguments = v.str(o, "arguments");
+  v.each_obj(v.arr(o, "content"), [&](typename V::Obj c) {
+    std::string t = v.str(c, "type");
+    if (t == "audio" || t == "output_audio") {
+      if (!it.has_audio)
+        it.transcript = v.str(c, "transcript");
+      it.has_audio = true;
+    }
+  });
+}
+
+template <typename V> void parse_error(V &v, typename V::Obj e, ErrorInfo &out, bool full) {
+  out.type = v.str(e, "type");
+  out.code = v.str(e, "code");
+  out.message = v.str(e, "message");
+  if (full) {
+    out.param = v.str(e, "param");
+    out.event_id = v.str(e, "event_id");
+  }
+}
+
+/* The members every event may have */
+template <typename V> void parse_common(V &v, typename V::Obj o, ServerEvent &ev) {
+  ev.event_id = v.str(o, "event_id");
+  ev.response_id = v.str(o, "response_id");
+  ev.item_id = v.str(o, "item_id");
+  ev.output_index = static_cast<int>(v.integer(o, "output_index", -1));
+  ev.content_index = static_cast<int>(v.integer(o, "content_index", 0));
+}
+
+/* The fields of an event of any kind but a session's and an audio delta
+ * (which the reference reads with json-glib's own types) */
+template <typename V> void parse_fields(V &v, typename V::Obj o, ServerEvent &ev) {
+  switch (ev.kind) {
+  case EventKind::SpeechStarted:
+    ev.audio_start_ms = v.integer(o, "audio_start_ms", -1);
+    break;
+  case EventKind::SpeechStopped:
+  case EventKind::ItemTruncated:
+    ev.audio_end_ms = v.integer(o, "audio_end_ms", -1);
+    break;
+  case EventKind::InputTranscriptionDelta:
+  case EventKind::AudioTranscriptDelta:
+  case EventKind::TextDelta:
+  case EventKind::FunctionCallArgumentsDelta:
+    ev.delta = v.str(o, "delta");
+    break;
+  case EventKind::AudioTranscriptDone:
+    ev.text = v.str(o, "transcript");
+    break;
+  case EventKind::InputTranscriptionSegment:
+  case EventKind::TextDone:
+    ev.text = v.str(o, "text");
+    break;
+  case EventKind::FunctionCallArgumentsDone:
+    ev.text = v.str(o, "arguments");
+    ev.call_id = v.str(o, "call_id");
+    ev.name = v.str(o, "name"); /* GA only; beta leaves it out */
+    break;
+  case EventKind::Error:
+    parse_error(v, v.obj(o, "error"), ev.error, true);
+    break;
+  case EventKind::InputTranscriptionCompleted:
+    ev.text = v.str(o, "transcript");
+    parse_usage(v, v.obj(o, "usage"), ev.response.usage);
+    break;
+  case EventKind::InputTranscriptionFailed:
+    parse_error(v, v.obj(o, "error"), ev.error, false);
+    break;
+  case EventKind::ResponseCreated:
+  case EventKind::ResponseDone: {
+    typename V::Obj r = v.obj(o, "response");
+    ev.response.id = v.str(r, "id");
+    ev.response.status = v.str(r, "status");
+    if (typename V::Obj sd = v.obj(r, "status_details")) {
+      ev.response.reason = v.str(sd, "reason");
+      if (typename V::Obj e = v.obj(sd, "error")) {
+        std::string code = v.str(e, "code");
+        if (ev.response.reason.empty())
+          ev.response.reason = code.empty() ? v.str(e, "type") : code;
       }
     }
+    parse_usage(v, v.obj(r, "usage"), ev.response.usage);
+    v.each_obj(v.arr(r, "output"), [&](typename V::Obj n) {
+      ItemInfo it;
+      parse_item(v, n, it);
+      ev.response.output.push_back(std::move(it));
+    });
+    if (ev.response_id.empty())
+      ev.response_id = ev.response.id;
+    break;
+  }
+  case EventKind::OutputItemAdded:
+  case EventKind::OutputItemDone:
+  case EventKind::ItemAdded:
+  case EventKind::ItemDone:
+  case EventKind::ItemRetrieved:
+    parse_item(v, v.obj(o, "item"), ev.item);
+    if (ev.item_id.empty())
+      ev.item_id = ev.item.id;
+    break;
+  default:
+    break;
   }
 }
 
@@ -632,7 +742,8 @@ namespace {
  * strict subset of JSON: string keys and values of printable ASCII without
  * escapes, numbers and literals in JSON's own grammar, no member twice. It
  * gives up on anything else, and on every event whose fields are nested
- * objects, and json-glib decides; tests check that both give the same. */
+ * objects (parse_tree_fast() below takes those), and json-glib decides;
+ * tests check that both give the same. */
 struct FlatField {
   std::string_view key, value;
   bool is_string = false;
@@ -670,26 +781,46 @@ bool json_literal(std::string_view v) {
   return i == n;
 }
 
+/* A string of the strict subset at @p (printable ASCII, no escapes): its
+ * contents in @out, @p moved past it. */
+bool strict_string(const char *&p, const char *end, std::string_view &out) {
+  if (p >= end || *p != '"')
+    return false;
+  const char *start = p + 1;
+  const char *q = static_cast<const char *>(memchr(start, '"', static_cast<size_t>(end - start)));
+  if (!q)
+    return false;
+  for (const char *c = start; c < q; c++)
+    if (*c == '\\' || static_cast<unsigned char>(*c) < 0x20 || static_cast<unsigned char>(*c) >= 0x80)
+      return false; /* an escape, a control or a non-ASCII byte: json-glib's to read */
+  out = std::string_view(start, static_cast<size_t>(q - start));
+  p = q + 1;
+  return true;
+}
+
+/* A plain integer literal (no fraction, no exponent) of at most 16 digits:
+ * what json-glib reads as an int64 for sure. */
+bool plain_integer(std::string_view v, int64_t &out) {
+  size_t i = !v.empty() && v[0] == '-' ? 1 : 0;
+  if (i == v.size() || v.size() - i > 16)
+    return false;
+  int64_t r = 0;
+  for (; i < v.size(); i++) {
+    if (v[i] < '0' || v[i] > '9')
+      return false;
+    r = r * 10 + (v[i] - '0');
+  }
+  out = v[0] == '-' ? -r : r;
+  return true;
+}
+
 bool scan_flat(const char *p, const char *end, FlatField *fields, size_t max, size_t &n) {
   n = 0;
   auto ws = [&] {
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
       p++;
   };
-  auto string = [&](std::string_view &out) {
-    if (p >= end || *p != '"')
-      return false;
-    const char *start = ++p;
-    const char *q = static_cast<const char *>(memchr(p, '"', static_cast<size_t>(end - p)));
-    if (!q)
-      return false;
-    for (const char *c = start; c < q; c++)
-      if (*c == '\\' || static_cast<unsigned char>(*c) < 0x20 || static_cast<unsigned char>(*c) >= 0x80)
-        return false; /* an escape, a control or a non-ASCII byte: json-glib's to read */
-    out = std::string_view(start, static_cast<size_t>(q - start));
-    p = q + 1;
-    return true;
-  };
+  auto string = [&](std::string_view &out) { return strict_string(p, end, out); };
   ws();
   if (p >= end || *p++ != '{')
     return false;
@@ -760,20 +891,8 @@ public:
     const FlatField *x = find(key);
     if (!x)
       return true;
-    std::string_view v = x->value;
-    if (x->is_string || v.empty() || v.size() > 16)
-      return false;
-    size_t i = v[0] == '-' ? 1 : 0;
-    if (i == v.size())
-      return false;
-    int64_t r = 0;
-    for (; i < v.size(); i++) {
-      if (v[i] < '0' || v[i] > '9')
-        return false; /* a fraction or an exponent: a double to json-glib */
-      r = r * 10 + (v[i] - '0');
-    }
-    out = v[0] == '-' ? -r : r;
-    return true;
+    /* a fraction or an exponent: a double to json-glib */
+    return !x->is_string && plain_integer(x->value, out);
   }
 
 private:
@@ -851,12 +970,206 @@ bool parse_flat_fast(const char *text, size_t len, ServerEvent &ev, ParseStatus 
   }
 }
 
+/* The fast path for events with nested objects or arrays (response.created
+ * and .done, items, content parts, errors, transcription results, rate
+ * limits: a few per response, but a json-glib parse each costs as much as
+ * ten audio deltas). The same strict subset of JSON as scan_flat(), with
+ * objects and arrays, read into one vector of nodes in document order; the
+ * fields are extracted by the reference's own code (parse_fields()),
+ * through TreeView. Sessions (rare), audio deltas (flat unless odd),
+ * anything outside the subset, or a member of a type the extraction would
+ * read differently from json-glib: json-glib decides. */
+struct TreeNode {
+  enum class Kind : uint8_t { Object, Array, String, Literal } kind;
+  std::string_view key;   /* its name, for an object's member */
+  std::string_view value; /* String, Literal */
+  uint32_t end = 0;       /* the index after its subtree */
+};
+
+class TreeScanner {
+public:
+  static constexpr size_t kMaxNodes = 512;
+  static constexpr int kMaxDepth = 16;
+  /* One object, and nothing but white space after it. */
+  bool scan(const char *p, const char *end, std::vector<TreeNode> &out) {
+    p_ = p;
+    end_ = end;
+    nodes_ = &out;
+    out.clear();
+    ws();
+    if (p_ >= end_ || *p_ != '{' || !value({}, 0))
+      return false;
+    ws();
+    return p_ == end_;
+  }
+
+private:
+  void ws() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t'))
+      p_++;
+  }
+  bool string(std::string_view &out) { return strict_string(p_, end_, out); }
+  bool value(std::string_view key, int depth) {
+    std::vector<TreeNode> &n = *nodes_;
+    if (n.size() == kMaxNodes || depth > kMaxDepth || p_ >= end_)
+      return false;
+    size_t self = n.size();
+    n.push_back(TreeNode{TreeNode::Kind::Literal, key, {}, 0});
+    char c = *p_;
+    if (c == '"') {
+      n[self].kind = TreeNode::Kind::String;
+      if (!string(n[self].value))
+        return false;
+    } else if (c == '{' || c == '[') {
+      bool object = c == '{';
+      n[self].kind = object ? TreeNode::Kind::Object : TreeNode::Kind::Array;
+      p_++;
+      ws();
+      if (p_ < end_ && *p_ == (object ? '}' : ']')) {
+        p_++;
+      } else {
+        for (;;) {
+          std::string_view k;
+          if (object) {
+            if (!string(k))
+              return false;
+            for (size_t i = self + 1; i < n.size(); i = n[i].end)
+              if (n[i].key == k)
+                return false; /* a member twice */
+            ws();
+            if (p_ >= end_ || *p_++ != ':')
+              return false;
+            ws();
+          }
+          if (!value(k, depth + 1))
+            return false;
+          ws();
+          if (p_ < end_ && *p_ == ',') {
+            p_++;
+            ws();
+            continue;
+          }
+          if (p_ < end_ && *p_ == (object ? '}' : ']')) {
+            p_++;
+            break;
+          }
+          return false;
+        }
+      }
+    } else {
+      const char *start = p_;
+      while (p_ < end_ && (g_ascii_isalnum(*p_) || *p_ == '-' || *p_ == '.' || *p_ == '+'))
+        p_++;
+      n[self].value = std::string_view(start, static_cast<size_t>(p_ - start));
+      if (!json_literal(n[self].value))
+        return false;
+    }
+    n[self].end = static_cast<uint32_t>(n.size());
+    return true;
+  }
+  const char *p_ = nullptr, *end_ = nullptr;
+  std::vector<TreeNode> *nodes_ = nullptr;
+};
+
+/* GlibView's reading of a TreeScanner's nodes. ok turns false where json-glib
+ * might read a member otherwise (a big integer, a double read as an integer). */
+class TreeView {
+public:
+  struct Ref {
+    int i = -1;
+    explicit operator bool() const { return i >= 0; }
+  };
+  using Obj = Ref;
+  using Arr = Ref;
+  explicit TreeView(const std::vector<TreeNode> &n) : n_(n) {}
+  bool ok = true;
+
+  std::string str(Obj o, const char *k) {
+    const TreeNode *x = member(o, k);
+    if (!x)
+      return {};
+    if (x->kind == TreeNode::Kind::String)
+      return std::string(x->value);
+    if (x->kind != TreeNode::Kind::Literal || is_word(x->value) || !integer_like(x->value))
+      return {}; /* an object, an array, true, false, null, a double */
+    int64_t i = 0;
+    if (!plain_integer(x->value, i)) {
+      ok = false;
+      return {};
+    }
+    return std::to_string(i);
+  }
+  int64_t integer(Obj o, const char *k, int64_t dflt) {
+    const TreeNode *x = member(o, k);
+    if (!x || x->kind != TreeNode::Kind::Literal || is_word(x->value))
+      return dflt;
+    int64_t i = 0;
+    if (!plain_integer(x->value, i))
+      ok = false; /* json-glib would truncate a double, or a big integer */
+    return i;
+  }
+  Obj obj(Obj o, const char *k) { return ref(member(o, k), TreeNode::Kind::Object); }
+  Arr arr(Obj o, const char *k) { return ref(member(o, k), TreeNode::Kind::Array); }
+  template <typename F> void each_obj(Arr a, F fn) {
+    if (!a)
+      return;
+    for (size_t i = static_cast<size_t>(a.i) + 1; i < n_[a.i].end; i = n_[i].end)
+      if (n_[i].kind == TreeNode::Kind::Object)
+        fn(Ref{static_cast<int>(i)});
+  }
+
+private:
+  static bool is_word(std::string_view v) { return v == "true" || v == "false" || v == "null"; }
+  /* no fraction or exponent: json-glib reads it as an integer */
+  static bool integer_like(std::string_view v) { return v.find_first_of(".eE") == std::string_view::npos; }
+  const TreeNode *member(Obj o, const char *k) const {
+    if (!o)
+      return nullptr;
+    for (size_t i = static_cast<size_t>(o.i) + 1; i < n_[o.i].end; i = n_[i].end)
+      if (n_[i].key == k)
+        return &n_[i];
+    return nullptr;
+  }
+  Ref ref(const TreeNode *x, TreeNode::Kind kind) const {
+    return x && x->kind == kind ? Ref{static_cast<int>(x - n_.data())} : Ref{};
+  }
+  const std::vector<TreeNode> &n_;
+};
+
+bool parse_tree_fast(const char *text, size_t len, ServerEvent &ev, ParseStatus &status) {
+  thread_local std::vector<TreeNode> nodes; /* kept: no allocation per event */
+  if (!TreeScanner().scan(text, text + len, nodes))
+    return false;
+  TreeView v(nodes);
+  TreeView::Obj root{0};
+  int type = -1;
+  for (size_t i = 1; i < nodes[0].end; i = nodes[i].end)
+    if (nodes[i].key == "type")
+      type = static_cast<int>(i);
+  if (type < 0 || nodes[type].kind != TreeNode::Kind::String || nodes[type].value.empty())
+    return false;
+  ev.type.assign(nodes[type].value);
+  ev.kind = event_kind(ev.type, &ev.family);
+  if (ev.kind == EventKind::SessionCreated || ev.kind == EventKind::SessionUpdated ||
+      ev.kind == EventKind::AudioDelta)
+    return false;
+  parse_common(v, root, ev);
+  parse_fields(v, root, ev);
+  if (!v.ok)
+    return false;
+  status = ParseStatus::Ok;
+  return true;
+}
+
 } // namespace
 
 ParseStatus parse_server_event(const char *text, size_t len, ServerEvent &ev, std::string &error) {
   ev = ServerEvent();
   ParseStatus fast;
   if (parse_flat_fast(text, len, ev, fast, error))
+    return fast;
+  ev = ServerEvent();
+  if (parse_tree_fast(text, len, ev, fast))
     return fast;
   return parse_server_event_reference(text, len, ev, error);
 }
@@ -885,63 +1198,14 @@ ParseStatus parse_server_event_reference(const char *text, size_t len, ServerEve
     return ParseStatus::NoType;
   }
   ev.kind = event_kind(ev.type, &ev.family);
-  ev.event_id = get_str(o, "event_id");
-  ev.response_id = get_str(o, "response_id");
-  ev.item_id = get_str(o, "item_id");
-  ev.output_index = static_cast<int>(get_int(o, "output_index", -1));
-  ev.content_index = static_cast<int>(get_int(o, "content_index", 0));
+  GlibView v;
+  parse_common(v, o, ev);
   ParseStatus status = ParseStatus::Ok;
 
   switch (ev.kind) {
-  case EventKind::Error: {
-    JsonObject *e = get_obj(o, "error");
-    ev.error.type = get_str(e, "type");
-    ev.error.code = get_str(e, "code");
-    ev.error.message = get_str(e, "message");
-    ev.error.param = get_str(e, "param");
-    ev.error.event_id = get_str(e, "event_id");
-    break;
-  }
   case EventKind::SessionCreated:
   case EventKind::SessionUpdated:
     parse_session(get_obj(o, "session"), ev.session);
-    break;
-  case EventKind::SpeechStarted:
-    ev.audio_start_ms = get_int(o, "audio_start_ms", -1);
-    break;
-  case EventKind::SpeechStopped:
-    ev.audio_end_ms = get_int(o, "audio_end_ms", -1);
-    break;
-  case EventKind::InputTranscriptionDelta:
-  case EventKind::AudioTranscriptDelta:
-  case EventKind::TextDelta:
-  case EventKind::FunctionCallArgumentsDelta:
-    ev.delta = get_str(o, "delta");
-    break;
-  case EventKind::InputTranscriptionCompleted:
-  case EventKind::AudioTranscriptDone:
-    ev.text = get_str(o, "transcript");
-    if (ev.kind == EventKind::InputTranscriptionCompleted) {
-      parse_usage(get_obj(o, "usage"), ev.response.usage);
-    }
-    break;
-  case EventKind::InputTranscriptionSegment:
-    ev.text = get_str(o, "text");
-    break;
-  case EventKind::InputTranscriptionFailed: {
-    JsonObject *e = get_obj(o, "error");
-    ev.error.type = get_str(e, "type");
-    ev.error.code = get_str(e, "code");
-    ev.error.message = get_str(e, "message");
-    break;
-  }
-  case EventKind::TextDone:
-    ev.text = get_str(o, "text");
-    break;
-  case EventKind::FunctionCallArgumentsDone:
-    ev.text = get_str(o, "arguments");
-    ev.call_id = get_str(o, "call_id");
-    ev.name = get_str(o, "name"); /* GA only; beta leaves it out */
     break;
   case EventKind::AudioDelta: {
     /* a delta that is missing, or not a string, is bad audio too */
@@ -954,47 +1218,8 @@ ParseStatus parse_server_event_reference(const char *text, size_t len, ServerEve
     }
     break;
   }
-  case EventKind::ResponseCreated:
-  case EventKind::ResponseDone: {
-    JsonObject *r = get_obj(o, "response");
-    ev.response.id = get_str(r, "id");
-    ev.response.status = get_str(r, "status");
-    if (JsonObject *sd = get_obj(r, "status_details")) {
-      ev.response.reason = get_str(sd, "reason");
-      if (JsonObject *e = get_obj(sd, "error")) {
-        std::string code = get_str(e, "code");
-        if (ev.response.reason.empty())
-          ev.response.reason = code.empty() ? get_str(e, "type") : code;
-      }
-    }
-    parse_usage(get_obj(r, "usage"), ev.response.usage);
-    if (JsonArray *out = get_arr(r, "output")) {
-      for (guint i = 0; i < json_array_get_length(out); i++) {
-        JsonNode *n = json_array_get_element(out, i);
-        if (!JSON_NODE_HOLDS_OBJECT(n))
-          continue;
-        ItemInfo it;
-        parse_item(json_node_get_object(n), it);
-        ev.response.output.push_back(std::move(it));
-      }
-    }
-    if (ev.response_id.empty())
-      ev.response_id = ev.response.id;
-    break;
-  }
-  case EventKind::OutputItemAdded:
-  case EventKind::OutputItemDone:
-  case EventKind::ItemAdded:
-  case EventKind::ItemDone:
-  case EventKind::ItemRetrieved:
-    parse_item(get_obj(o, "item"), ev.item);
-    if (ev.item_id.empty())
-      ev.item_id = ev.item.id;
-    break;
-  case EventKind::ItemTruncated:
-    ev.audio_end_ms = get_int(o, "audio_end_ms", -1);
-    break;
   default:
+    parse_fields(v, o, ev);
     break;
   }
   g_object_unref(p);

@@ -436,11 +436,21 @@ static std::string describe(const ServerEvent &e) {
   for (uint8_t b : e.audio)
     s += std::to_string(b) + ",";
   s += "|err:" + e.error.type + "," + e.error.code + "," + e.error.message + "," + e.error.param + "," + e.error.event_id;
-  s += "|resp:" + e.response.id + "," + e.response.status + "," + e.response.reason + "," +
-       std::to_string(e.response.usage.present) + "," + std::to_string(e.response.usage.total_tokens) + "," +
-       std::to_string(e.response.output.size());
+  auto usage = [](const Usage &u) {
+    return std::to_string(u.present) + "," + std::to_string(u.total_tokens) + "," + std::to_string(u.input_tokens) +
+           "," + std::to_string(u.output_tokens) + "," + std::to_string(u.input_text_tokens) + "," +
+           std::to_string(u.input_audio_tokens) + "," + std::to_string(u.input_cached_tokens) + "," +
+           std::to_string(u.output_text_tokens) + "," + std::to_string(u.output_audio_tokens);
+  };
+  auto item = [](const ItemInfo &i) {
+    return i.id + "," + i.type + "," + i.role + "," + i.status + "," + i.name + "," + i.call_id + "," + i.arguments +
+           "," + std::to_string(i.has_audio) + "," + i.transcript;
+  };
+  s += "|resp:" + e.response.id + "," + e.response.status + "," + e.response.reason + "," + usage(e.response.usage);
+  for (const ItemInfo &i : e.response.output)
+    s += "|out:" + item(i);
   s += "|session:" + e.session.id + "," + e.session.model + "," + std::to_string(e.session.shape_known);
-  s += "|item:" + e.item.id + "," + e.item.type + "," + e.item.role + "," + e.item.status + "," + e.item.transcript;
+  s += "|item:" + item(e.item);
   return s;
 }
 
@@ -482,6 +492,27 @@ static std::vector<std::string> server_event_corpus() {
       R"({"type":"response.done","response":{"id":"resp_1","status":"completed","usage":{"total_tokens":42,"input_tokens":30,"output_tokens":12},"output":[{"id":"item_1","type":"message","role":"assistant","status":"completed","content":[{"type":"audio","transcript":"Hi"}]}]}})",
       R"({"type":"response.output_item.added","response_id":"resp_1","output_index":0,"item":{"id":"item_1","type":"message","role":"assistant","status":"in_progress","content":[]}})",
       R"({"type":"conversation.item.input_audio_transcription.completed","item_id":"item_2","content_index":0,"transcript":"book it","usage":{"type":"duration","seconds":1.2}})",
+      R"({"type":"response.done","event_id":"e14","response":{"object":"realtime.response","id":"resp_3","status":"incomplete","status_details":{"type":"incomplete","reason":"max_output_tokens"},"usage":{"total_tokens":120,"input_tokens":80,"output_tokens":40,"input_token_details":{"text_tokens":20,"audio_tokens":60,"cached_tokens":0,"cached_tokens_details":{"text_tokens":0}},"output_token_details":{"text_tokens":10,"audio_tokens":30}},"output":[{"id":"item_5","type":"function_call","status":"completed","name":"bookAppointment","call_id":"call_2","arguments":"{}"},7,{"id":"item_6","type":"message","role":"assistant","content":[{"type":"output_text","text":"x"},{"type":"output_audio","transcript":"first"},{"type":"output_audio","transcript":"second"}]}],"metadata":null,"max_output_tokens":4096,"temperature":0.8}})",
+      R"({"type":"response.done","response":{"id":"resp_4","status":"failed","status_details":{"type":"failed","error":{"type":"server_error","code":null}},"output":null,"usage":{"total_tokens":1.5e1}}})",
+      R"({"type":"response.done","response":{"id":"resp_5","status":"failed","status_details":{"reason":null,"error":{"type":"server_error","code":"rate_limited"}},"usage":{"total_tokens":12345678901234567}}})",
+      R"({"type":"response.created","response_id":"resp_other","response":{"id":"resp_6","status":"in_progress","output":[],"conversation_id":"conv_1","voice":"marin","modalities":["audio","text"]}})",
+      R"({"type":"response.output_item.done","event_id":"e15","response_id":"resp_1","output_index":0,"item":{"id":"item_1","object":"realtime.item","type":"message","role":"assistant","status":"completed","content":[{"type":"output_audio","transcript":"Goodbye"}]}})",
+      R"({"type":"conversation.item.added","event_id":"e16","previous_item_id":"item_0","item":{"id":"item_7","type":"message","role":"user","content":[{"type":"input_audio","transcript":null}]}})",
+      R"({"type":"conversation.item.done","item_id":"item_8","item":{"id":7,"type":"function_call_output","call_id":"call_2","output":"{}"}})",
+      R"({"type":"conversation.item.retrieved","item":{"id":"item_9","type":"message","content":[[{"type":"audio"}],{"type":"audio","transcript":"deep"}]}})",
+      R"({"type":"response.output_item.added","output_index":1,"item":{"id":"item_1","type":"message","content":[{"type":"audio","transcript":"caf\u00e9"}]}})",
+      R"({"type":"response.output_item.added","output_index":1.0,"item":{"id":"item_1"}})",
+      R"({"type":"conversation.item.input_audio_transcription.completed","item_id":"item_2","content_index":0,"transcript":"book it","usage":{"type":"tokens","total_tokens":7,"input_tokens":5,"input_token_details":{"text_tokens":0,"audio_tokens":5},"output_tokens":2}})",
+      R"({"type":"conversation.item.input_audio_transcription.failed","item_id":"item_2","content_index":0,"error":{"type":"transcription_error","code":"audio_unintelligible","message":"Audio could not be transcribed","param":"x"}})",
+      R"({"type":"error","event_id":"e17","error":{"type":"invalid_request_error","code":"invalid_value","message":"bad","param":"session.voice","event_id":"evt_client_1"}})",
+      R"({"type":"error","error":"just a string"})",
+      R"({"type":"response.done","response":{"id":"a","output":[{"content":[{"content":[{"content":[{"content":[{"content":[{"content":[{"content":[{"content":[{"content":[]}]}]}]}]}]}]}]}]}]}})",
+      R"({"type":"input_audio_buffer.speech_started","event_id":"e18","audio_start_ms":640,"item_id":"item_10","extra":{"a":[1,2]}})",
+      R"({"type":"response.output_audio_transcript.delta","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":" at nine","logprobs":[]})",
+      R"({"type":"response.function_call_arguments.done","response_id":"resp_2","item_id":"item_4","output_index":1,"call_id":"call_1","name":"x","arguments":"{}","a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9})",
+      R"({"type":"conversation.item.truncated","item_id":"item_1","content_index":0,"audio_end_ms":1.5e3,"x":{}})",
+      R"({"type":"response.output_audio.delta","item_id":"i","delta":"AAAA","x":[]})",
+      R"({"type":"session.updated","session":{"id":"sess_1","type":"realtime","audio":{"output":{"voice":"marin"}}}})",
       R"({"type":"error","event_id":"e12","error":{"type":"invalid_request_error","code":"invalid_api_key","message":"Incorrect API key","param":null,"event_id":null}})",
       R"({"type":"session.created","event_id":"e13","session":{"id":"sess_1","type":"realtime","model":"gpt-realtime"}})",
       R"({"type":"rate_limits.updated","rate_limits":[{"name":"requests","limit":1000,"remaining":999,"reset_seconds":60}]})",
