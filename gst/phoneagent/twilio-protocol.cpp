@@ -28,10 +28,11 @@ struct PlainBytes {
 };
 const PlainBytes kPlain;
 
-/* The first byte from @p that needs escaping in a JSON string (a quote, a
- * backslash, a control or a non-ASCII byte), or @end. The payload of every
- * media message passes here: sixteen bytes at a time where SSE2 is there. */
-const char *skip_plain(const char *p, const char *end) {
+} // namespace
+
+/* Sixteen bytes at a time where SSE2 is there: the payload of every media
+ * message, and every string of a model event, passes here. */
+const char *json_skip_plain(const char *p, const char *end) {
 #if defined(__SSE2__)
   const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
   while (end - p >= 16) {
@@ -48,7 +49,6 @@ const char *skip_plain(const char *p, const char *end) {
     p++;
   return p;
 }
-} // namespace
 
 const char *event_name(Event e) {
   switch (e) {
@@ -206,7 +206,7 @@ public:
     if (!lit('"'))
       return false;
     const char *s = p_;
-    p_ = skip_plain(p_, end_);
+    p_ = json_skip_plain(p_, end_);
     if (p_ == end_ || *p_ != '"')
       return false; /* an escape, a control or non-ASCII byte, or no end */
     out = std::string_view(s, static_cast<size_t>(p_ - s));
@@ -513,7 +513,7 @@ ParseResult parse_inbound_reference(std::string_view text, InboundMessage &out, 
 void json_escape_append(std::string &out, std::string_view s) {
   static const char hex[] = "0123456789abcdef";
   /* the usual case (SIDs, mark names): nothing to escape */
-  size_t plain = static_cast<size_t>(skip_plain(s.data(), s.data() + s.size()) - s.data());
+  size_t plain = static_cast<size_t>(json_skip_plain(s.data(), s.data() + s.size()) - s.data());
   out.append(s.data(), plain);
   s.remove_prefix(plain);
   for (char ch : s) {

@@ -112,6 +112,10 @@ PA_API std::string build_stop(int64_t seq, std::string_view stream_sid, std::str
 
 /* JSON string escaping (RFC 8259), for the builders above and for tools. */
 PA_API void json_escape_append(std::string &out, std::string_view s);
+/* The first byte from @p that a JSON string cannot hold as it is (a quote,
+ * a backslash, a control or a non-ASCII byte), or @end: where a fast path
+ * that reads strings without escapes stops. */
+PA_API const char *json_skip_plain(const char *p, const char *end);
 
 /* Random Twilio-looking SIDs: prefix + 32 lowercase hex digits. */
 PA_API std::string make_sid(const char *prefix);
