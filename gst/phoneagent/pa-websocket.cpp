@@ -649,28 +649,6 @@ thread_local bool tls_media_thread = false;
 
 bool on_media_thread() { return tls_media_thread; }
 
-/* a media thread's end-of-batch work (defer_to_batch_end) */
-thread_local std::vector<std::pair<const void *, std::function<void()>>> tls_batch_end;
-
-bool defer_to_batch_end(const void *key, std::function<void()> fn) {
-  if (!tls_media_thread)
-    return false;
-  for (auto &[k, f] : tls_batch_end)
-    if (k == key)
-      return true;
-  tls_batch_end.emplace_back(key, std::move(fn));
-  return true;
-}
-
-static void run_batch_end() {
-  while (!tls_batch_end.empty()) {
-    std::vector<std::pair<const void *, std::function<void()>>> todo;
-    todo.swap(tls_batch_end);
-    for (auto &[k, f] : todo)
-      f();
-  }
-}
-
 /* One epoll set and the sockets in it: either a GSource on a GMainContext
  * (the listener's), or a media thread of its own (Limits::threads). */
 struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::Impl> {
@@ -821,7 +799,6 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
       gint64 woke = g_get_monotonic_time();
       wakeups.fetch_add(1, std::memory_order_relaxed);
       int io = handle(events, std::max(n, 0));
-      run_batch_end();
       ready.fetch_add(static_cast<guint64>(io), std::memory_order_relaxed);
       if (woke >= next_sweep) {
         sweep();

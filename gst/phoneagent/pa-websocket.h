@@ -183,11 +183,4 @@ private:
  * thread stops. */
 PA_API bool on_media_thread();
 
-/* On a media thread: runs @fn once, after every socket that was ready at
- * this wake-up has been handled, however often it is asked for with the
- * same @key meanwhile (e.g. one wake-up of another thread for what many
- * calls queued for it). FALSE elsewhere, and @fn is not kept: the caller
- * does it now. */
-PA_API bool defer_to_batch_end(const void *key, std::function<void()> fn);
-
 } // namespace pa

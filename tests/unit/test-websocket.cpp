@@ -661,9 +661,8 @@ GST_START_TEST(test_media_thread_hosts_a_loop) {
 GST_END_TEST;
 
 /* A loop on media threads of its own: sockets spread over the threads, every
- * frame reaches its call, the call's inbound notify runs on a media thread
- * (where defer_to_batch_end works, once per key, after the batch), the
- * owner's on_closed runs on the owner's context, and the loop going away
+ * frame reaches its call, the call's inbound notify runs on a media thread,
+ * the owner's on_closed runs on the owner's context, and the loop going away
  * closes what is still open (1001). */
 GST_START_TEST(test_media_threads) {
   GMainContext *ctx = g_main_context_new();
@@ -674,14 +673,12 @@ GST_START_TEST(test_media_threads) {
   auto loop = std::make_unique<SocketLoop>(nullptr, limits);
   g_main_context_pop_thread_default(ctx);
   fail_if(on_media_thread());
-  fail_if(defer_to_batch_end(&limits, [] {}));
 
   const int n = 4;
   struct Client {
     int fd = -1;
     PaCall *call = nullptr;
-    std::atomic<int> notified{0}, off_thread{0}, deferred{0};
-    std::atomic<int> deferred_early{0};
+    std::atomic<int> notified{0}, off_thread{0};
     bool closed = false;
   };
   std::vector<std::unique_ptr<Client>> clients;
@@ -697,12 +694,6 @@ GST_START_TEST(test_media_threads) {
       cp->notified++;
       if (!on_media_thread())
         cp->off_thread++;
-      /* asked twice per notify: runs once, after this notify returned */
-      for (int k = 0; k < 2; k++)
-        if (!defer_to_batch_end(cp, [cp] { cp->deferred++; }))
-          cp->off_thread++;
-      if (cp->deferred > cp->notified)
-        cp->deferred_early++;
     });
     GSocket *gs = g_socket_new_from_fd(sv[1], nullptr);
     loop->adopt(gs, "", c->call, 0, "", [cp, owner] {
@@ -728,12 +719,10 @@ GST_START_TEST(test_media_threads) {
     for (int i = 0; i < 400 && stat(c->call, "media-frames-received") < 20; i++)
       g_usleep(5000);
     fail_unless_equals_uint64(stat(c->call, "media-frames-received"), 20);
-    for (int i = 0; i < 400 && c->deferred.load() < 1; i++)
+    for (int i = 0; i < 400 && c->notified.load() < 21; i++)
       g_usleep(5000);
     fail_unless_equals_int(c->notified.load(), 21); /* start and 20 media */
     fail_unless_equals_int(c->off_thread.load(), 0);
-    fail_unless(c->deferred.load() >= 1 && c->deferred.load() <= c->notified.load());
-    fail_unless_equals_int(c->deferred_early.load(), 0);
     /* everything queued, in order */
     InboundItem item;
     fail_unless(pa_call_pop_inbound(c->call, item, 0) && item.kind == InboundItem::Kind::Start);
