@@ -3,7 +3,6 @@
 
 #include <json-glib/json-glib.h>
 
-#include <cstring>
 #include <string_view>
 #include <unordered_map>
 
