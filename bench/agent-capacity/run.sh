@@ -16,6 +16,7 @@
 #                          phases (20: 1 ms apart), as independent calls' are; PHASES=1 sends
 #                          every call's frame at the same instant (see bench/server-echo/run.sh)
 #        MODEL_OPTS=       more realtimemodel properties (e.g. silence-duration-ms=300)
+#        SINK_OPTS=        more twiliosink properties (e.g. mark-interval=100)
 #        SERVER_OPTS=      more phone-agent options
 #
 # Per N it prints: calls completed / N; p99 frame lateness (emulator pacing
@@ -93,8 +94,8 @@ run_once() {
   if ! mport=$(wait_for "$TMP/model.out" 's/^realtime-local: serving ws:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p'); then
     echo "run.sh: the model did not start:" >&2; cat "$TMP/model.out" "$TMP/model.err" >&2; exit 1
   fi
-  printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime %s ! twiliosink\n' \
-    "$mport" "${MODEL_OPTS:-}" > "$TMP/agent.pipeline"
+  printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime %s ! twiliosink %s\n' \
+    "$mport" "${MODEL_OPTS:-}" "${SINK_OPTS:-}" > "$TMP/agent.pipeline"
 
   timeout --foreground -s KILL "$KILL_S" "$SERVER" serve --pipeline "$TMP/agent.pipeline" --address 127.0.0.1 --port 0 \
     --max-calls 0 --grace-period 5 --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &

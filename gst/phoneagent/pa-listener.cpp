@@ -300,6 +300,7 @@ bool Listener::start(GError **error) {
   limits.max_message = std::max<size_t>(p->config.call.max_frame_size * 16, 1024 * 1024);
   limits.threads = p->config.media_threads;
   limits.wait_us = p->config.media_wait_us;
+  limits.fill_permille = p->config.media_fill_permille;
   p->sockets = std::make_unique<SocketLoop>(nullptr, limits);
   GSList *listeners = soup_server_get_listeners(p->server);
   if (listeners) {
@@ -345,6 +346,11 @@ GstStructure *Listener::stats() const {
     SocketLoop::Stats ms = p->sockets->stats();
     gst_structure_set(st, "media-wakeups", G_TYPE_UINT64, ms.wakeups, "media-ready", G_TYPE_UINT64, ms.ready,
                       nullptr);
+    /* how many media threads have calls: the fill policy at work */
+    guint busy = 0;
+    for (size_t n : ms.sockets)
+      busy += n > 0;
+    gst_structure_set(st, "media-threads-busy", G_TYPE_UINT, busy, nullptr);
   }
   return st;
 }

@@ -31,6 +31,7 @@ struct ListenerConfig {
   std::string greeting;                    /* optional <Say> before <Connect> */
   guint media_threads = 0;                 /* pa::SocketLoop::Limits::threads */
   guint media_wait_us = 0;                 /* pa::SocketLoop::Limits::wait_us */
+  guint media_fill_permille = 0;           /* pa::SocketLoop::Limits::fill_permille */
   CallConfig call;
 };
 

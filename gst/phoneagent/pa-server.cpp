@@ -32,6 +32,7 @@ G_DEFINE_QUARK(pa-server-error-quark, pa_server_error)
 #define DEFAULT_CLOSE_TIMEOUT 6000
 #define DEFAULT_MEDIA_THREADS -1
 #define DEFAULT_MEDIA_WAIT 10
+#define DEFAULT_MEDIA_FILL 50
 #define DEFAULT_OUT_DIR "."
 
 /* WebSocket close codes we use */
@@ -311,6 +312,7 @@ struct Settings {
   guint close_timeout = DEFAULT_CLOSE_TIMEOUT;
   gint media_threads = DEFAULT_MEDIA_THREADS;
   guint media_wait = DEFAULT_MEDIA_WAIT;
+  guint media_fill = DEFAULT_MEDIA_FILL;
   std::string out_dir = DEFAULT_OUT_DIR;
   std::string pipeline; /* comment-free template */
 };
@@ -375,6 +377,7 @@ enum {
   PROP_CLOSE_TIMEOUT,
   PROP_MEDIA_THREADS,
   PROP_MEDIA_WAIT,
+  PROP_MEDIA_FILL,
   PROP_OUT_DIR,
   PROP_PIPELINE,
   PROP_CONTEXT,
@@ -1338,6 +1341,7 @@ gboolean pa_server_start(PaServer *server, GError **error) {
     lc.greeting = s.greeting;
     lc.media_threads = s.media_threads < 0 ? std::max(1u, g_get_num_processors()) : static_cast<guint>(s.media_threads);
     lc.media_wait_us = s.media_wait * 1000;
+    lc.media_fill_permille = s.media_fill * 10;
   }
   if (!p->context)
     p->context = g_main_context_ref_thread_default();
@@ -1446,10 +1450,13 @@ GstStructure *pa_server_get_stats(PaServer *server) {
   if (p->listener) {
     GstStructure *ls = p->listener->stats();
     guint64 wakeups = 0, ready = 0;
+    guint busy = 0;
     gst_structure_get_uint64(ls, "media-wakeups", &wakeups);
     gst_structure_get_uint64(ls, "media-ready", &ready);
+    gst_structure_get_uint(ls, "media-threads-busy", &busy);
     gst_structure_free(ls);
-    gst_structure_set(s, "media-wakeups", G_TYPE_UINT64, wakeups, "media-ready", G_TYPE_UINT64, ready, nullptr);
+    gst_structure_set(s, "media-wakeups", G_TYPE_UINT64, wakeups, "media-ready", G_TYPE_UINT64, ready,
+                      "media-threads-busy", G_TYPE_UINT, busy, nullptr);
   }
   return s;
 }
@@ -1587,6 +1594,7 @@ static void pa_server_set_property(GObject *object, guint prop_id, const GValue 
   case PROP_CLOSE_TIMEOUT: s.close_timeout = g_value_get_uint(value); break;
   case PROP_MEDIA_THREADS: s.media_threads = g_value_get_int(value); break;
   case PROP_MEDIA_WAIT: s.media_wait = g_value_get_uint(value); break;
+  case PROP_MEDIA_FILL: s.media_fill = g_value_get_uint(value); break;
   case PROP_OUT_DIR: s.out_dir = str(); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
@@ -1620,6 +1628,7 @@ static void pa_server_get_property(GObject *object, guint prop_id, GValue *value
   case PROP_CLOSE_TIMEOUT: g_value_set_uint(value, s.close_timeout); break;
   case PROP_MEDIA_THREADS: g_value_set_int(value, s.media_threads); break;
   case PROP_MEDIA_WAIT: g_value_set_uint(value, s.media_wait); break;
+  case PROP_MEDIA_FILL: g_value_set_uint(value, s.media_fill); break;
   case PROP_OUT_DIR: g_value_set_string(value, s.out_dir.c_str()); break;
   case PROP_PIPELINE: g_value_set_string(value, nullable(s.pipeline)); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
@@ -1729,6 +1738,12 @@ static void pa_server_class_init(PaServerClass *klass) {
                         "(and the model events of agent calls, whose sockets it reads too) gather before it looks "
                         "again: fewer wake-ups, up to this much more latency (0: handle each at once). Read at start",
                         0, 20, DEFAULT_MEDIA_WAIT, rw));
+  g_object_class_install_property(gobject_class, PROP_MEDIA_FILL,
+      g_param_spec_uint("media-fill", "Media fill",
+                        "A new call goes to the first media thread that uses less than this share of a CPU "
+                        "(percent), else to the least loaded: light load wakes few threads, and every wake-up "
+                        "costs CPU of its own (0: spread calls evenly over all media threads). Read at start",
+                        0, 100, DEFAULT_MEDIA_FILL, rw));
   g_object_class_install_property(gobject_class, PROP_OUT_DIR,
       g_param_spec_string("out-dir", "Output directory", "Value of ${out_dir} / ${recordings_dir} in templates",
                           DEFAULT_OUT_DIR, rw));

@@ -671,6 +671,12 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
   /* the loop's thread only; size() reads n_sockets */
   std::map<MediaSocket *, std::shared_ptr<MediaSocket>> sockets;
   std::atomic<size_t> n_sockets{0};
+  /* media threads: the thread's CPU time over the last sweep period (1/1000
+   * of a CPU) and how many sockets it had then (Limits::fill_permille) */
+  std::atomic<guint> load_permille{0};
+  std::atomic<size_t> load_sockets{0};
+  std::atomic<bool> load_measured{false};
+  gint64 load_cpu_us = 0, load_wall_us = 0; /* the thread only */
   bool closing = false;
   /* loops hosted here (MediaThread::host), by key; their epoll entries carry
    * the loop's address with the low bit set, to tell them from sockets */
@@ -789,6 +795,7 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
   void run() {
     tls_media_thread = true;
     gint64 next_sweep = g_get_monotonic_time() + 500000;
+    measure_load(g_get_monotonic_time());
     struct epoll_event events[256];
     while (!stopping) {
       gint64 now = g_get_monotonic_time();
@@ -801,6 +808,7 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
       int io = handle(events, std::max(n, 0));
       ready.fetch_add(static_cast<guint64>(io), std::memory_order_relaxed);
       if (woke >= next_sweep) {
+        measure_load(woke);
         sweep();
         next_sweep = woke + 500000;
       }
@@ -812,6 +820,34 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
         }
       }
     }
+  }
+
+  static gint64 thread_cpu_us() {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<gint64>(ts.tv_sec) * G_USEC_PER_SEC + ts.tv_nsec / 1000;
+  }
+
+  /* On the thread, once per sweep period: what it has cost since the last. */
+  void measure_load(gint64 now) {
+    gint64 cpu = thread_cpu_us();
+    if (load_wall_us && now > load_wall_us) {
+      load_permille = static_cast<guint>(std::min<gint64>((cpu - load_cpu_us) * 1000 / (now - load_wall_us), 1000));
+      load_sockets = sockets.size();
+      load_measured = true;
+    }
+    load_cpu_us = cpu;
+    load_wall_us = now;
+  }
+
+  /* Any thread: the load to expect with the sockets it has now (counted
+   * as soon as they are given to it), in 1/1000 of a CPU. */
+  double expected_load() const {
+    double n = static_cast<double>(n_sockets.load());
+    size_t m = load_sockets.load();
+    if (!load_measured || !m)
+      return std::max<double>(load_permille.load(), n * 10.0);
+    return n * std::max(5.0, static_cast<double>(load_permille.load()) / static_cast<double>(m));
   }
 
   void sweep() {
@@ -984,11 +1020,28 @@ SocketLoop::~SocketLoop() {
 
 void SocketLoop::adopt(GSocket *socket, std::string initial, PaCall *call, uint16_t refuse_code,
                        std::string refuse_reason, std::function<void()> on_closed) {
-  /* on media threads: to the one with the fewest sockets */
+  /* on media threads: to the first one under the fill limit (else the
+   * least loaded), or with no limit to the one with the fewest sockets */
   std::shared_ptr<Impl> target = loops_.front();
-  for (auto &impl : loops_)
-    if (impl->n_sockets < target->n_sockets)
-      target = impl;
+  const guint fill = target->limits.fill_permille;
+  if (target->threaded && fill) {
+    double least = target->expected_load();
+    for (auto &impl : loops_) {
+      double load = impl->expected_load();
+      if (load < fill) {
+        target = impl;
+        break;
+      }
+      if (load < least) {
+        least = load;
+        target = impl;
+      }
+    }
+  } else {
+    for (auto &impl : loops_)
+      if (impl->n_sockets < target->n_sockets)
+        target = impl;
+  }
   if (!target->threaded) {
     target->adopt(socket, std::move(initial), call, refuse_code, std::move(refuse_reason), std::move(on_closed));
     return;
@@ -1019,6 +1072,8 @@ SocketLoop::Stats SocketLoop::stats() const {
   for (auto &impl : loops_) {
     st.wakeups += impl->wakeups.load(std::memory_order_relaxed);
     st.ready += impl->ready.load(std::memory_order_relaxed);
+    if (impl->threaded)
+      st.sockets.push_back(impl->n_sockets.load());
   }
   return st;
 }

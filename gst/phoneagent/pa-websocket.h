@@ -146,6 +146,15 @@ public:
      * wake-up serves the frames of many calls (adds up to this much
      * latency). 0: handle each frame as soon as it arrives. */
     guint wait_us = 0;
+    /* On media threads: which thread a new socket goes to. 0: the one
+     * with the fewest sockets (spread evenly). N: the first thread whose
+     * load is under N/1000 of a CPU, else the least loaded one. A thread's
+     * load is its CPU time over the last half second, scaled to the
+     * sockets it has now (at least 1/200 of a CPU per socket; before it
+     * was ever measured, 1/100). Every wake-up of a thread has a cost of its own, whatever
+     * it then does, so a light load served by few threads costs less CPU
+     * than the same load spread over all of them. */
+    guint fill_permille = 0;
   };
   /* Attaches to @context (nullptr: the thread-default one). */
   SocketLoop(GMainContext *context, Limits limits);
@@ -169,6 +178,7 @@ public:
    * ready in all at those wake-ups. */
   struct Stats {
     guint64 wakeups = 0, ready = 0;
+    std::vector<size_t> sockets; /* per media thread, in order */
   };
   Stats stats() const;
 

@@ -87,6 +87,8 @@ GST_START_TEST(test_usage_and_startup_errors) {
   fail_unless(out.find("--pipeline FILE is required") != std::string::npos, "%s", out.c_str());
   fail_unless_equals_int(run(serve({"--pipeline", echo_template(), "--log-level", "loud"}), &out), 2);
   fail_unless(out.find("unknown level 'loud'") != std::string::npos, "%s", out.c_str());
+  fail_unless_equals_int(run(serve({"--pipeline", echo_template(), "--media-fill", "101"}), &out), 2);
+  fail_unless(out.find("--media-fill must be between 0 and 100 percent") != std::string::npos, "%s", out.c_str());
 
   /* the template: missing, broken, bad variable, good */
   fail_unless_equals_int(run(serve({"--pipeline", tmp.file("missing.pipeline")}), &out), 1);

@@ -237,9 +237,13 @@ struct Fixture {
                 stat("call-objects-live"));
   }
 
-  void wait_processes(std::vector<std::unique_ptr<Process>> &procs, int timeout_ms) {
+  /* @each runs at every poll while waiting (e.g. to sample stats). */
+  void wait_processes(std::vector<std::unique_ptr<Process>> &procs, int timeout_ms,
+                      const std::function<void()> &each = nullptr) {
     bool ok = run_until(
         [&] {
+          if (each)
+            each();
           for (auto &p : procs)
             if (!p->done())
               return false;
@@ -398,12 +402,21 @@ void twenty_concurrent_calls(int media_threads, PushCount &pushes) {
                     dir + "/report.json"}),
         dir + "/emulator.log"));
   }
-  f.wait_processes(procs, 60000);
+  /* how many calls were up at once, and on how many media threads */
+  guint64 most_active = 0, most_busy = 0;
+  f.wait_processes(procs, 60000, [&] {
+    most_active = std::max(most_active, f.stat("calls-active"));
+    most_busy = std::max(most_busy, f.stat("media-threads-busy"));
+  });
   for (int i = 0; i < n; i++) {
     std::string dir = tmp.file("c" + std::to_string(i));
     fail_unless_equals_int(procs[i]->status(), 0);
     check_echo(dir, sent[i], dir.c_str());
   }
+  fail_unless(most_active >= 2, "the calls never overlapped");
+  /* media-fill (50 %): 20 echo calls are far from half a CPU, so they all
+   * go to the first media thread, whose wake-ups serve them all */
+  fail_unless_equals_uint64(most_busy, media_threads ? 1 : 0);
   f.wait_idle();
   fail_unless_equals_int(f.configured, n);
   fail_unless_equals_int(f.stat("calls-started"), n);
@@ -415,7 +428,7 @@ void twenty_concurrent_calls(int media_threads, PushCount &pushes) {
 
 } // namespace
 
-/* The default: two media threads serve the 20 calls, and push their audio
+/* Two media threads, of which the first serves the 20 calls and pushes their audio
  * (all but the first buffer or two of each call) */
 GST_START_TEST(test_twenty_concurrent_calls_bitexact) {
   PushCount pushes;

@@ -778,6 +778,107 @@ GST_START_TEST(test_media_threads) {
 }
 GST_END_TEST;
 
+/* Which media thread a new socket goes to (Limits::fill_permille): spread
+ * evenly with no limit; packed on the first thread while it is under the
+ * limit, by 1/100 of a CPU per socket before any load was measured; and
+ * away from a thread whose measured CPU time is over the limit. */
+namespace {
+struct BurningLoop final : HostedLoop {
+  int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  std::atomic<int> burned{0};
+  ~BurningLoop() override { close(efd); }
+  int fd() const override { return efd; }
+  void dispatch() override {
+    uint64_t v;
+    if (read(efd, &v, sizeof v) != sizeof v)
+      return;
+    /* a second of this thread's CPU time, however long that takes */
+    struct timespec t0, t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    do
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 1000000000L);
+    burned++;
+  }
+  void host_gone() override {}
+};
+
+struct FillCase {
+  std::unique_ptr<SocketLoop> loop;
+  std::vector<PaCall *> calls;
+  std::vector<int> fds;
+  explicit FillCase(guint fill) {
+    SocketLoop::Limits limits;
+    limits.threads = 2;
+    limits.fill_permille = fill;
+    loop = std::make_unique<SocketLoop>(nullptr, limits);
+  }
+  PaCall *add() {
+    int sv[2];
+    fail_unless(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    PaCall *call = pa_call_new(CallConfig());
+    GSocket *gs = g_socket_new_from_fd(sv[1], nullptr);
+    loop->adopt(gs, "", call, 0, "", [] {});
+    g_object_unref(gs);
+    calls.push_back(call);
+    fds.push_back(sv[0]);
+    return call;
+  }
+  std::vector<size_t> sockets() const { return loop->stats().sockets; }
+  ~FillCase() {
+    loop.reset();
+    for (PaCall *c : calls)
+      g_object_unref(c);
+    for (int fd : fds)
+      close(fd);
+  }
+};
+} // namespace
+
+GST_START_TEST(test_media_threads_fill) {
+  {
+    FillCase spread(0);
+    for (int i = 0; i < 4; i++)
+      spread.add();
+    fail_unless(spread.sockets() == std::vector<size_t>({2, 2}), "no limit: not spread evenly");
+  }
+  {
+    FillCase packed(500);
+    for (int i = 0; i < 4; i++)
+      packed.add();
+    fail_unless(packed.sockets() == std::vector<size_t>({4, 0}), "under the limit: not packed on the first thread");
+  }
+  {
+    FillCase small(15); /* 1.5 % of a CPU: two sockets at 1 % each before any measurement */
+    small.add();
+    small.add();
+    fail_unless(small.sockets() == std::vector<size_t>({2, 0}));
+    small.add();
+    small.add();
+    fail_unless(small.sockets() == std::vector<size_t>({2, 2}), "over the limit: the next thread was not used");
+  }
+  {
+    FillCase loaded(200);
+    PaCall *call0 = loaded.add();
+    for (int i = 0; i < 400 && !pa_call_has_transport(call0); i++)
+      g_usleep(5000);
+    std::shared_ptr<MediaThread> mt = pa_call_get_media_thread(call0);
+    fail_unless(mt != nullptr);
+    static const char key = 0;
+    auto burning = std::make_shared<BurningLoop>();
+    fail_unless(mt->host(&key, [&]() -> std::shared_ptr<HostedLoop> { return burning; }) == burning);
+    uint64_t one = 1;
+    fail_unless(write(burning->efd, &one, sizeof one) == sizeof one);
+    for (int i = 0; i < 2000 && burning->burned.load() < 1; i++)
+      g_usleep(5000);
+    fail_unless_equals_int(burning->burned.load(), 1);
+    g_usleep(100000); /* the thread measures its load right after */
+    loaded.add();
+    fail_unless(loaded.sockets() == std::vector<size_t>({1, 1}), "a busy thread took another call");
+  }
+}
+GST_END_TEST;
+
 static Suite *websocket_suite(void) {
   Suite *s = suite_create("websocket");
   TCase *tc = tcase_create("general");
@@ -797,6 +898,7 @@ static Suite *websocket_suite(void) {
   tcase_add_test(tc, test_backlog_limit);
   tcase_add_test(tc, test_corked_sends_leave_together);
   tcase_add_test(tc, test_media_threads);
+  tcase_add_test(tc, test_media_threads_fill);
   tcase_add_test(tc, test_media_thread_hosts_a_loop);
   return s;
 }

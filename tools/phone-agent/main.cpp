@@ -37,6 +37,7 @@ struct Args {
   gint grace_period = 30;
   gint media_threads = -1;
   gint media_wait = 10;
+  gint media_fill = 50;
   gchar *log_level = nullptr;
   gchar *out_dir = nullptr;
   gchar *greeting = nullptr;
@@ -209,6 +210,9 @@ int serve(int argc, char **argv) {
       {"media-wait", 0, 0, G_OPTION_ARG_INT, &a.media_wait,
        "Milliseconds a media thread lets frames (and an agent's model events) gather after a wake-up: fewer "
        "wake-ups, up to this much latency (default 10, 0-20)", "MS"},
+      {"media-fill", 0, 0, G_OPTION_ARG_INT, &a.media_fill,
+       "Percent of a CPU a media thread takes on before new calls go to the next one (default 50; 0: spread calls "
+       "evenly over all media threads)", "PERCENT"},
       {"log-level", 0, 0, G_OPTION_ARG_STRING, &a.log_level,
        "GStreamer debug level of our categories: none, error, warning (default), info, debug, log, trace",
        "LEVEL"},
@@ -244,6 +248,8 @@ int serve(int argc, char **argv) {
     return fail("--media-threads must be between -1 and 64", 2);
   if (a.media_wait < 0 || a.media_wait > 20)
     return fail("--media-wait must be between 0 and 20 ms", 2);
+  if (a.media_fill < 0 || a.media_fill > 100)
+    return fail("--media-fill must be between 0 and 100 percent", 2);
   if (a.grace_period < 0 || a.grace_period > 24 * 3600)
     return fail("--grace-period must be between 0 and 86400 seconds", 2);
   std::string error;
@@ -265,7 +271,8 @@ int serve(int argc, char **argv) {
 
   PaServer *server = pa_server_new();
   g_object_set(server, "port", a.port, "max-calls", static_cast<guint>(a.max_calls), "media-threads",
-               a.media_threads, "media-wait", static_cast<guint>(a.media_wait), nullptr);
+               a.media_threads, "media-wait", static_cast<guint>(a.media_wait), "media-fill",
+               static_cast<guint>(a.media_fill), nullptr);
   if (!token.empty())
     g_object_set(server, "auth-token", token.c_str(), nullptr);
   if (a.address)
