@@ -704,7 +704,10 @@ GST_START_TEST(test_tick_with_io) {
   close(fds[0]);
   close(fds[1]);
 
-  fail_unless_equals_int(ticks, kSubTicks);
+  /* a late wake-up catches up several sub-ticks in one dispatch, so the
+   * loop may quit a few past the count */
+  const int64_t most = kSubTicks + Ticker::kDefaultMaxCatchUp * kPhases;
+  fail_unless(ticks >= kSubTicks && ticks <= most, "%" G_GINT64_FORMAT " sub-ticks", ticks);
   fail_unless(ticker.wakeups() > 0);
   fail_unless(served >= ticker.wakeups(),
               "the socket was served in %" G_GINT64_FORMAT " wake-ups, the ticker ran in %" G_GINT64_FORMAT, served,
