@@ -646,6 +646,7 @@ struct EpollSource {
 };
 
 thread_local bool tls_media_thread = false;
+thread_local const void *tls_media_loop = nullptr; /* the SocketLoop::Impl this media thread runs */
 
 bool on_media_thread() { return tls_media_thread; }
 
@@ -668,7 +669,8 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
   std::atomic<bool> stopping{false};
   std::atomic<guint64> wakeups{0}, ready{0};
   std::shared_ptr<std::atomic<bool>> alive; /* the SocketLoop's, shared by its loops */
-  /* the loop's thread only; size() reads n_sockets */
+  /* the loop's thread only; size() reads n_sockets (on media threads
+   * counted when given to the thread, before it takes them) */
   std::map<MediaSocket *, std::shared_ptr<MediaSocket>> sockets;
   std::atomic<size_t> n_sockets{0};
   /* media threads: the thread's CPU time over the last sweep period (1/1000
@@ -683,6 +685,8 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
   std::mutex hosted_lock;
   std::vector<std::pair<const void *, std::shared_ptr<HostedLoop>>> hosted;
   bool hosting_over = false; /* the thread has stopped: host() says no */
+  /* MediaThread::at(): due time -> work, under hosted_lock */
+  std::multimap<gint64, std::function<void()>> timers;
 
   std::shared_ptr<HostedLoop> host(const void *key,
                                    const std::function<std::shared_ptr<HostedLoop>()> &make) override {
@@ -706,14 +710,56 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
     return l;
   }
 
+  bool at(gint64 when_us, std::function<void()> fn) override {
+    bool earliest;
+    {
+      std::lock_guard<std::mutex> g(hosted_lock);
+      if (!threaded || hosting_over || stopping)
+        return false;
+      auto it = timers.emplace(when_us, std::move(fn));
+      earliest = it == timers.begin();
+    }
+    if (earliest && tls_media_loop != this) {
+      /* the thread may be asleep with a later deadline */
+      uint64_t one = 1;
+      if (::write(evfd, &one, sizeof one) < 0) {
+        /* the counter is already non-zero */
+      }
+    }
+    return true;
+  }
+
+  /* The thread's next deadline: @until, or an earlier timer's. */
+  gint64 next_deadline(gint64 until) {
+    std::lock_guard<std::mutex> g(hosted_lock);
+    return timers.empty() ? until : std::min(until, timers.begin()->first);
+  }
+
+  /* On the thread: runs the timers that are due. */
+  void run_timers(gint64 now) {
+    std::vector<std::function<void()>> due;
+    {
+      std::lock_guard<std::mutex> g(hosted_lock);
+      while (!timers.empty() && timers.begin()->first <= now) {
+        due.push_back(std::move(timers.begin()->second));
+        timers.erase(timers.begin());
+      }
+    }
+    for (auto &fn : due)
+      fn();
+  }
+
   /* The thread has stopped: the hosted loops end what they have. */
   void end_hosting() {
     std::vector<std::pair<const void *, std::shared_ptr<HostedLoop>>> all;
+    std::multimap<gint64, std::function<void()>> dropped;
     {
       std::lock_guard<std::mutex> g(hosted_lock);
       hosting_over = true;
       all.swap(hosted);
+      dropped.swap(timers);
     }
+    dropped.clear(); /* what they hold is released here, without the lock */
     for (auto &[k, l] : all) {
       epoll_ctl(epfd, EPOLL_CTL_DEL, l->fd(), nullptr);
       l->host_gone();
@@ -794,12 +840,14 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
    * GStreamer's threadshare "context-wait"). Idle, it sleeps in epoll. */
   void run() {
     tls_media_thread = true;
+    tls_media_loop = this;
     gint64 next_sweep = g_get_monotonic_time() + 500000;
     measure_load(g_get_monotonic_time());
     struct epoll_event events[256];
     while (!stopping) {
       gint64 now = g_get_monotonic_time();
-      int timeout = next_sweep > now ? static_cast<int>((next_sweep - now + 999) / 1000) : 0;
+      gint64 deadline = next_deadline(next_sweep);
+      int timeout = deadline > now ? static_cast<int>((deadline - now + 999) / 1000) : 0;
       int n = epoll_wait(epfd, events, 256, timeout);
       if (n < 0 && errno != EINTR)
         g_error("epoll_wait: %s", g_strerror(errno)); /* only for a bad descriptor: a bug */
@@ -807,6 +855,7 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
       wakeups.fetch_add(1, std::memory_order_relaxed);
       int io = handle(events, std::max(n, 0));
       ready.fetch_add(static_cast<guint64>(io), std::memory_order_relaxed);
+      run_timers(g_get_monotonic_time());
       if (woke >= next_sweep) {
         measure_load(woke);
         sweep();
@@ -866,7 +915,10 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
       return;
     std::shared_ptr<MediaSocket> s = std::move(it->second);
     sockets.erase(it);
-    n_sockets = sockets.size();
+    if (threaded)
+      n_sockets--; /* counted by SocketLoop::adopt(), before the thread took it */
+    else
+      n_sockets = sockets.size();
     s->reap(closing); /* the loop going away tells the owner at once */
   }
 
@@ -894,7 +946,8 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
                                            limits.max_backlog, std::move(on_closed), threaded ? context : nullptr,
                                            alive);
     sockets[s.get()] = s;
-    n_sockets = sockets.size();
+    if (!threaded)
+      n_sockets = sockets.size(); /* on media threads SocketLoop::adopt() counted it already */
     struct epoll_event ev = {};
     ev.events = EPOLLIN;
     ev.data.ptr = s.get();

@@ -62,6 +62,13 @@ public:
    * thread has stopped, or @make gave nullptr. Any thread. */
   virtual std::shared_ptr<HostedLoop> host(const void *key,
                                            const std::function<std::shared_ptr<HostedLoop>()> &make) = 0;
+  /* Runs @fn on this thread at @when_us (g_get_monotonic_time()) or a
+   * little later: within the media wait, when it sleeps out one. For work
+   * that must happen later without a thread of its own waiting for it (a
+   * sink's audio that the lead holds back). @fn must not block. FALSE (and
+   * @fn dropped, on the calling thread) when the thread has stopped. Any
+   * thread. */
+  virtual bool at(gint64 when_us, std::function<void()> fn) = 0;
 };
 
 /* What a call needs from its socket. */

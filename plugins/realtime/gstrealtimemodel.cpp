@@ -42,7 +42,13 @@
  * the process, except under the phone-agent server: there the element finds
  * its call in the `phoneagent.call` #GstContext the server sets on the
  * pipeline, and the media thread that reads the caller's socket reads the
- * model's too, so a model event wakes no other thread.
+ * model's too, so a model event wakes no other thread. That thread also
+ * pushes the model's audio itself when the element is linked straight to
+ * twiliosink (which never waits there, and sends what its lead holds back
+ * from timers on the same thread) and the pipeline is PLAYING: the
+ * source-pad task then sleeps, and the agent's audio wakes no thread at all
+ * (stat `output-pushed-on-media-thread-ms`). Item starts while twiliosink
+ * still holds audio, forwarded events and EOS go through the task.
  *
  * ## Custom events and queries
  *
@@ -55,7 +61,9 @@
  *   `reason` (gchararray, "barge-in").
  * - `phoneagent/heard` (GST_QUERY_CUSTOM), asked of downstream (twiliosink)
  *   on a barge-in and while a goodbye or transfer sentence plays: in
- *   `item-id`; out `played-ms`, `sent-ms` (guint64), `known` (gboolean).
+ *   `item-id`; out `played-ms`, `sent-ms` (guint64), `known` (gboolean);
+ *   and, pushing from a media thread, before an item start: out `held-ms`
+ *   (guint64).
  *
  * Received on the sink pad:
  *
@@ -478,7 +486,7 @@ struct Stats {
   guint64 events_in = 0, malformed = 0, unknown = 0, errors = 0;
   guint64 appended_bytes = 0, pending_dropped_bytes = 0, send_failed = 0;
   guint64 audio_in_bytes = 0, pushed_bytes = 0, dropped_cancelled_bytes = 0, dropped_queue_bytes = 0,
-          padded_bytes = 0;
+          padded_bytes = 0, pushed_direct_bytes = 0;
   guint64 responses = 0, cancelled_responses = 0, barge_ins = 0, truncates = 0;
   guint64 function_calls = 0, tool_errors = 0;
   guint64 sessions = 0, reconnects = 0;
@@ -518,10 +526,11 @@ struct Runtime {
   guint64 session_appended = 0; /* bytes appended on the current socket */
   GstClockTime last_input_end = GST_CLOCK_TIME_NONE;
 
-  /* output queue (to the source-pad task) */
+  /* output queue (to the source-pad task, or pushed from a media thread) */
   std::deque<OutItem> outq;
   size_t outq_bytes = 0;
   bool out_flushing = true;
+  GstFlowReturn direct_flow = GST_FLOW_OK; /* a push_direct() failed: the task handles it */
   bool eos_queued = false;
   bool queue_warned = false;
   bool backlog_warned = false;
@@ -570,6 +579,8 @@ struct GstRealtimeModelPrivate {
   std::condition_variable out_cond;
   std::mutex barge_lock; /* one barge-in at a time */
   std::atomic<bool> wake{false}; /* items queued: wake the task once the lock is released */
+  std::mutex push_lock;          /* the task and push_direct() take turns pushing; before lock */
+  std::atomic<bool> playing{false}; /* PLAYING: push_direct() may push */
   Settings settings;
   Runtime rt;
   std::unique_ptr<pa::rt::Worker> worker = std::make_unique<pa::rt::Worker>("rtmodel-ctl"); /* lives as long as the element */
@@ -608,6 +619,12 @@ GstClockTime running_time(GstElement *element) {
   return now >= base ? now - base : 0;
 }
 
+} // namespace
+
+static bool push_direct(GstRealtimeModel *self);
+
+namespace {
+
 /* Messages and work collected under the lock, done after it is released. */
 struct Outbox {
   GstRealtimeModel *self;
@@ -623,7 +640,7 @@ struct Outbox {
   void later(std::function<void()> fn) { after.push_back(std::move(fn)); }
   void flush() {
     GstRealtimeModelPrivate *p = self->priv;
-    if (p->wake.exchange(false))
+    if (p->wake.exchange(false) && !push_direct(self))
       p->out_cond.notify_one(); /* after the lock: the task does not wake into a held mutex */
     auto msgs = std::move(messages);
     messages.clear();
@@ -848,7 +865,8 @@ static GstStructure *gst_realtime_model_stats(GstRealtimeModel *self) {
         "input-sent-ms", G_TYPE_UINT64, st.appended_bytes / in_bpm, "input-pending-ms", G_TYPE_UINT64,
         static_cast<guint64>(rt.pending_bytes / in_bpm), "input-dropped-ms", G_TYPE_UINT64,
         st.pending_dropped_bytes / in_bpm, "output-received-ms", G_TYPE_UINT64, st.audio_in_bytes / out_bpm,
-        "output-pushed-ms", G_TYPE_UINT64, st.pushed_bytes / out_bpm, "output-queued-ms", G_TYPE_UINT64,
+        "output-pushed-ms", G_TYPE_UINT64, st.pushed_bytes / out_bpm, "output-pushed-on-media-thread-ms",
+        G_TYPE_UINT64, st.pushed_direct_bytes / out_bpm, "output-queued-ms", G_TYPE_UINT64,
         static_cast<guint64>(rt.outq_bytes / out_bpm), "dropped-cancelled-ms", G_TYPE_UINT64,
         st.dropped_cancelled_bytes / out_bpm, "dropped-queue-full-ms", G_TYPE_UINT64,
         st.dropped_queue_bytes / out_bpm, "padded-ms", G_TYPE_UINT64, st.padded_bytes / out_bpm, "responses",
@@ -2353,41 +2371,31 @@ static OutItem pop_out_item_locked(Runtime &rt) {
 /* At most this much audio goes downstream in one buffer list. */
 constexpr guint kListMaxMs = 100;
 
-static void src_loop(gpointer data) {
-  auto *self = GST_REALTIME_MODEL(data);
-  GstRealtimeModelPrivate *p = self->priv;
-  OutItem item;
-  std::vector<OutItem> more; /* frames that follow item at once: pushed with it as one list */
-  bool start = false;
-  AudioFormat fmt;
-  {
-    std::unique_lock<std::mutex> g(p->lock);
-    p->out_cond.wait(g, [p] { return p->rt.out_flushing || !p->rt.outq.empty(); });
-    if (p->rt.out_flushing) {
-      g.unlock();
-      gst_pad_pause_task(self->srcpad);
-      return;
-    }
-    Runtime &rt = p->rt;
-    fmt = rt.out_fmt;
-    item = pop_out_item_locked(rt);
-    /* the frames of a model delta arrive together: one push, one wake-up of
-     * the sink, one write to Twilio, instead of one per 20 ms. A response's
-     * first frame goes alone (its latency is measured when it has gone). */
-    if (item.kind == OutItem::Kind::Buffer && !item.first_of_response) {
-      size_t bytes = gst_buffer_get_size(item.buffer);
-      const size_t max = kListMaxMs * pa::rt::bytes_per_ms(fmt);
-      while (!rt.outq.empty() && rt.outq.front().kind == OutItem::Kind::Buffer &&
-             !rt.outq.front().first_of_response && bytes + gst_buffer_get_size(rt.outq.front().buffer) <= max) {
-        bytes += gst_buffer_get_size(rt.outq.front().buffer);
-        more.push_back(pop_out_item_locked(rt));
-      }
-    }
-    if (!rt.stream_started) {
-      rt.stream_started = true;
-      start = true;
+/* Takes the next thing to push from the output queue: an item and, after a
+ * frame, the frames that follow it at once (lock held). */
+static void pop_batch_locked(Runtime &rt, OutItem &item, std::vector<OutItem> &more, AudioFormat &fmt, bool &start) {
+  fmt = rt.out_fmt;
+  item = pop_out_item_locked(rt);
+  /* the frames of a model delta arrive together: one push, one wake-up of
+   * the sink, one write to Twilio, instead of one per 20 ms. A response's
+   * first frame goes alone (its latency is measured when it has gone). */
+  if (item.kind == OutItem::Kind::Buffer && !item.first_of_response) {
+    size_t bytes = gst_buffer_get_size(item.buffer);
+    const size_t max = kListMaxMs * pa::rt::bytes_per_ms(fmt);
+    while (!rt.outq.empty() && rt.outq.front().kind == OutItem::Kind::Buffer && !rt.outq.front().first_of_response &&
+           bytes + gst_buffer_get_size(rt.outq.front().buffer) <= max) {
+      bytes += gst_buffer_get_size(rt.outq.front().buffer);
+      more.push_back(pop_out_item_locked(rt));
     }
   }
+  start = !rt.stream_started;
+  rt.stream_started = true;
+}
+
+/* Pushes what pop_batch_locked() took (push_lock held, not the lock). */
+static GstFlowReturn push_batch(GstRealtimeModel *self, OutItem &item, std::vector<OutItem> &more, AudioFormat fmt,
+                                bool start) {
+  GstRealtimeModelPrivate *p = self->priv;
   if (start)
     push_stream_start(self, fmt);
 
@@ -2468,6 +2476,44 @@ static void src_loop(gpointer data) {
     break;
   }
   free_out_item(item);
+  return ret;
+}
+
+static void src_loop(gpointer data) {
+  auto *self = GST_REALTIME_MODEL(data);
+  GstRealtimeModelPrivate *p = self->priv;
+  OutItem item;
+  std::vector<OutItem> more; /* frames that follow item at once: pushed with it as one list */
+  bool start = false;
+  AudioFormat fmt;
+  GstFlowReturn ret = GST_FLOW_OK;
+  {
+    std::unique_lock<std::mutex> g(p->lock);
+    p->out_cond.wait(g, [p] {
+      return p->rt.out_flushing || !p->rt.outq.empty() || p->rt.direct_flow != GST_FLOW_OK;
+    });
+    if (p->rt.out_flushing) {
+      g.unlock();
+      gst_pad_pause_task(self->srcpad);
+      return;
+    }
+  }
+  /* pushes from here and from a media thread (push_direct) take turns */
+  std::lock_guard<std::mutex> pushing(p->push_lock);
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    Runtime &rt = p->rt;
+    if (rt.direct_flow != GST_FLOW_OK) {
+      ret = rt.direct_flow; /* a push on the media thread failed: handled here */
+      rt.direct_flow = GST_FLOW_OK;
+    } else if (rt.outq.empty() || rt.out_flushing) {
+      return; /* a media thread pushed it meanwhile */
+    } else {
+      pop_batch_locked(rt, item, more, fmt, start);
+    }
+  }
+  if (ret == GST_FLOW_OK)
+    ret = push_batch(self, item, more, fmt, start);
   if (ret == GST_FLOW_OK)
     return;
   if (ret == GST_FLOW_FLUSHING || ret == GST_FLOW_EOS) {
@@ -2479,6 +2525,118 @@ static void src_loop(gpointer data) {
   gst_pad_pause_task(self->srcpad);
 }
 
+/* TRUE when the agent's audio may be pushed from a server media thread
+ * (push_direct): the element and its pipeline are PLAYING (a sink on its way
+ * to PAUSED would hold the push in its preroll), and what it pushes into
+ * is twiliosink itself, which never waits on a media thread (a queue or
+ * anything else there may). A hint read without locks, checked before
+ * every push; the task does the rest. */
+static bool may_push_direct(GstRealtimeModel *self) {
+  GstRealtimeModelPrivate *p = self->priv;
+  if (!p->playing.load())
+    return false;
+  GstObject *top = GST_OBJECT(self);
+  while (GST_OBJECT_PARENT(top))
+    top = GST_OBJECT_PARENT(top);
+  if (GST_IS_ELEMENT(top) && GST_STATE_TARGET(GST_ELEMENT(top)) != GST_STATE_PLAYING)
+    return false;
+  GstPad *peer = gst_pad_get_peer(self->srcpad);
+  if (!peer)
+    return false;
+  GstObject *sink = gst_pad_get_parent(peer);
+  static GType twiliosink_type = 0;
+  if (!twiliosink_type)
+    twiliosink_type = g_type_from_name("GstTwilioSink");
+  bool ok = sink && twiliosink_type && G_TYPE_CHECK_INSTANCE_TYPE(sink, twiliosink_type);
+  if (sink)
+    gst_object_unref(sink);
+  gst_object_unref(peer);
+  return ok;
+}
+
+/* How much audio twiliosink holds back now (its heard query; 0 when nobody
+ * answers). */
+static guint64 query_held_ms(GstRealtimeModel *self) {
+  guint64 held = 0;
+  GstQuery *q = gst_query_new_custom(GST_QUERY_CUSTOM, gst_structure_new_empty("phoneagent/heard"));
+  if (gst_pad_peer_query(self->srcpad, q))
+    gst_structure_get_uint64(gst_query_get_structure(q), "held-ms", &held);
+  gst_query_unref(q);
+  return held;
+}
+
+namespace {
+thread_local bool tls_pushing_direct = false;
+}
+
+/* Under the server, the model's socket is read on the call's media thread
+ * (ws-on-media-thread): the audio it brings is pushed from there at once,
+ * into twiliosink, which never waits on a media thread and sends what the
+ * lead holds back from a timer on that thread. The task then sleeps: no
+ * thread wake-up for the agent's audio at all. An item start while
+ * twiliosink still holds audio, events, EOS and failed pushes are left to
+ * the task (it may wait; a media thread may not). FALSE when this thread
+ * may not push: the caller wakes the task instead. */
+static bool push_direct(GstRealtimeModel *self) {
+  GstRealtimeModelPrivate *p = self->priv;
+  if (!pa::on_media_thread() || tls_pushing_direct || !may_push_direct(self))
+    return false;
+  std::unique_lock<std::mutex> pushing(p->push_lock, std::try_to_lock);
+  if (!pushing.owns_lock())
+    return false; /* the task is pushing: it takes this too */
+  tls_pushing_direct = true;
+  bool wake_task = false;
+  for (;;) {
+    OutItem item;
+    std::vector<OutItem> more;
+    AudioFormat fmt;
+    bool start = false;
+    {
+      std::unique_lock<std::mutex> g(p->lock);
+      Runtime &rt = p->rt;
+      if (rt.out_flushing || rt.outq.empty())
+        break;
+      OutItem::Kind kind = rt.outq.front().kind;
+      if (kind == OutItem::Kind::Event || kind == OutItem::Kind::Eos) {
+        wake_task = true;
+        break;
+      }
+      if (kind == OutItem::Kind::ItemStart) {
+        /* twiliosink sends what it holds of the previous item before the
+         * new one starts, waiting if it must: not here */
+        g.unlock();
+        guint64 held = query_held_ms(self);
+        g.lock();
+        if (held > 0) {
+          wake_task = true;
+          break;
+        }
+        if (rt.outq.empty() || rt.outq.front().kind != OutItem::Kind::ItemStart)
+          continue; /* it changed meanwhile (a barge-in dropped it) */
+      }
+      pop_batch_locked(rt, item, more, fmt, start);
+      if (item.kind == OutItem::Kind::Buffer) {
+        size_t n = gst_buffer_get_size(item.buffer);
+        for (const auto &m : more)
+          n += gst_buffer_get_size(m.buffer);
+        rt.st.pushed_direct_bytes += n;
+      }
+    }
+    GstFlowReturn ret = push_batch(self, item, more, fmt, start);
+    if (ret != GST_FLOW_OK) {
+      std::lock_guard<std::mutex> g(p->lock);
+      p->rt.direct_flow = ret;
+      wake_task = true;
+      break;
+    }
+  }
+  tls_pushing_direct = false;
+  pushing.unlock();
+  if (wake_task)
+    p->out_cond.notify_one();
+  return true;
+}
+
 static gboolean src_activate_mode(GstPad *pad, GstObject *parent, GstPadMode mode, gboolean active) {
   GstRealtimeModel *self = GST_REALTIME_MODEL(parent);
   if (mode != GST_PAD_MODE_PUSH)
@@ -2486,6 +2644,8 @@ static gboolean src_activate_mode(GstPad *pad, GstObject *parent, GstPadMode mod
   {
     std::lock_guard<std::mutex> g(self->priv->lock);
     self->priv->rt.out_flushing = !active;
+    if (active)
+      self->priv->rt.direct_flow = GST_FLOW_OK;
     self->priv->out_cond.notify_all();
   }
   if (active)
@@ -2705,6 +2865,7 @@ static gboolean sink_event(GstPad *pad, GstObject *parent, GstEvent *event) {
       clear_queue_locked(p);
       p->rt.out_flushing = false;
       p->rt.eos_queued = false;
+      p->rt.direct_flow = GST_FLOW_OK;
     }
     gst_pad_push_event(self->srcpad, event);
     gst_pad_start_task(self->srcpad, src_loop, self, nullptr);
@@ -2895,10 +3056,15 @@ static GstStateChangeReturn gst_realtime_model_change_state(GstElement *element,
     stop_session(self);
     return GST_STATE_CHANGE_FAILURE;
   }
+  if (transition == GST_STATE_CHANGE_PLAYING_TO_PAUSED)
+    self->priv->playing = false; /* before the sink can go to PAUSED */
   GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
   if (ret == GST_STATE_CHANGE_FAILURE)
     return ret;
   switch (transition) {
+  case GST_STATE_CHANGE_PAUSED_TO_PLAYING:
+    self->priv->playing = true;
+    break;
   case GST_STATE_CHANGE_READY_TO_PAUSED:
   case GST_STATE_CHANGE_PLAYING_TO_PAUSED:
     /* the agent's audio comes when the model sends it, like a live source */

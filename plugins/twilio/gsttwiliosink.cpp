@@ -21,8 +21,10 @@
  * wake-up per lead/2 of audio rather than one per frame. Frames that can go
  * at once leave in one socket write, and a buffer list is taken whole before
  * sending (realtimemodel pushes a model delta's frames as one). On a server media
- * thread (twiliosrc pushing in push mode) it never waits: what the lead or
- * a pause holds back goes out with a later buffer. After every #GstTwilioSink:mark-interval ms it
+ * thread (twiliosrc, or realtimemodel, pushing from it) it never waits: what
+ * the lead or a pause holds back goes out with a later buffer, or from a
+ * timer on that media thread once half of the lead has played (or the
+ * pause has timed out). After every #GstTwilioSink:mark-interval ms it
  * sends a `mark`; Twilio echoes it when the caller has heard up to there.
  * Marks carry a generation that each clear bumps, so the echoes Twilio sends
  * because of a clear are not taken as played.
@@ -74,7 +76,8 @@
  *   the item sent and not cleared), `generation` (guint), `known`
  *   (gboolean), `level-db` (gdouble, RMS level in dBFS of the agent audio
  *   sent lately, about the last 100 ms; -100 when none: bargein's echo
- *   guard).
+ *   guard), `held-ms` (guint64, audio received and not sent yet, held
+ *   back by the lead or a pause).
  * - `phoneagent/far-end` (GST_QUERY_CUSTOM, answered on the sink pad): the
  *   agent audio the caller hears at a given time, by twiliosink's pacing
  *   (sent audio plays back to back from when it is sent; a clear cuts what
@@ -180,6 +183,8 @@ struct State {
   bool dropping_item = false;       /* after clear: drop until the next item-start */
   bool paused = false;              /* phoneagent/pause: send nothing until resume */
   guint64 pause_serial = 0;         /* bumped by each pause, for the max-pause timeout */
+  gint64 pause_deadline_us = 0;     /* when this pause ends by itself (max-pause-ms), monotonic */
+  bool tick_pending = false;        /* a media-thread timer will call send_held() (see schedule_tick_locked) */
   std::vector<uint8_t> recent;      /* the current item's last sent audio (for a clearing pause) */
   bool pause_cleared = false;       /* this pause emptied Twilio's queue: resume sends again */
   guint64 recent_start = 0;         /* its position in the item, bytes */
@@ -286,25 +291,76 @@ struct Cork {
   ~Cork() { set(false); }
 };
 
-static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, bool flush, bool no_wait = false) {
+static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, bool flush, bool no_wait = false);
+
+/* Audio held back on a media thread (the lead is full, or a pause) has no
+ * thread of its own waiting to send it: a timer on the call's media thread
+ * calls send_held() again when it may go on (the lead half played, the
+ * pause's max-pause-ms over), as the blocking path would wake up then. At
+ * most one is pending. Lock held. */
+static void sink_tick(GstTwilioSink *self);
+
+static void schedule_tick_locked(GstTwilioSink *self, gint64 delay_us) {
+  State &st = self->priv->st;
+  if (st.tick_pending || !st.call)
+    return;
+  std::shared_ptr<pa::MediaThread> mt = pa_call_get_media_thread(st.call);
+  if (!mt)
+    return; /* no media thread: renders wait on the clock instead */
+  /* the timer holds a reference; it goes with the timer, run or dropped */
+  std::shared_ptr<GstTwilioSink> ref(GST_TWILIO_SINK(gst_object_ref(self)),
+                                     [](GstTwilioSink *s) { gst_object_unref(s); });
+  st.tick_pending = mt->at(g_get_monotonic_time() + std::max<gint64>(delay_us, 0), [ref] { sink_tick(ref.get()); });
+}
+
+static void sink_tick(GstTwilioSink *self) {
+  GstTwilioSinkPrivate *p = self->priv;
+  std::unique_lock<std::mutex> g(p->lock);
+  State &st = p->st;
+  st.tick_pending = false;
+  if (!st.call || st.flushing)
+    return;
+  if (st.paused && g_get_monotonic_time() >= st.pause_deadline_us) {
+    GST_WARNING_OBJECT(self, "paused for %u ms without a resume: resuming", p->settings.max_pause_ms);
+    st.paused = false;
+    st.pause_timeouts++;
+  }
+  send_held(self, g, false, true);
+}
+
+static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, bool flush, bool no_wait) {
   GstTwilioSinkPrivate *p = self->priv;
   State &st = p->st;
   const size_t frame = p->settings.frame_ms * 8;
   guint64 epoch = st.clear_epoch;
   Cork cork{st.call};
+  /* what was sent leaves st.held in one erase, when the lock is let go or
+   * at the end, not one per frame (the held audio can be seconds long) */
+  struct Sent {
+    std::vector<uint8_t> &held;
+    size_t n = 0;
+    void drop() {
+      held.erase(held.begin(), held.begin() + static_cast<long>(n));
+      n = 0;
+    }
+    ~Sent() { drop(); }
+  } sent{st.held};
   if (flush && !st.held.empty() && st.held.size() % 160) {
     size_t pad = 160 - st.held.size() % 160;
     st.held.insert(st.held.end(), pad, pa::kMulawSilence);
     st.padded_bytes += pad;
   }
-  while (!st.held.empty() && (st.held.size() >= frame || flush)) {
+  while (st.held.size() > sent.n && (st.held.size() - sent.n >= frame || flush)) {
     if (st.flushing || epoch != st.clear_epoch)
       return !st.flushing;
-    if (st.paused && no_wait)
+    if (st.paused && no_wait) {
+      schedule_tick_locked(self, st.pause_deadline_us - g_get_monotonic_time());
       break;
+    }
     if (st.paused) {
       /* hold everything until resume (or clear, flushing, max-pause-ms) */
       cork.set(false);
+      sent.drop();
       guint64 serial = st.pause_serial;
       auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(p->settings.max_pause_ms);
       bool woken = p->cond.wait_until(g, deadline, [&st, epoch, serial] {
@@ -317,7 +373,7 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       }
       continue; /* re-check flushing, clear and the clock */
     }
-    size_t n = std::min(frame, st.held.size());
+    size_t n = std::min(frame, st.held.size() - sent.n);
     GstClock *clock = gst_element_get_clock(GST_ELEMENT(self));
     if (clock) {
       GstClockTime base = gst_element_get_base_time(GST_ELEMENT(self));
@@ -328,12 +384,15 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       GstClockTime lead = p->settings.lead * GST_MSECOND;
       if (st.play_end > now_rt + lead && no_wait) {
         gst_object_unref(clock);
+        /* when half of the lead has played, as the wait below */
+        schedule_tick_locked(self, static_cast<gint64>((st.play_end - lead / 2 - now_rt) / GST_USECOND));
         break;
       }
       if (st.play_end > now_rt + lead) {
         /* full: sleep until half of the lead has played, then top it up
          * again (one wake-up per lead/2 of audio, not one per frame) */
         cork.set(false);
+        sent.drop();
         st.wait_id = gst_clock_new_single_shot_id(clock, base + st.play_end - lead / 2);
         GstClockID id = st.wait_id;
         g.unlock();
@@ -346,17 +405,18 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       }
       gst_object_unref(clock);
     }
-    if (st.held.size() >= n + frame)
+    const uint8_t *head = st.held.data() + sent.n;
+    if (st.held.size() - sent.n >= n + frame)
       cork.set(true); /* another frame follows at once */
     /* a mark due after this frame goes out in the same write */
     bool mark = st.since_mark + n >= p->settings.mark_interval * 8u;
-    if (!(mark ? pa_call_send_media_and_mark : pa_call_send_media)(st.call, st.held.data(), n)) {
+    if (!(mark ? pa_call_send_media_and_mark : pa_call_send_media)(st.call, head, n)) {
       st.not_started_bytes += n;
     } else {
-      st.level_pow += (pa::mulaw_mean_square(st.held.data(), n) - st.level_pow) * std::min(1.0, n / 800.0);
+      st.level_pow += (pa::mulaw_mean_square(head, n) - st.level_pow) * std::min(1.0, n / 800.0);
       /* what a clearing pause may have to send again (a pause can clear on
        * a later phoneagent/pause-clear, whatever pause-clears says) */
-      st.recent.insert(st.recent.end(), st.held.begin(), st.held.begin() + static_cast<long>(n));
+      st.recent.insert(st.recent.end(), head, head + n);
       const size_t window = resend_window(p->settings.lead);
       if (st.recent.size() > 2 * window) { /* trimmed now and then, not per frame */
         size_t excess = st.recent.size() - window;
@@ -365,11 +425,11 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       }
       st.item_pos += n;
       if (st.playout_wanted)
-        st.playout.add(st.play_end, st.held.data(), n);
+        st.playout.add(st.play_end, head, n);
       st.play_end += gst_util_uint64_scale(n, GST_SECOND, 8000);
       st.since_mark = mark ? 0 : st.since_mark + n;
     }
-    st.held.erase(st.held.begin(), st.held.begin() + static_cast<long>(n));
+    sent.n += n;
   }
   if (flush && st.since_mark) {
     pa_call_send_mark(st.call);
@@ -526,6 +586,7 @@ static void set_paused(GstTwilioSink *self, bool paused) {
   State &st = p->st;
   if (paused && !st.paused) {
     st.pause_serial++;
+    st.pause_deadline_us = g_get_monotonic_time() + static_cast<gint64>(p->settings.max_pause_ms) * 1000;
     st.pauses++;
     st.pause_cleared = false;
     if (p->settings.pause_clears && !st.dropping_item)
@@ -534,9 +595,10 @@ static void set_paused(GstTwilioSink *self, bool paused) {
   GST_DEBUG_OBJECT(self, "%s (%zu bytes held)", paused ? "pause" : "resume", st.held.size());
   st.paused = paused;
   p->cond.notify_all();
-  if (!paused && st.pause_cleared && st.call && !st.held.empty() && !st.dropping_item) {
-    /* what the pause made Twilio drop goes again now (it fits in the lead:
-     * Twilio holds nothing); a render in progress sends the rest */
+  if (!paused && st.call && !st.held.empty() && !st.dropping_item) {
+    /* what the pause held back goes now, as far as the lead allows (after
+     * a clearing pause, what Twilio dropped fits: it holds nothing); a
+     * render waiting, or a tick on the media thread, sends the rest */
     send_held(self, g, false, true);
   }
 }
@@ -629,9 +691,11 @@ static gboolean gst_twilio_sink_query(GstBaseSink *sink, GstQuery *query) {
       const char *item = gst_structure_get_string(s, "item-id");
       pa::Heard h = pa_call_get_heard(p->st.call, item ? item : "");
       double level = p->st.level_pow > 1e-10 ? 10.0 * std::log10(p->st.level_pow) : -100.0;
+      guint64 held_ms = (p->st.held.size() + 7) / 8;
       gst_structure_set(s, "item-id", G_TYPE_STRING, h.item_id.c_str(), "played-ms", G_TYPE_UINT64, h.played_ms,
                         "sent-ms", G_TYPE_UINT64, h.sent_ms, "generation", G_TYPE_UINT, h.generation, "known",
-                        G_TYPE_BOOLEAN, h.known, "level-db", G_TYPE_DOUBLE, level, nullptr);
+                        G_TYPE_BOOLEAN, h.known, "level-db", G_TYPE_DOUBLE, level, "held-ms", G_TYPE_UINT64,
+                        held_ms, nullptr);
       return TRUE;
     }
     if (s && gst_structure_has_name(s, "phoneagent/far-end")) {

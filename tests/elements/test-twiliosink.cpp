@@ -2,12 +2,18 @@
  * call with a test transport (no network). */
 #include <gst/check/gstharness.h>
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <mutex>
 #include <thread>
 
 #include "../common/pa-check.h"
 #include "pa-audio.h"
 #include "pa-call.h"
+#include "pa-websocket.h"
 #include "twilio-protocol.h"
 
 using namespace pa;
@@ -454,6 +460,115 @@ GST_START_TEST(test_pause_ends_by_itself) {
 }
 GST_END_TEST;
 
+/* On a server media thread (a render there must not wait) what the lead
+ * holds back is sent from timers on that thread: one second of audio
+ * rendered at once from the media thread, lead 200 ms. The render returns
+ * at once, about the lead goes out at once, and the rest follows as it
+ * plays, to the last frame, in order, with nobody rendering again. The call
+ * here has a real socket on a pa::SocketLoop media thread (the system
+ * clock: the bound below is a liveness bound, far above the 800 ms the
+ * pacing takes). */
+GST_START_TEST(test_media_thread_sends_what_the_lead_held_back) {
+  SocketLoop::Limits limits;
+  limits.threads = 1;
+  auto loop = std::make_unique<SocketLoop>(nullptr, limits);
+  int sv[2];
+  fail_unless(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  PaCall *call = pa_call_new(CallConfig());
+  GSocket *gs = g_socket_new_from_fd(sv[1], nullptr);
+  loop->adopt(gs, "", call, 0, "", [] {});
+  g_object_unref(gs);
+  StartInfo si;
+  si.stream_sid = "MZ8";
+  si.call_sid = "CA8";
+  std::string start;
+  const uint8_t mask[4] = {1, 2, 3, 4};
+  ws::append_frame(start, ws::Opcode::Text, build_start(1, si), mask);
+  fail_unless(::send(sv[0], start.data(), start.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(start.size()));
+  for (int i = 0; i < 400 && !pa_call_is_started(call); i++)
+    g_usleep(5000);
+  fail_unless(pa_call_is_started(call));
+  std::shared_ptr<MediaThread> mt = pa_call_get_media_thread(call);
+  fail_unless(mt != nullptr);
+
+  GstElement *sink = gst_element_factory_make("twiliosink", nullptr);
+  GstContext *ctx = pa_call_context_new(call);
+  gst_element_set_context(sink, ctx);
+  gst_context_unref(ctx);
+  g_object_set(sink, "lead", 200, nullptr);
+  GstHarness *h = gst_harness_new_with_element(sink, "sink", nullptr);
+  gst_object_unref(sink);
+  gst_harness_use_systemclock(h);
+  gst_harness_set_src_caps_str(h, "audio/x-mulaw, rate=8000, channels=1");
+
+  /* 1 s of audio, each frame numbered, rendered on the media thread */
+  GstBuffer *b = gst_buffer_new_allocate(nullptr, 8000, nullptr);
+  GstMapInfo map;
+  gst_buffer_map(b, &map, GST_MAP_WRITE);
+  for (size_t i = 0; i < 8000; i++)
+    map.data[i] = static_cast<uint8_t>(i / 160 + 1);
+  gst_buffer_unmap(b, &map);
+  std::atomic<int> rendered{0};
+  std::atomic<gint64> render_us{0};
+  fail_unless(mt->at(g_get_monotonic_time(), [&] {
+    gint64 t0 = g_get_monotonic_time();
+    fail_unless_equals_int(gst_harness_push(h, b), GST_FLOW_OK);
+    render_us = g_get_monotonic_time() - t0;
+    rendered++;
+  }));
+
+  /* read what Twilio gets: media frames, in order */
+  std::string inbox;
+  std::vector<int> frames;
+  gint64 t0 = g_get_monotonic_time(), first_burst_done = 0;
+  size_t first_burst = 0;
+  while (frames.size() < 50 && g_get_monotonic_time() - t0 < 3 * G_USEC_PER_SEC) {
+    struct pollfd pfd = {sv[0], POLLIN, 0};
+    if (poll(&pfd, 1, 10) > 0) {
+      char buf[65536];
+      ssize_t n = recv(sv[0], buf, sizeof buf, MSG_DONTWAIT);
+      if (n > 0)
+        inbox.append(buf, static_cast<size_t>(n));
+    }
+    for (;;) {
+      ws::FrameHeader fh;
+      std::string err;
+      if (ws::decode_header(reinterpret_cast<const uint8_t *>(inbox.data()), inbox.size(), fh, err) != ws::Decode::Ok ||
+          inbox.size() < fh.header_len + fh.payload_len)
+        break;
+      OutboundMessage o;
+      fail_unless(parse_outbound(inbox.substr(fh.header_len, fh.payload_len), o, err) == ParseResult::Ok, "%s",
+                  err.c_str());
+      inbox.erase(0, fh.header_len + fh.payload_len);
+      if (o.event == Event::Media)
+        for (size_t k = 0; k < o.payload.size(); k += 160)
+          frames.push_back(o.payload[k]);
+    }
+    if (!first_burst_done && rendered.load() && g_get_monotonic_time() - t0 > 50000) {
+      first_burst_done = 1;
+      first_burst = frames.size();
+    }
+  }
+  GST_INFO("rendered %d in %" G_GINT64_FORMAT " us, first burst %zu, frames %zu", rendered.load(), render_us.load(), first_burst, frames.size());
+  fail_unless_equals_int(rendered.load(), 1);
+  fail_unless(render_us.load() < 100000, "the render waited %" G_GINT64_FORMAT " us on the media thread",
+              render_us.load());
+  /* the lead: 200 ms (10 frames) at once, not the whole second */
+  fail_unless(first_burst >= 5 && first_burst <= 12, "%zu frames at once", first_burst);
+  fail_unless_equals_int(frames.size(), 50);
+  for (int i = 0; i < 50; i++)
+    fail_unless_equals_int(frames[i], i + 1);
+  GstStructure *st = heard(h, nullptr);
+  fail_unless_equals_uint64(u64(st, "held-ms"), 0);
+  gst_structure_free(st);
+
+  gst_harness_teardown(h);
+  loop.reset();
+  g_object_unref(call);
+  close(sv[0]);
+}
+GST_END_TEST;
+
 static Suite *twiliosink_suite(void) {
   Suite *s = suite_create("twiliosink");
   TCase *tc = tcase_create("general");
@@ -469,6 +584,7 @@ static Suite *twiliosink_suite(void) {
   tcase_add_test(tc, test_pause_ends_by_itself);
   tcase_add_test(tc, test_pause_clears_and_sends_again);
   tcase_add_test(tc, test_pause_clear_event_clears_and_sends_again);
+  tcase_add_test(tc, test_media_thread_sends_what_the_lead_held_back);
   return s;
 }
 

@@ -598,6 +598,8 @@ public:
     epoll_ctl(epfd_, EPOLL_CTL_ADD, loop_->fd(), &e);
     return loop_;
   }
+  /* the WebSocket client sets no timers */
+  bool at(gint64, std::function<void()>) override { return false; }
   /* Stops the thread; the hosted loop hears it (host_gone) on this thread. */
   void stop() {
     std::shared_ptr<pa::HostedLoop> l;

@@ -858,6 +858,23 @@ static void agent_call(int media_threads) {
       15000), "the model never answered");
   fail_unless_equals_int(on_media_thread, media_threads != 0);
   f.wait_processes(procs, 30000);
+  /* the agent's audio: pushed by the media thread that reads the model
+   * socket (no task wake-up), twiliosink sending what the lead held back
+   * from that thread's timers; without media threads, by the task */
+  guint64 pushed_ms = 0, direct_ms = 0;
+  {
+    GstStructure *st = nullptr;
+    g_object_get(model, "stats", &st, nullptr);
+    fail_unless(gst_structure_get_uint64(st, "output-pushed-ms", &pushed_ms));
+    fail_unless(gst_structure_get_uint64(st, "output-pushed-on-media-thread-ms", &direct_ms));
+    gst_structure_free(st);
+  }
+  fail_unless(pushed_ms > 500, "%" G_GUINT64_FORMAT " ms pushed", pushed_ms);
+  if (media_threads)
+    fail_unless(direct_ms * 10 >= pushed_ms * 9, "only %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+                " ms pushed on the media thread", direct_ms, pushed_ms);
+  else
+    fail_unless_equals_uint64(direct_ms, 0);
 
   Report r(tmp.file("report.json"));
   assert_str(r.outcome(0), "completed");

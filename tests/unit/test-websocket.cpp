@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "pa-call.h"
@@ -651,9 +652,49 @@ GST_START_TEST(test_media_thread_hosts_a_loop) {
   fail_unless_equals_int(counting->off_thread.load(), 0);
   fail_unless(pthread_equal(counting->thread.load(), frame_thread.load()), "hosted on another thread than the call's");
 
+  /* timers: on that thread, in due order, not before they are due, and
+   * an earlier one set from another thread wakes the sleeping thread */
+  std::mutex order_lock;
+  std::vector<int> order;
+  std::atomic<int> early{0}, off_thread{0};
+  gint64 t0 = g_get_monotonic_time();
+  auto timer = [&](int id, gint64 when) {
+    return mt->at(when, [&, id, when] {
+      if (g_get_monotonic_time() < when)
+        early++;
+      if (!pthread_equal(pthread_self(), frame_thread.load()))
+        off_thread++;
+      std::lock_guard<std::mutex> g(order_lock);
+      order.push_back(id);
+    });
+  };
+  fail_unless(timer(3, t0 + 300000));
+  fail_unless(timer(2, t0 + 150000));
+  fail_unless(timer(1, t0 + 30000));
+  for (int i = 0; i < 400; i++) {
+    {
+      std::lock_guard<std::mutex> g(order_lock);
+      if (order.size() == 3)
+        break;
+      /* the 30 ms one must not wait for the thread's half-second sweep */
+      fail_if(g_get_monotonic_time() - t0 > 250000 && order.empty(), "an early timer waited for a later one");
+    }
+    g_usleep(2000);
+  }
+  {
+    std::lock_guard<std::mutex> g(order_lock);
+    fail_unless(order == std::vector<int>({1, 2, 3}), "timers out of order or missing (%zu ran)", order.size());
+  }
+  fail_unless_equals_int(early.load(), 0);
+  fail_unless_equals_int(off_thread.load(), 0);
+  std::atomic<int> never{0};
+  fail_unless(mt->at(g_get_monotonic_time() + 60 * G_USEC_PER_SEC, [&never] { never++; }));
+
   loop.reset();
   fail_unless_equals_int(counting->gone.load(), 1);
   fail_if(mt->host(&key, [&]() -> std::shared_ptr<HostedLoop> { return counting; }));
+  fail_if(mt->at(g_get_monotonic_time(), [&never] { never++; }), "a stopped thread took a timer");
+  fail_unless_equals_int(never.load(), 0);
   pa_call_set_inbound_notify(call, nullptr);
   g_object_unref(call);
   close(sv[0]);
