@@ -524,7 +524,7 @@ void pa_call_handle_closed(PaCall *call, gushort code, const std::string &reason
 
 /* ------------------------------------------------------------ source side */
 
-gboolean pa_call_pop_inbound(PaCall *call, pa::InboundItem &out, gint64 timeout_us) {
+gboolean pa_call_pop_inbound(PaCall *call, pa::InboundItem &out, gint64 timeout_us, size_t *queued) {
   PaCallPrivate *p = call->priv;
   /* no clock read for a look without waiting (push mode: twice a frame) */
   gint64 deadline = timeout_us > 0 ? g_get_monotonic_time() + timeout_us : -1;
@@ -557,6 +557,8 @@ gboolean pa_call_pop_inbound(PaCall *call, pa::InboundItem &out, gint64 timeout_
     out = std::move(p->inbound.front());
     p->inbound.pop_front();
   }
+  if (queued)
+    *queued = p->inbound.size();
   /* let the socket loop read while nobody pulls: after the last item, when
    * flushing (the source stops or pauses), or once pulling failed */
   bool let_go = pulling && (!got || out.kind == pa::InboundItem::Kind::Stop ||

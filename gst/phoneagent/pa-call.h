@@ -99,8 +99,10 @@ PA_API void pa_call_handle_closed(PaCall *call, gushort code, const std::string 
  * reads the socket itself (the transport's pull mode), so a frame costs one
  * thread wake-up, not two; frames, mark echoes and the close are then
  * handled on this thread. The socket loop reads again once nobody waits
- * here: after stop/close, when flushing, or after a timeout. */
-PA_API gboolean pa_call_pop_inbound(PaCall *call, pa::InboundItem &out, gint64 timeout_us);
+ * here: after stop/close, when flushing, or after a timeout. @queued (if
+ * set): the items still queued after this one (push mode then needs no
+ * second look to find the queue empty). */
+PA_API gboolean pa_call_pop_inbound(PaCall *call, pa::InboundItem &out, gint64 timeout_us, size_t *queued = nullptr);
 PA_API void pa_call_set_source_flushing(PaCall *call, gboolean flushing);
 /* TRUE by default. FALSE: the socket loop always reads, and the source only
  * waits for what it queued (one more thread hand-off per frame). */

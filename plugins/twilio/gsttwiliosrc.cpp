@@ -746,7 +746,7 @@ static GstBuffer *make_buffer(GstTwilioSrc *self, const guint8 *data, size_t n, 
  * buffer. Called by one thread at a time: create(), or the media thread
  * while create() is parked. */
 static GstFlowReturn produce(GstTwilioSrc *self, PaCall *call, GstBuffer **outbuf, gint64 timeout_us,
-                             bool *empty = nullptr) {
+                             bool *empty = nullptr, bool *drained = nullptr) {
   GstTwilioSrcPrivate *p = self->priv;
   guint max_gap;
   {
@@ -757,10 +757,11 @@ static GstFlowReturn produce(GstTwilioSrc *self, PaCall *call, GstBuffer **outbu
 
   for (;;) {
     pa::InboundItem item;
+    size_t left = 1; /* items the call still has queued (unknown: some) */
     if (st.have_pending) {
       item = std::move(st.pending);
       st.have_pending = false;
-    } else if (!pa_call_pop_inbound(call, item, timeout_us)) {
+    } else if (!pa_call_pop_inbound(call, item, timeout_us, &left)) {
       if (timeout_us >= 0 && empty) {
         *empty = true;
         return GST_FLOW_OK;
@@ -855,6 +856,8 @@ static GstFlowReturn produce(GstTwilioSrc *self, PaCall *call, GstBuffer **outbu
       GST_OBJECT_UNLOCK(self);
     }
     *outbuf = make_buffer(self, item.payload.data() + skip, item.payload.size() - skip, false);
+    if (drained)
+      *drained = left == 0;
     return GST_FLOW_OK;
   }
 }
@@ -896,8 +899,8 @@ static void shared_drain(GstTwilioSrc *self) {
       }
       g.unlock();
       GstBuffer *buf = nullptr;
-      bool empty = false;
-      ret = produce(self, p->call, &buf, 0, &empty);
+      bool empty = false, drained = false;
+      ret = produce(self, p->call, &buf, 0, &empty, &drained);
       if (!empty && ret == GST_FLOW_OK) {
         gint64 t0 = g_get_monotonic_time();
         ret = gst_pad_push(pad, buf);
@@ -923,6 +926,8 @@ static void shared_drain(GstTwilioSrc *self) {
         break;
       }
       sh.pushed++;
+      if (drained)
+        break; /* the call had nothing more: no second look (what it queues since notifies: requests) */
     }
     if (sh.requests == seen || !sh.parked || sh.flushing)
       break;
