@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "../common/pa-check.h"
+#include "../common/pa-socket-call.h"
 #include "pa-audio.h"
 #include "pa-call.h"
 #include "pa-websocket.h"
@@ -472,19 +473,15 @@ GST_START_TEST(test_media_thread_sends_what_the_lead_held_back) {
   SocketLoop::Limits limits;
   limits.threads = 1;
   auto loop = std::make_unique<SocketLoop>(nullptr, limits);
-  int sv[2];
-  fail_unless(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-  PaCall *call = pa_call_new(CallConfig());
-  GSocket *gs = g_socket_new_from_fd(sv[1], nullptr);
-  loop->adopt(gs, "", call, 0, "", [] {});
-  g_object_unref(gs);
+  int peer = -1;
+  PaCall *call = pa_check_socket_call(*loop, &peer);
   StartInfo si;
   si.stream_sid = "MZ8";
   si.call_sid = "CA8";
   std::string start;
   const uint8_t mask[4] = {1, 2, 3, 4};
   ws::append_frame(start, ws::Opcode::Text, build_start(1, si), mask);
-  fail_unless(::send(sv[0], start.data(), start.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(start.size()));
+  fail_unless(::send(peer, start.data(), start.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(start.size()));
   for (int i = 0; i < 400 && !pa_call_is_started(call); i++)
     g_usleep(5000);
   fail_unless(pa_call_is_started(call));
@@ -523,10 +520,10 @@ GST_START_TEST(test_media_thread_sends_what_the_lead_held_back) {
   gint64 t0 = g_get_monotonic_time(), first_burst_done = 0;
   size_t first_burst = 0;
   while (frames.size() < 50 && g_get_monotonic_time() - t0 < 3 * G_USEC_PER_SEC) {
-    struct pollfd pfd = {sv[0], POLLIN, 0};
+    struct pollfd pfd = {peer, POLLIN, 0};
     if (poll(&pfd, 1, 10) > 0) {
       char buf[65536];
-      ssize_t n = recv(sv[0], buf, sizeof buf, MSG_DONTWAIT);
+      ssize_t n = recv(peer, buf, sizeof buf, MSG_DONTWAIT);
       if (n > 0)
         inbox.append(buf, static_cast<size_t>(n));
     }
@@ -565,7 +562,7 @@ GST_START_TEST(test_media_thread_sends_what_the_lead_held_back) {
   gst_harness_teardown(h);
   loop.reset();
   g_object_unref(call);
-  close(sv[0]);
+  close(peer);
 }
 GST_END_TEST;
 

@@ -3,6 +3,7 @@
  * (fragments, ping, bad frames, both close handshakes, refusal, and the
  * source pulling the socket on its own thread). */
 #include "../common/pa-check.h"
+#include "../common/pa-socket-call.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -855,14 +856,10 @@ struct FillCase {
     loop = std::make_unique<SocketLoop>(nullptr, limits);
   }
   PaCall *add() {
-    int sv[2];
-    fail_unless(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-    PaCall *call = pa_call_new(CallConfig());
-    GSocket *gs = g_socket_new_from_fd(sv[1], nullptr);
-    loop->adopt(gs, "", call, 0, "", [] {});
-    g_object_unref(gs);
+    int peer = -1;
+    PaCall *call = pa_check_socket_call(*loop, &peer);
     calls.push_back(call);
-    fds.push_back(sv[0]);
+    fds.push_back(peer);
     return call;
   }
   std::vector<size_t> sockets() const { return loop->stats().sockets; }
