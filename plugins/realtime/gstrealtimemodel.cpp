@@ -2544,10 +2544,13 @@ static bool may_push_direct(GstRealtimeModel *self) {
   if (!peer)
     return false;
   GstObject *sink = gst_pad_get_parent(peer);
-  static GType twiliosink_type = 0;
-  if (!twiliosink_type)
-    twiliosink_type = g_type_from_name("GstTwilioSink");
-  bool ok = sink && twiliosink_type && G_TYPE_CHECK_INSTANCE_TYPE(sink, twiliosink_type);
+  /* by name: the twilio plugin is not a dependency (registered once
+   * loaded; a GType never changes) */
+  static std::atomic<GType> twiliosink_type{0};
+  GType type = twiliosink_type.load(std::memory_order_relaxed);
+  if (!type)
+    twiliosink_type.store(type = g_type_from_name("GstTwilioSink"), std::memory_order_relaxed);
+  bool ok = sink && type && G_TYPE_CHECK_INSTANCE_TYPE(sink, type);
   if (sink)
     gst_object_unref(sink);
   gst_object_unref(peer);

@@ -184,7 +184,7 @@ struct State {
   bool paused = false;              /* phoneagent/pause: send nothing until resume */
   guint64 pause_serial = 0;         /* bumped by each pause, for the max-pause timeout */
   gint64 pause_deadline_us = 0;     /* when this pause ends by itself (max-pause-ms), monotonic */
-  bool tick_pending = false;        /* a media-thread timer will call send_held() (see schedule_tick_locked) */
+  gint64 tick_due_us = 0;           /* the earliest media-thread timer that will call send_held(), 0: none */
   std::vector<uint8_t> recent;      /* the current item's last sent audio (for a clearing pause) */
   bool pause_cleared = false;       /* this pause emptied Twilio's queue: resume sends again */
   guint64 recent_start = 0;         /* its position in the item, bytes */
@@ -296,13 +296,16 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
 /* Audio held back on a media thread (the lead is full, or a pause) has no
  * thread of its own waiting to send it: a timer on the call's media thread
  * calls send_held() again when it may go on (the lead half played, the
- * pause's max-pause-ms over), as the blocking path would wake up then. At
- * most one is pending. Lock held. */
+ * pause's max-pause-ms over), as the blocking path would wake up then. A
+ * timer already due sooner makes another needless (each one looks again
+ * and sets the next); a later one does not (a resume before a pause's
+ * timeout must not wait for it). Lock held. */
 static void sink_tick(GstTwilioSink *self);
 
 static void schedule_tick_locked(GstTwilioSink *self, gint64 delay_us) {
   State &st = self->priv->st;
-  if (st.tick_pending || !st.call)
+  gint64 due = g_get_monotonic_time() + std::max<gint64>(delay_us, 0);
+  if (!st.call || (st.tick_due_us && st.tick_due_us <= due))
     return;
   std::shared_ptr<pa::MediaThread> mt = pa_call_get_media_thread(st.call);
   if (!mt)
@@ -310,14 +313,16 @@ static void schedule_tick_locked(GstTwilioSink *self, gint64 delay_us) {
   /* the timer holds a reference; it goes with the timer, run or dropped */
   std::shared_ptr<GstTwilioSink> ref(GST_TWILIO_SINK(gst_object_ref(self)),
                                      [](GstTwilioSink *s) { gst_object_unref(s); });
-  st.tick_pending = mt->at(g_get_monotonic_time() + std::max<gint64>(delay_us, 0), [ref] { sink_tick(ref.get()); });
+  if (mt->at(due, [ref] { sink_tick(ref.get()); }))
+    st.tick_due_us = due;
 }
 
 static void sink_tick(GstTwilioSink *self) {
   GstTwilioSinkPrivate *p = self->priv;
   std::unique_lock<std::mutex> g(p->lock);
   State &st = p->st;
-  st.tick_pending = false;
+  if (st.tick_due_us <= g_get_monotonic_time())
+    st.tick_due_us = 0; /* the earliest has come (a later one may still) */
   if (!st.call || st.flushing)
     return;
   if (st.paused && g_get_monotonic_time() >= st.pause_deadline_us) {

@@ -498,55 +498,64 @@ GST_START_TEST(test_media_thread_sends_what_the_lead_held_back) {
   gst_harness_use_systemclock(h);
   gst_harness_set_src_caps_str(h, "audio/x-mulaw, rate=8000, channels=1");
 
-  /* 1 s of audio, each frame numbered, rendered on the media thread */
-  GstBuffer *b = gst_buffer_new_allocate(nullptr, 8000, nullptr);
-  GstMapInfo map;
-  gst_buffer_map(b, &map, GST_MAP_WRITE);
-  for (size_t i = 0; i < 8000; i++)
-    map.data[i] = static_cast<uint8_t>(i / 160 + 1);
-  gst_buffer_unmap(b, &map);
+  /* 1 s of audio, each frame numbered (from @first), rendered on the media thread */
   std::atomic<int> rendered{0};
   std::atomic<gint64> render_us{0};
-  fail_unless(mt->at(g_get_monotonic_time(), [&] {
-    gint64 t0 = g_get_monotonic_time();
-    fail_unless_equals_int(gst_harness_push(h, b), GST_FLOW_OK);
-    render_us = g_get_monotonic_time() - t0;
-    rendered++;
-  }));
-
-  /* read what Twilio gets: media frames, in order */
+  auto render_second = [&](int from) {
+    GstBuffer *b = gst_buffer_new_allocate(nullptr, 8000, nullptr);
+    GstMapInfo map;
+    gst_buffer_map(b, &map, GST_MAP_WRITE);
+    for (size_t i = 0; i < 8000; i++)
+      map.data[i] = static_cast<uint8_t>(from + i / 160);
+    gst_buffer_unmap(b, &map);
+    fail_unless(mt->at(g_get_monotonic_time(), [&, b] {
+      gint64 t0 = g_get_monotonic_time();
+      fail_unless_equals_int(gst_harness_push(h, b), GST_FLOW_OK);
+      render_us = g_get_monotonic_time() - t0;
+      rendered++;
+    }));
+  };
+  /* what Twilio gets: media frames, in order, until @n of them or @max_us;
+   * @at_us: how many had come @at_us after the start */
   std::string inbox;
-  std::vector<int> frames;
-  gint64 t0 = g_get_monotonic_time(), first_burst_done = 0;
+  auto read_frames = [&](size_t n, gint64 max_us, gint64 at_us, size_t &at) {
+    std::vector<int> frames;
+    gint64 t0 = g_get_monotonic_time();
+    at = SIZE_MAX;
+    while (frames.size() < n && g_get_monotonic_time() - t0 < max_us) {
+      struct pollfd pfd = {peer, POLLIN, 0};
+      if (poll(&pfd, 1, 10) > 0) {
+        char buf[65536];
+        ssize_t got = recv(peer, buf, sizeof buf, MSG_DONTWAIT);
+        if (got > 0)
+          inbox.append(buf, static_cast<size_t>(got));
+      }
+      for (;;) {
+        ws::FrameHeader fh;
+        std::string err;
+        if (ws::decode_header(reinterpret_cast<const uint8_t *>(inbox.data()), inbox.size(), fh, err) !=
+                ws::Decode::Ok ||
+            inbox.size() < fh.header_len + fh.payload_len)
+          break;
+        OutboundMessage o;
+        fail_unless(parse_outbound(inbox.substr(fh.header_len, fh.payload_len), o, err) == ParseResult::Ok, "%s",
+                    err.c_str());
+        inbox.erase(0, fh.header_len + fh.payload_len);
+        if (o.event == Event::Media)
+          for (size_t k = 0; k < o.payload.size(); k += 160)
+            frames.push_back(o.payload[k]);
+      }
+      if (at == SIZE_MAX && g_get_monotonic_time() - t0 > at_us)
+        at = frames.size();
+    }
+    return frames;
+  };
+
+  render_second(1);
   size_t first_burst = 0;
-  while (frames.size() < 50 && g_get_monotonic_time() - t0 < 3 * G_USEC_PER_SEC) {
-    struct pollfd pfd = {peer, POLLIN, 0};
-    if (poll(&pfd, 1, 10) > 0) {
-      char buf[65536];
-      ssize_t n = recv(peer, buf, sizeof buf, MSG_DONTWAIT);
-      if (n > 0)
-        inbox.append(buf, static_cast<size_t>(n));
-    }
-    for (;;) {
-      ws::FrameHeader fh;
-      std::string err;
-      if (ws::decode_header(reinterpret_cast<const uint8_t *>(inbox.data()), inbox.size(), fh, err) != ws::Decode::Ok ||
-          inbox.size() < fh.header_len + fh.payload_len)
-        break;
-      OutboundMessage o;
-      fail_unless(parse_outbound(inbox.substr(fh.header_len, fh.payload_len), o, err) == ParseResult::Ok, "%s",
-                  err.c_str());
-      inbox.erase(0, fh.header_len + fh.payload_len);
-      if (o.event == Event::Media)
-        for (size_t k = 0; k < o.payload.size(); k += 160)
-          frames.push_back(o.payload[k]);
-    }
-    if (!first_burst_done && rendered.load() && g_get_monotonic_time() - t0 > 50000) {
-      first_burst_done = 1;
-      first_burst = frames.size();
-    }
-  }
-  GST_INFO("rendered %d in %" G_GINT64_FORMAT " us, first burst %zu, frames %zu", rendered.load(), render_us.load(), first_burst, frames.size());
+  std::vector<int> frames = read_frames(50, 3 * G_USEC_PER_SEC, 50000, first_burst);
+  GST_INFO("rendered in %" G_GINT64_FORMAT " us, first burst %zu, frames %zu", render_us.load(), first_burst,
+           frames.size());
   fail_unless_equals_int(rendered.load(), 1);
   fail_unless(render_us.load() < 100000, "the render waited %" G_GINT64_FORMAT " us on the media thread",
               render_us.load());
@@ -559,6 +568,30 @@ GST_START_TEST(test_media_thread_sends_what_the_lead_held_back) {
   fail_unless_equals_uint64(u64(st, "held-ms"), 0);
   gst_structure_free(st);
 
+  /* paused (no clear: nothing plays), a second rendered: all held, and a
+   * timer set for the pause's own end (max-pause-ms, 3 s). Resumed after
+   * 200 ms: the lead goes at once and the rest follows at the lead's pace,
+   * not at that timer's. */
+  g_object_set(h->element, "pause-clears", FALSE, nullptr);
+  g_usleep(300000); /* Twilio's queue (the pacing's) has played out */
+  fail_unless(gst_harness_push_event(h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_OOB,
+                                                             gst_structure_new_empty("phoneagent/pause"))));
+  render_second(51);
+  size_t during_pause = 0;
+  frames = read_frames(50, 200000, 200000, during_pause);
+  fail_unless_equals_int(rendered.load(), 2);
+  fail_unless_equals_int(frames.size(), 0);
+  st = heard(h, nullptr);
+  fail_unless_equals_uint64(u64(st, "held-ms"), 1000);
+  gst_structure_free(st);
+  fail_unless(gst_harness_push_event(h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_OOB,
+                                                             gst_structure_new_empty("phoneagent/resume"))));
+  size_t unused = 0;
+  frames = read_frames(50, 2 * G_USEC_PER_SEC, 0, unused);
+  fail_unless_equals_int(frames.size(), 50); /* before the pause's own end */
+  for (int i = 0; i < 50; i++)
+    fail_unless_equals_int(frames[i], 51 + i);
+
   gst_harness_teardown(h);
   loop.reset();
   g_object_unref(call);
@@ -569,6 +602,7 @@ GST_END_TEST;
 static Suite *twiliosink_suite(void) {
   Suite *s = suite_create("twiliosink");
   TCase *tc = tcase_create("general");
+  tcase_set_timeout(tc, 30);
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_lead_bounds_what_is_queued);
   tcase_add_test(tc, test_frames_are_whole_and_eos_pads);
