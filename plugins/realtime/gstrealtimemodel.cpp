@@ -3313,8 +3313,8 @@ static void gst_realtime_model_class_init(GstRealtimeModelClass *klass) {
       g_param_spec_boxed("stats", "Statistics",
                          "Counters: sessions, reconnects, events, malformed/unknown events, provider errors, audio "
                          "sent/received/pushed/dropped (ms), responses, barge-ins, truncates, function calls, tokens, "
-                         "the model socket's messages and bytes, and whether the call's media thread reads it "
-                         "(ws-on-media-thread)",
+                         "the model socket's messages and bytes, whether the call's media thread reads it "
+                         "(ws-on-media-thread) and how much audio it pushed itself (output-pushed-on-media-thread-ms)",
                          GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   /**
