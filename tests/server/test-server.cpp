@@ -807,7 +807,8 @@ GST_END_TEST;
 #ifdef HAVE_LOCALMODEL
 /* The agent template under the server, against the local model in canned
  * mode (pre-rendered replies, no speech recognition or synthesis): the
- * caller hears the agent, and the model socket is read where the docs say,
+ * caller hears the agent, interrupts it cleanly, and the model socket is
+ * read where the docs say,
  * by the call's media thread (docs/architecture.md), or by realtimemodel's
  * shared socket thread when the server has no media threads. When the call
  * ends the model session is closed and nothing is left. */
@@ -861,12 +862,14 @@ static void agent_call(int media_threads) {
   /* the agent's audio: pushed by the media thread that reads the model
    * socket (no task wake-up), twiliosink sending what the lead held back
    * from that thread's timers; without media threads, by the task */
-  guint64 pushed_ms = 0, direct_ms = 0;
+  guint64 pushed_ms = 0, direct_ms = 0, barge_ins = 0, truncates = 0;
   {
     GstStructure *st = nullptr;
     g_object_get(model, "stats", &st, nullptr);
     fail_unless(gst_structure_get_uint64(st, "output-pushed-ms", &pushed_ms));
     fail_unless(gst_structure_get_uint64(st, "output-pushed-on-media-thread-ms", &direct_ms));
+    fail_unless(gst_structure_get_uint64(st, "barge-ins", &barge_ins));
+    fail_unless(gst_structure_get_uint64(st, "truncates", &truncates));
     gst_structure_free(st);
   }
   fail_unless(pushed_ms > 500, "%" G_GUINT64_FORMAT " ms pushed", pushed_ms);
@@ -880,6 +883,17 @@ static void agent_call(int media_threads) {
   assert_str(r.outcome(0), "completed");
   fail_unless(json_object_get_double_member(r.call(0), "played_ms") > 500, "the caller heard %.0f ms of the agent",
               json_object_get_double_member(r.call(0), "played_ms"));
+  /* the synthetic caller speaks again 1.3 s after each utterance, over the
+   * agent's answer: the model's VAD interrupts it. Each clear stops the
+   * agent at once (the audio twiliosink held back is dropped with it, not
+   * played after), and the interrupted item is truncated */
+  JsonArray *clears = json_object_get_array_member(r.call(0), "clears");
+  fail_unless(barge_ins >= 1 && json_array_get_length(clears) >= 1, "no barge-in (%" G_GUINT64_FORMAT ")",
+              barge_ins);
+  fail_unless(truncates >= 1);
+  for (guint i = 0; i < json_array_get_length(clears); i++)
+    fail_unless_equals_int(
+        json_object_get_double_member(json_array_get_object_element(clears, i), "leaked_ms"), 0);
   JsonArray *turns = json_object_get_array_member(r.call(0), "turns");
   fail_unless(json_array_get_length(turns) > 0);
   fail_unless(json_object_get_int_member(json_array_get_object_element(turns, 0), "response_latency_ms") > 0,
