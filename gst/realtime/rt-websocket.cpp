@@ -211,6 +211,12 @@ struct WsClient::Conn : std::enable_shared_from_this<WsClient::Conn> {
   gint64 ping_at = 0;        /* when we last pinged; 0: no ping out */
 
   size_t queued_locked() const { return pending_bytes + (backlog.size() - backlog_off); }
+  /* st.queued_bytes, and its copy that WsClient::queued_bytes() reads without the lock */
+  std::atomic<size_t> queued{0};
+  void set_queued_locked() {
+    st.queued_bytes = queued_locked();
+    queued.store(st.queued_bytes, std::memory_order_relaxed);
+  }
 
   /* The socket is gone (or never made): close it and drop what waits. */
   void close_socket_locked() {
@@ -229,6 +235,7 @@ struct WsClient::Conn : std::enable_shared_from_this<WsClient::Conn> {
     pending.clear();
     pending_bytes = 0;
     st.queued_bytes = 0;
+    queued.store(0, std::memory_order_relaxed);
   }
   /* Nothing more will happen: wait_closed() returns. */
   void finished_locked() {
@@ -840,7 +847,7 @@ void Loop::on_ready(Conn *c, uint32_t ev) {
       c->backlog.erase(0, c->backlog_off); /* a slow reader: do not keep what went out */
       c->backlog_off = 0;
     }
-    c->st.queued_bytes = c->queued_locked();
+    c->set_queued_locked();
   }
   if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
     read_some(c);
@@ -1052,7 +1059,7 @@ bool Loop::consume_response_head(Conn *c) {
       c->st.messages_out++;
       c->st.bytes_out += t.size();
     }
-    c->st.queued_bytes = c->queued_locked();
+    c->set_queued_locked();
   }
   c->fire_open();
   return true;
@@ -1286,7 +1293,7 @@ bool WsClient::send(std::string text) {
     c.st.messages_out++;
     c.st.bytes_out += text.size();
   }
-  c.st.queued_bytes = c.queued_locked();
+  c.set_queued_locked();
   return true;
 }
 
@@ -1333,6 +1340,8 @@ bool WsClient::is_open() const {
   std::lock_guard<std::mutex> g(conn_->mu);
   return conn_->state == Conn::State::Open && !conn_->closing;
 }
+
+size_t WsClient::queued_bytes() const { return conn_->queued.load(std::memory_order_relaxed); }
 
 WsStats WsClient::stats() const {
   std::lock_guard<std::mutex> g(conn_->mu);

@@ -110,6 +110,9 @@ public:
   void detach();
   bool is_open() const;
   WsStats stats() const;
+  /* stats().queued_bytes without taking the connection's lock (a caller
+   * checks it before every message it sends) */
+  size_t queued_bytes() const;
 
   struct Conn;
 

@@ -2726,7 +2726,7 @@ static GstFlowReturn sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buf) 
     }
     if (rt.ended || rt.stopping) {
       /* the call is over for the model: drop */
-    } else if (rt.phase == Phase::Configured && rt.ws && rt.ws->stats().queued_bytes > kMaxSocketBacklog) {
+    } else if (rt.phase == Phase::Configured && rt.ws && rt.ws->queued_bytes() > kMaxSocketBacklog) {
       /* the model is not reading: do not pile the caller's audio up */
       rt.st.pending_dropped_bytes += map.size;
       if (!rt.backlog_warned) {

@@ -503,6 +503,7 @@ GST_START_TEST(test_backlog_drains_in_order) {
     fail_unless(ws.send("{\"i\":" + std::to_string(i) + ",\"pad\":\"" + pad + "\"}"));
   gint64 took = g_get_monotonic_time() - t0;
   fail_unless(ws.stats().queued_bytes > 0, "12.8 MB all taken by the kernel at once?");
+  fail_unless(ws.queued_bytes() > 0); /* the copy read without the lock */
   fail_unless(took < G_USEC_PER_SEC, "sending blocked for %" G_GINT64_FORMAT " us", took);
   for (int i = 0; i < n; i++) {
     RawPeer::Frame f = peer.read_frame();
@@ -513,6 +514,7 @@ GST_START_TEST(test_backlog_drains_in_order) {
   for (int i = 0; i < 100 && ws.stats().queued_bytes; i++)
     g_usleep(10000);
   fail_unless_equals_int(ws.stats().queued_bytes, 0);
+  fail_unless_equals_int(ws.queued_bytes(), 0);
 }
 GST_END_TEST;
 
