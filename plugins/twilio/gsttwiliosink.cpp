@@ -600,10 +600,12 @@ static void set_paused(GstTwilioSink *self, bool paused) {
   GST_DEBUG_OBJECT(self, "%s (%zu bytes held)", paused ? "pause" : "resume", st.held.size());
   st.paused = paused;
   p->cond.notify_all();
-  if (!paused && st.call && !st.held.empty() && !st.dropping_item) {
-    /* what the pause held back goes now, as far as the lead allows (after
-     * a clearing pause, what Twilio dropped fits: it holds nothing); a
-     * render waiting, or a tick on the media thread, sends the rest */
+  if (!paused && st.call && !st.held.empty() && !st.dropping_item &&
+      (st.pause_cleared || pa_call_get_media_thread(st.call))) {
+    /* what the pause made Twilio drop goes again now (it fits in the lead:
+     * Twilio holds nothing); a render in progress sends the rest. On a
+     * media thread no render waits: what the pause held back goes now, as
+     * far as the lead allows, and a tick sends the rest */
     send_held(self, g, false, true);
   }
 }
