@@ -302,6 +302,14 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
  * timeout must not wait for it). Lock held. */
 static void sink_tick(GstTwilioSink *self);
 
+/* A pause that nobody ended within max-pause-ms ends by itself. Lock held. */
+static void end_pause_by_timeout_locked(GstTwilioSink *self) {
+  State &st = self->priv->st;
+  GST_WARNING_OBJECT(self, "paused for %u ms without a resume: resuming", self->priv->settings.max_pause_ms);
+  st.paused = false;
+  st.pause_timeouts++;
+}
+
 static void schedule_tick_locked(GstTwilioSink *self, gint64 delay_us) {
   State &st = self->priv->st;
   gint64 due = g_get_monotonic_time() + std::max<gint64>(delay_us, 0);
@@ -325,11 +333,8 @@ static void sink_tick(GstTwilioSink *self) {
     st.tick_due_us = 0; /* the earliest has come (a later one may still) */
   if (!st.call || st.flushing)
     return;
-  if (st.paused && g_get_monotonic_time() >= st.pause_deadline_us) {
-    GST_WARNING_OBJECT(self, "paused for %u ms without a resume: resuming", p->settings.max_pause_ms);
-    st.paused = false;
-    st.pause_timeouts++;
-  }
+  if (st.paused && g_get_monotonic_time() >= st.pause_deadline_us)
+    end_pause_by_timeout_locked(self);
   send_held(self, g, false, true);
 }
 
@@ -371,11 +376,8 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       bool woken = p->cond.wait_until(g, deadline, [&st, epoch, serial] {
         return !st.paused || st.flushing || epoch != st.clear_epoch || serial != st.pause_serial;
       });
-      if (!woken && st.paused && serial == st.pause_serial) {
-        GST_WARNING_OBJECT(self, "paused for %u ms without a resume: resuming", p->settings.max_pause_ms);
-        st.paused = false;
-        st.pause_timeouts++;
-      }
+      if (!woken && st.paused && serial == st.pause_serial)
+        end_pause_by_timeout_locked(self);
       continue; /* re-check flushing, clear and the clock */
     }
     size_t n = std::min(frame, st.held.size() - sent.n);
