@@ -777,9 +777,12 @@ guint pa_call_clear(PaCall *call) {
     p->c.clears_sent++;
     enqueue_locked(call, {OutKind::Text, pa::twilio::build_clear(p->start.stream_sid), 0});
   }
-  /* what was sent but not played is gone: sent positions fall back to played */
-  for (auto &[id, ip] : p->items)
+  /* what was sent but not played is gone: sent positions fall back to
+   * played; what plays of the item from now on counts from its own echoes */
+  for (auto &[id, ip] : p->items) {
     ip.sent_bytes = ip.played_bytes;
+    ip.played_at_us = 0;
+  }
   p->played_cond.notify_all();
   }
   deliver_test_frames(call);
@@ -795,8 +798,33 @@ void pa_call_raise_played(PaCall *call, const std::string &item_id, uint64_t byt
   it->second.played_bytes = std::max(it->second.played_bytes, std::min(bytes, it->second.sent_bytes));
 }
 
-pa::Heard pa_call_get_heard(PaCall *call, const std::string &item_id) {
+/* What the caller has heard of @ip by @now, in bytes: what the marks
+ * confirmed, and since the echo that said so, what played on at the rate
+ * audio plays (Twilio plays what it holds back to back), but not past a
+ * mark sent and not echoed yet (what comes before it may still be queued
+ * at Twilio, or the playout ran dry since), nor past what was sent. Marks
+ * a few frames apart and this between them tell about as much as a mark
+ * per frame would, for a fraction of the messages. The echo arrives a
+ * network delay after the audio played, as every mark does. */
+static uint64_t heard_bytes_locked(PaCallPrivate *p, const ItemProgress &ip, gint64 now) {
+  uint64_t played = std::min(ip.played_bytes, ip.sent_bytes);
+  if (ip.generation != p->generation || ip.played_at_us <= 0 || now <= ip.played_at_us)
+    return played;
+  uint64_t cap = ip.sent_bytes;
+  for (const PendingMark &m : p->pending) {
+    if (m.item == &ip && m.generation == p->generation && m.item_bytes > played) {
+      cap = std::min(cap, m.item_bytes); /* pending marks are in the order sent: the nearest */
+      break;
+    }
+  }
+  uint64_t on = static_cast<uint64_t>(now - ip.played_at_us) * 8 / 1000;
+  return std::max(played, std::min(cap, played + on));
+}
+
+pa::Heard pa_call_get_heard(PaCall *call, const std::string &item_id, gint64 now_us) {
   PaCallPrivate *p = call->priv;
+  if (!now_us)
+    now_us = g_get_monotonic_time();
   std::lock_guard<std::mutex> g(p->lock);
   pa::Heard h;
   h.item_id = item_id.empty() ? p->current_item : item_id;
@@ -808,6 +836,7 @@ pa::Heard pa_call_get_heard(PaCall *call, const std::string &item_id) {
   h.sent_ms = it->second.sent_bytes / 8;
   h.played_ms = it->second.played_bytes / 8;
   h.played_at_us = it->second.played_at_us;
+  h.heard_ms = heard_bytes_locked(p, it->second, now_us) / 8;
   return h;
 }
 

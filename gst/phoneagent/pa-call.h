@@ -51,6 +51,8 @@ struct Heard {
   uint64_t sent_ms = 0;     /* audio of this item sent to Twilio */
   uint64_t played_ms = 0;   /* audio of this item Twilio reported played (marks) */
   int64_t played_at_us = 0; /* when the mark that said so arrived (monotonic µs), 0 if none did */
+  uint64_t heard_ms = 0;    /* played_ms, and what played on since its echo at the rate audio
+                             * plays: up to the next mark not echoed yet, never past sent_ms */
   guint generation = 0;     /* clear generation */
   bool known = false;       /* false when the item was never seen */
 };
@@ -156,8 +158,9 @@ PA_API guint pa_call_clear(PaCall *call);
  * before a clear, marks in flight are lost, but the pacing says how much of
  * the queue Twilio has played. */
 PA_API void pa_call_raise_played(PaCall *call, const std::string &item_id, uint64_t bytes);
-/* What the caller has heard of @item_id (empty: the current item). */
-PA_API pa::Heard pa_call_get_heard(PaCall *call, const std::string &item_id);
+/* What the caller has heard of @item_id (empty: the current item), by
+ * @now_us (monotonic µs; 0: now) for heard_ms. */
+PA_API pa::Heard pa_call_get_heard(PaCall *call, const std::string &item_id, gint64 now_us = 0);
 /* Audio sent and played in this generation, in bytes (for the sink). */
 PA_API uint64_t pa_call_get_pending_bytes(PaCall *call);
 /* Blocks until every mark of the current generation has been echoed, the

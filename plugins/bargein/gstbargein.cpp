@@ -339,7 +339,10 @@ static bargein::AgentState ask_agent(GstBargein *self) {
     guint64 sent = 0, played = 0;
     gst_structure_get_boolean(s, "known", &known);
     gst_structure_get_uint64(s, "sent-ms", &sent);
-    gst_structure_get_uint64(s, "played-ms", &played);
+    /* heard-ms: the marks, and what played on since the last echo (an
+     * older sink answers played-ms alone) */
+    if (!gst_structure_get_uint64(s, "heard-ms", &played))
+      gst_structure_get_uint64(s, "played-ms", &played);
     a.speaking = known && sent > played;
     gdouble level;
     if (gst_structure_get_double(s, "level-db", &level))

@@ -61,7 +61,8 @@
  *   `reason` (gchararray, "barge-in").
  * - `phoneagent/heard` (GST_QUERY_CUSTOM), asked of downstream (twiliosink)
  *   on a barge-in and while a goodbye or transfer sentence plays: in
- *   `item-id`; out `played-ms`, `sent-ms` (guint64), `known` (gboolean);
+ *   `item-id`; out `heard-ms` (or else `played-ms`), `sent-ms` (guint64),
+ *   `known` (gboolean);
  *   and, pushing from a media thread, before an item start: out `held-ms`
  *   (guint64).
  *
@@ -88,7 +89,7 @@
  * `response.cancel` if a response is in progress, `phoneagent/clear`
  * downstream, the queued agent audio dropped, and for every response item the
  * caller has not fully heard a `conversation.item.truncate` with
- * `audio_end_ms` = min(played-ms reported by `phoneagent/heard`, audio
+ * `audio_end_ms` = min(heard-ms reported by `phoneagent/heard`, audio
  * generated for the item); items that never reached the sink are truncated at
  * 0. Late audio deltas of the cancelled response are dropped. With
  * #GstRealtimeModel:interrupt-response off, `speech_started` does not
@@ -1792,7 +1793,10 @@ static HeardResult query_heard(GstRealtimeModel *self, const std::string &item_i
     r.answered = true;
     gst_structure_get_boolean(s, "known", &known);
     r.known = known;
-    gst_structure_get_uint64(s, "played-ms", &r.played_ms);
+    /* heard-ms: the marks, and what played on since the last echo; an
+     * older sink answers played-ms alone */
+    if (!gst_structure_get_uint64(s, "heard-ms", &r.played_ms))
+      gst_structure_get_uint64(s, "played-ms", &r.played_ms);
     gst_structure_get_uint64(s, "sent-ms", &r.sent_ms);
   }
   gst_query_unref(q);

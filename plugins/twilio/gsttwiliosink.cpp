@@ -25,7 +25,8 @@
  * the lead or a pause holds back goes out with a later buffer, or from a
  * timer on that media thread once half of the lead has played (or the
  * pause has timed out). After every #GstTwilioSink:mark-interval ms it
- * sends a `mark`; Twilio echoes it when the caller has heard up to there.
+ * sends a `mark`; Twilio echoes it when the caller has heard up to there,
+ * and between echoes what was heard moves on with the time that passed.
  * Marks carry a generation that each clear bumps, so the echoes Twilio sends
  * because of a clear are not taken as played.
  *
@@ -72,7 +73,11 @@
  * - `phoneagent/heard` (GST_QUERY_CUSTOM, answered on the sink pad): what
  *   the caller actually heard. In: `item-id` (gchararray, optional; default
  *   the current item). Out: `item-id` (gchararray), `played-ms` (guint64,
- *   audio of the item Twilio reported played), `sent-ms` (guint64, audio of
+ *   audio of the item Twilio reported played: its marks), `heard-ms`
+ *   (guint64, what the caller has heard by now: `played-ms`, and what
+ *   played on since the last mark echo at the rate audio plays, up to the
+ *   next mark not echoed yet and never past `sent-ms`; what to act on),
+ *   `sent-ms` (guint64, audio of
  *   the item sent and not cleared), `generation` (guint), `known`
  *   (gboolean), `level-db` (gdouble, RMS level in dBFS of the agent audio
  *   sent lately, about the last 100 ms; -100 when none: bargein's echo
@@ -127,7 +132,7 @@ GST_DEBUG_CATEGORY_STATIC(gst_twilio_sink_debug);
 
 #define DEFAULT_LEAD 200
 #define DEFAULT_FRAME_MS 20
-#define DEFAULT_MARK_INTERVAL 20
+#define DEFAULT_MARK_INTERVAL 100
 #define DEFAULT_EOS_TIMEOUT 10000
 #define DEFAULT_CLOSE_ON_EOS TRUE
 #define DEFAULT_MAX_PAUSE_MS 3000
@@ -355,6 +360,7 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
     }
     ~Sent() { drop(); }
   } sent{st.held};
+  guint batch = 0; /* frames sent by this call */
   if (flush && !st.held.empty() && st.held.size() % 160) {
     size_t pad = 160 - st.held.size() % 160;
     st.held.insert(st.held.end(), pad, pa::kMulawSilence);
@@ -435,10 +441,15 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
         st.playout.add(st.play_end, head, n);
       st.play_end += gst_util_uint64_scale(n, GST_SECOND, 8000);
       st.since_mark = mark ? 0 : st.since_mark + n;
+      batch++;
     }
     sent.n += n;
   }
-  if (flush && st.since_mark) {
+  /* a mark also after the last frame held, at the end of an item (flush)
+   * or of audio that came faster than it plays (more than a frame at once:
+   * a model's reply, not an echo's frame by frame): Twilio then confirms
+   * the end of what it had, a goodbye included */
+  if (st.since_mark && (flush || (batch > 1 && st.held.size() - sent.n < frame))) {
     pa_call_send_mark(st.call);
     st.since_mark = 0;
   }
@@ -530,8 +541,14 @@ static guint do_clear(GstTwilioSink *self, const char *reason) {
     if (st.wait_id)
       gst_clock_id_unschedule(st.wait_id);
     p->cond.notify_all();
-    if (st.call)
+    if (st.call) {
+      /* the caller stops hearing the item here: what they heard until now
+       * (the marks, and what played on since the last echo) stays played */
+      pa::Heard h = pa_call_get_heard(st.call, st.item_id);
+      if (h.known)
+        pa_call_raise_played(st.call, h.item_id, h.heard_ms * 8);
       gen = pa_call_clear(st.call);
+    }
   }
   GST_INFO_OBJECT(self, "clear (%s): generation %u, %" G_GUINT64_FORMAT " ms discarded here", reason, gen,
                   discarded / 8);
@@ -702,7 +719,7 @@ static gboolean gst_twilio_sink_query(GstBaseSink *sink, GstQuery *query) {
       double level = p->st.level_pow > 1e-10 ? 10.0 * std::log10(p->st.level_pow) : -100.0;
       guint64 held_ms = (p->st.held.size() + 7) / 8;
       gst_structure_set(s, "item-id", G_TYPE_STRING, h.item_id.c_str(), "played-ms", G_TYPE_UINT64, h.played_ms,
-                        "sent-ms", G_TYPE_UINT64, h.sent_ms, "generation", G_TYPE_UINT, h.generation, "known",
+                        "heard-ms", G_TYPE_UINT64, h.heard_ms, "sent-ms", G_TYPE_UINT64, h.sent_ms, "generation", G_TYPE_UINT, h.generation, "known",
                         G_TYPE_BOOLEAN, h.known, "level-db", G_TYPE_DOUBLE, level, "held-ms", G_TYPE_UINT64,
                         held_ms, nullptr);
       return TRUE;
@@ -884,7 +901,8 @@ static void gst_twilio_sink_class_init(GstTwilioSinkClass *klass) {
                         DEFAULT_FRAME_MS, rw));
   g_object_class_install_property(gobject_class, PROP_MARK_INTERVAL,
       g_param_spec_uint("mark-interval", "Mark interval",
-                        "Send a mark after this much audio (ms); the played position is known to this precision",
+                        "Send a mark after this much audio (ms): Twilio confirms the played position this often; "
+                        "between confirmations it moves on with the time that passed",
                         20, 10000, DEFAULT_MARK_INTERVAL, rw));
   g_object_class_install_property(gobject_class, PROP_EOS_TIMEOUT,
       g_param_spec_uint("eos-timeout", "EOS timeout",

@@ -55,7 +55,9 @@ struct Fixture {
     GstContext *ctx = pa_call_context_new(call);
     gst_element_set_context(sink, ctx);
     gst_context_unref(ctx);
-    g_object_set(sink, "lead", lead, nullptr);
+    /* a mark per frame: these tests follow the played position frame by
+     * frame (the default, a mark every 100 ms, has its own test) */
+    g_object_set(sink, "lead", lead, "mark-interval", 20u, nullptr);
     h = gst_harness_new_with_element(sink, "sink", nullptr);
     gst_object_unref(sink);
     gst_harness_use_testclock(h);
@@ -242,8 +244,13 @@ GST_START_TEST(test_clear_event_discards_and_heard_query) {
   /* late echoes of the cleared marks do not count as played */
   f.echo_all_marks();
   hq = heard(f.h, nullptr);
-  fail_unless_equals_uint64(u64(hq, "played-ms"), 60);
-  fail_unless_equals_uint64(u64(hq, "sent-ms"), 60);
+  /* the clear kept what was heard until then: the three echoed frames and
+   * what played on since the third echo (the time between it and the
+   * clear), never past the fourth frame's mark, whose echo had not come */
+  guint64 played = u64(hq, "played-ms");
+  fail_unless(played >= 60 && played <= 80, "played %" G_GUINT64_FORMAT " ms", played);
+  fail_unless_equals_uint64(u64(hq, "heard-ms"), played);
+  fail_unless_equals_uint64(u64(hq, "sent-ms"), played);
   guint gen = 0;
   gst_structure_get_uint(hq, "generation", &gen);
   fail_unless_equals_int(gen, 1);
@@ -345,6 +352,45 @@ GST_START_TEST(test_pause_holds_and_resume_sends_in_order) {
   fail_unless_equals_uint64(u64(st, "pauses"), 1);
   fail_unless_equals_uint64(u64(st, "pause-timeouts"), 0);
   gst_structure_free(st);
+}
+GST_END_TEST;
+
+/* By default a mark goes out every 100 ms of audio (every fifth frame);
+ * between echoes, heard-ms moves on with the time since the last one. */
+GST_START_TEST(test_default_marks_and_heard_ms) {
+  Fixture f(10000); /* no lead waits */
+  GParamSpec *ps = g_object_class_find_property(G_OBJECT_GET_CLASS(f.h->element), "mark-interval");
+  const guint def = G_PARAM_SPEC_UINT(ps)->default_value;
+  fail_unless_equals_int(def, 100);
+  g_object_set(f.h->element, "mark-interval", def, nullptr);
+  fail_unless(gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+      gst_structure_new("phoneagent/item-start", "item-id", G_TYPE_STRING, "item_M", nullptr))));
+  for (int i = 0; i < 10; i++)
+    gst_harness_push(f.h, filled(20, static_cast<uint8_t>(0x20 + i)));
+  fail_unless_equals_int(f.count(Event::Media), 10);
+  fail_unless_equals_int(f.count(Event::Mark), 2);
+  auto s = f.snapshot();
+  fail_unless(s[5].event == Event::Mark && s[11].event == Event::Mark, "the marks do not follow frames 5 and 10");
+  GstStructure *hq = heard(f.h, "item_M");
+  fail_unless_equals_uint64(u64(hq, "played-ms"), 0);
+  fail_unless_equals_uint64(u64(hq, "heard-ms"), 0);
+  gst_structure_free(hq);
+  gint64 before = g_get_monotonic_time();
+  f.feed(build_mark_echo(60, "MZ7", s[5].mark_name));
+  hq = heard(f.h, "item_M");
+  gint64 since_ms = (g_get_monotonic_time() - before) / 1000;
+  fail_unless_equals_uint64(u64(hq, "played-ms"), 100);
+  fail_unless_equals_uint64(u64(hq, "sent-ms"), 200);
+  guint64 heard_ms = u64(hq, "heard-ms");
+  fail_unless(heard_ms >= 100 && heard_ms <= std::min<guint64>(200, 100 + since_ms + 1), "heard %" G_GUINT64_FORMAT
+              " ms, %" G_GINT64_FORMAT " ms after a mark at 100 ms", heard_ms, since_ms);
+  gst_structure_free(hq);
+  /* audio faster than it plays (60 ms in one buffer, a model's delta): a
+   * mark after its last frame too, so Twilio confirms the end */
+  gst_harness_push(f.h, filled(60, 0x30));
+  fail_unless_equals_int(f.count(Event::Media), 13);
+  fail_unless_equals_int(f.count(Event::Mark), 3);
+  fail_unless(f.snapshot().back().event == Event::Mark);
 }
 GST_END_TEST;
 
@@ -608,6 +654,7 @@ static Suite *twiliosink_suite(void) {
   tcase_add_test(tc, test_frames_are_whole_and_eos_pads);
   tcase_add_test(tc, test_buffer_list_sent_in_order);
   tcase_add_test(tc, test_clear_event_discards_and_heard_query);
+  tcase_add_test(tc, test_default_marks_and_heard_ms);
   tcase_add_test(tc, test_clear_action_signal);
   tcase_add_test(tc, test_s16_input_converted);
   tcase_add_test(tc, test_pause_holds_and_resume_sends_in_order);

@@ -170,6 +170,69 @@ GST_START_TEST(test_marks_and_clear_generations) {
 }
 GST_END_TEST;
 
+/* Between mark echoes, heard_ms moves on with the time since the last echo
+ * (Twilio plays what it holds back to back), never past a mark not echoed
+ * yet nor past what was sent; a clear stops it. Times are given, not read
+ * from the clock. */
+GST_START_TEST(test_heard_between_marks) {
+  Wire wire;
+  PaCall *call = make_call(wire);
+  start(call);
+  pa_call_begin_item(call, "item_H");
+  uint8_t frame[160] = {};
+  std::vector<std::string> marks;
+  /* 200 ms, a mark every 100 ms (twiliosink's default) */
+  for (int i = 0; i < 10; i++) {
+    fail_unless(pa_call_send_media(call, frame, 160));
+    if (i % 5 == 4) {
+      pa_call_send_mark(call);
+      marks.push_back(parse_sent(wire.sent.back()).mark_name);
+    }
+  }
+  Heard h = pa_call_get_heard(call, "item_H");
+  fail_unless_equals_int(h.heard_ms, 0); /* no echo yet: nothing known to have played */
+  feed(call, build_mark_echo(10, "MZ1", marks[0]));
+  h = pa_call_get_heard(call, "item_H");
+  fail_unless_equals_int(h.played_ms, 100);
+  fail_unless(h.played_at_us > 0);
+  const gint64 at = h.played_at_us;
+  fail_unless_equals_int(pa_call_get_heard(call, "item_H", at).heard_ms, 100);
+  fail_unless_equals_int(pa_call_get_heard(call, "item_H", at + 30000).heard_ms, 130);
+  fail_unless_equals_int(pa_call_get_heard(call, "item_H", at + 500000).heard_ms, 200); /* all that was sent */
+  /* 200 ms more sent: still not past the second mark, whose echo has not come */
+  for (int i = 0; i < 10; i++)
+    fail_unless(pa_call_send_media(call, frame, 160));
+  pa_call_send_mark(call);
+  marks.push_back(parse_sent(wire.sent.back()).mark_name);
+  fail_unless_equals_int(pa_call_get_heard(call, "item_H", at + 500000).heard_ms, 200);
+  feed(call, build_mark_echo(11, "MZ1", marks[1]));
+  h = pa_call_get_heard(call, "item_H");
+  fail_unless_equals_int(h.played_ms, 200);
+  fail_unless_equals_int(pa_call_get_heard(call, "item_H", h.played_at_us + 50000).heard_ms, 250);
+  fail_unless_equals_int(pa_call_get_heard(call, "item_H", h.played_at_us + 900000).heard_ms, 400);
+  /* another item: its own echoes, none yet */
+  pa_call_begin_item(call, "item_I");
+  for (int i = 0; i < 5; i++)
+    fail_unless(pa_call_send_media(call, frame, 160));
+  pa_call_send_mark(call);
+  fail_unless_equals_int(pa_call_get_heard(call, "item_I", h.played_at_us + 900000).heard_ms, 0);
+  feed(call, build_mark_echo(12, "MZ1", parse_sent(wire.sent.back()).mark_name));
+  const gint64 at3 = pa_call_get_heard(call, "item_I").played_at_us;
+  /* a clear: what was heard stays; what is sent after it plays on from
+   * its own echoes, not from one before the clear */
+  pa_call_clear(call);
+  h = pa_call_get_heard(call, "item_I", at3 + 900000);
+  fail_unless_equals_int(h.sent_ms, 100);
+  fail_unless_equals_int(h.heard_ms, 100);
+  for (int i = 0; i < 5; i++)
+    fail_unless(pa_call_send_media(call, frame, 160));
+  h = pa_call_get_heard(call, "item_I", at3 + 900000);
+  fail_unless_equals_int(h.sent_ms, 200);
+  fail_unless_equals_int(h.heard_ms, 100);
+  g_object_unref(call);
+}
+GST_END_TEST;
+
 /* Echoes out of order are matched to their own marks; a name that carries
  * an outstanding mark's number but not its name is not trusted. */
 GST_START_TEST(test_mark_echoes_out_of_order) {
@@ -294,6 +357,7 @@ static Suite *call_suite(void) {
   tcase_add_test(tc, test_bad_input_counted_call_goes_on);
   tcase_add_test(tc, test_marks_and_clear_generations);
   tcase_add_test(tc, test_mark_echoes_out_of_order);
+  tcase_add_test(tc, test_heard_between_marks);
   tcase_add_test(tc, test_wait_played_and_close);
   tcase_add_test(tc, test_closed_socket_ends_call);
   tcase_add_test(tc, test_inbound_queue_bounded);
