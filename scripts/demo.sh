@@ -34,6 +34,9 @@ rm -f "$OUT"/caller-ask*.wav "$OUT"/caller-yes*.wav
 
 # The receptionist's calendar (agents/receptionist-tools.json), which
 # realtimemodel calls through tool-url; bookings land in bookings.jsonl.
+# (each log exists before its process starts: a background job opens its
+# redirection only once it runs, and the loops below read the file at once)
+: > "$OUT/calendar.log"
 "$CALENDAR" --port 0 --bookings "$OUT/bookings.jsonl" > "$OUT/calendar.log" 2>&1 &
 CAL=$!
 trap 'kill $CAL 2>/dev/null || true' EXIT
@@ -48,6 +51,7 @@ done
 # The agent, recording what the caller said and what the agent said.
 # port=0 picks a free port; -m prints it (twilio-listening) and the
 # transcripts (realtime-transcript).
+: > "$OUT/agent.log"
 gst-launch-1.0 -m -e \
   twiliosrc port=0 address=127.0.0.1 ! tee name=caller \
     caller. ! queue ! realtimemodel input-transcription=local \

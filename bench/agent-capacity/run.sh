@@ -79,7 +79,7 @@ status_kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
 # wait_for FILE SED_EXPR: the first match of SED_EXPR in FILE, within 5 s
 wait_for() {
   for _ in $(seq 100); do
-    v=$(sed -n "$2" "$1" | head -n 1)
+    v=$(sed -n "$2" "$1" 2> /dev/null | head -n 1) # the file may not exist yet
     if [ -n "$v" ]; then echo "$v"; return 0; fi
     sleep 0.05
   done

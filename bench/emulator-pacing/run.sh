@@ -69,6 +69,7 @@ echo "the peer echoes every 20 ms frame back and sends a mark per frame"
 echo "machine: $(nproc 2>/dev/null || echo '?') CPUs, $(busy_now)% busy before the run"
 status=0
 for transport in $TRANSPORTS; do
+  : > "$TMP/peer.out" # read below before the peer may have opened it
   "$PEER" --max-duration-s "$LIMIT_S" > "$TMP/peer.out" 2> "$TMP/peer.err" &
   PEER_PID=$!
   port=

@@ -31,6 +31,7 @@ VP=
 cleanup() { [ -n "$VP" ] && kill -KILL "$VP" 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
 
+: > "$TMP/server.out" # read below before the server may have opened it
 timeout -s KILL 600 valgrind --tool=callgrind --callgrind-out-file="$OUT" "$SERVER" serve \
   --pipeline "$SRC/pipelines/echo.pipeline" --address 127.0.0.1 --port 0 --max-calls 0 --media-threads 1 \
   --log-level error > "$TMP/server.out" 2> "$TMP/server.err" &
