@@ -75,6 +75,7 @@ struct PaCallPrivate {
   bool connected = false;
   bool started = false;
   bool ended = false;
+  std::atomic<bool> ended_flag{false}; /* ended, for pa_call_is_ended() without the lock */
   std::string end_reason;
   pa::twilio::StartInfo start;
 
@@ -328,6 +329,7 @@ static bool end_locked(PaCallPrivate *p, const std::string &reason) {
   if (p->ended)
     return false;
   p->ended = true;
+  p->ended_flag.store(true, std::memory_order_release);
   p->end_reason = reason;
   p->played_cond.notify_all();
   return true;
@@ -416,7 +418,7 @@ void pa_call_handle_text(PaCall *call, const char *data, size_t len) {
         GST_WARNING("%s: stream announces %s/%d/%d; Twilio streams are audio/x-mulaw/8000/1, treating it as such",
                     p->start.call_sid.c_str(), p->start.encoding.c_str(), p->start.sample_rate, p->start.channels);
       item.kind = pa::InboundItem::Kind::Start;
-      item.start = msg.start;
+      item.start = std::make_unique<pa::twilio::StartInfo>(msg.start);
       push_inbound_locked(p, std::move(item));
       pushed = true;
       emit_started = true;
@@ -620,8 +622,8 @@ gboolean pa_call_is_started(PaCall *call) {
 }
 
 gboolean pa_call_is_ended(PaCall *call) {
-  std::lock_guard<std::mutex> g(call->priv->lock);
-  return call->priv->ended;
+  /* asked per frame by the sink: no lock (set once, never cleared) */
+  return call->priv->ended_flag.load(std::memory_order_acquire);
 }
 
 std::string pa_call_get_end_reason(PaCall *call) {

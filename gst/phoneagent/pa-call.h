@@ -41,7 +41,8 @@ struct InboundItem {
   std::vector<uint8_t> payload;   /* media: μ-law bytes */
   std::string digit;              /* dtmf */
   std::string reason;             /* stop / closed */
-  twilio::StartInfo start;        /* start */
+  /* start (apart: a frame's item stays small, a few to a deque node) */
+  std::unique_ptr<twilio::StartInfo> start;
   gint64 arrival_us = 0;          /* g_get_monotonic_time() when it arrived */
 };
 

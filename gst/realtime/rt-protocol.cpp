@@ -245,8 +245,11 @@ std::string build_instructions_update(Dialect d, const std::string &instructions
 
 std::string build_input_audio_append(const uint8_t *data, size_t len) {
   /* hot path (50 events a second per call): base64 needs no JSON escaping */
-  std::string out = "{\"type\":\"input_audio_buffer.append\",\"audio\":\"";
-  out += pa::base64_encode(data, len);
+  static constexpr std::string_view head = "{\"type\":\"input_audio_buffer.append\",\"audio\":\"";
+  std::string out;
+  out.reserve(head.size() + (len + 2) / 3 * 4 + 2); /* one allocation */
+  out += head;
+  pa::base64_encode_append(out, data, len);
   out += "\"}";
   return out;
 }

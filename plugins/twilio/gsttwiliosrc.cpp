@@ -770,8 +770,8 @@ static GstFlowReturn produce(GstTwilioSrc *self, PaCall *call, GstBuffer **outbu
     }
     switch (item.kind) {
     case pa::InboundItem::Kind::Start:
-      post_call_started(self, item.start);
-      push_call_info(self, item.start);
+      post_call_started(self, *item.start);
+      push_call_info(self, *item.start);
       continue;
     case pa::InboundItem::Kind::Dtmf: {
       GstClockTime rt = st.timing ? position_time(st, st.next_sample) : gst_twilio_running_time(GST_ELEMENT(self));

@@ -68,7 +68,7 @@ GST_START_TEST(test_inbound_dispatch) {
   InboundItem it;
   fail_unless(pa_call_pop_inbound(call, it, 0));
   fail_unless(it.kind == InboundItem::Kind::Start);
-  assert_str(it.start.call_sid.c_str(), "CA1");
+  assert_str(it.start->call_sid.c_str(), "CA1");
   fail_unless(pa_call_pop_inbound(call, it, 0));
   fail_unless(it.kind == InboundItem::Kind::Media);
   fail_unless_equals_int(it.payload.size(), 160);
