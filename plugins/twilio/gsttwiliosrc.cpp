@@ -182,10 +182,11 @@ struct Stream {
 };
 
 /* Push mode (pa_call_get_push: the server's media threads). The first
- * buffer goes out through basesrc as usual (caps, segment); after that,
- * while nothing is queued, create() parks and the media thread that reads
- * the call's socket pushes what arrives itself, from the call's inbound
- * notify: no streaming-thread wake-up per frame. create() wakes again to
+ * buffer goes out through basesrc as usual (caps, segment); after that
+ * create() parks and the media thread that reads the call's socket pushes
+ * what arrives itself, from the call's inbound notify (and what was queued
+ * already, from a timer due at once): no streaming-thread wake-up per
+ * frame. create() wakes again to
  * hand basesrc what ends the run (EOS, a failed push) or to renegotiate. */
 struct Shared {
   std::mutex lock; /* below; held while the media thread pushes */
@@ -938,6 +939,15 @@ static void shared_drain(GstTwilioSrc *self) {
     sh.cond.notify_one();
 }
 
+/* Push mode: has the call's media thread push what is queued now, as if
+ * a frame had just arrived (a timer due at once, holding a reference to
+ * the element; after a stop it finds nothing to do). Shared lock held. */
+static void kick_drain_locked(GstTwilioSrc *self, const std::shared_ptr<pa::MediaThread> &mt) {
+  std::shared_ptr<GstTwilioSrc> ref(GST_TWILIO_SRC(gst_object_ref(self)),
+                                    [](GstTwilioSrc *s) { gst_object_unref(s); });
+  mt->at(g_get_monotonic_time(), [ref] { shared_drain(ref.get()); });
+}
+
 static GstFlowReturn gst_twilio_src_create(GstPushSrc *src, GstBuffer **outbuf) {
   GstTwilioSrc *self = GST_TWILIO_SRC(src);
   GstTwilioSrcPrivate *p = self->priv;
@@ -969,12 +979,27 @@ static GstFlowReturn gst_twilio_src_create(GstPushSrc *src, GstBuffer **outbuf) 
         break;
       }
       if (!sh.parked) {
-        if (!sh.pushed_one || !sh.playing || !pipeline_wants_playing(self))
+        if (!sh.pushed_one || !sh.playing || !pipeline_wants_playing(self)) {
+          GST_LOG_OBJECT(self, "not parking: %s", !sh.pushed_one ? "first buffer" : "not PLAYING");
           break; /* the first buffer goes through basesrc (caps, segment); in PAUSED, wait here */
-        bool empty = false;
-        GstFlowReturn ret = produce(self, call, outbuf, 0, &empty);
-        if (!empty)
-          return ret;
+        }
+        std::shared_ptr<pa::MediaThread> mt = pa_call_get_media_thread(call);
+        if (!mt) {
+          /* nobody to hand a backlog to: park once the queue is empty */
+          bool empty = false;
+          GstFlowReturn ret = produce(self, call, outbuf, 0, &empty);
+          if (!empty) {
+            GST_LOG_OBJECT(self, "not parking: audio is queued");
+            return ret;
+          }
+        } else {
+          /* park now, and have the media thread push what is queued
+           * already (audio that came while the pipeline started): this
+           * thread taking it frame by frame, one wake-up each, could
+           * stay behind for good on a busy machine */
+          kick_drain_locked(self, mt);
+        }
+        GST_DEBUG_OBJECT(self, "parked: the media thread pushes");
         sh.parked = true; /* from now on the media thread pushes */
       }
       sh.cond.wait(g);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../common/pa-check.h"
+#include "../common/pa-socket-call.h"
 #include "pa-audio.h"
 #include "pa-call.h"
 #include "twilio-protocol.h"
@@ -365,6 +366,75 @@ GST_START_TEST(test_push_mode_pushes_on_the_reading_thread) {
 }
 GST_END_TEST;
 
+/* Push mode on a real media thread, with frames already queued when the
+ * pipeline starts (they came while it was being built): after the first
+ * buffer the streaming thread parks at once and the media thread pushes
+ * the backlog, in order; the streaming thread does not take it frame by
+ * frame (on a busy machine it could then stay behind for good). */
+GST_START_TEST(test_push_mode_media_thread_takes_the_backlog) {
+  SocketLoop::Limits limits;
+  limits.threads = 1;
+  auto loop = std::make_unique<SocketLoop>(nullptr, limits);
+  int peer = -1;
+  PaCall *call = pa_check_socket_call(*loop, &peer);
+  pa_call_set_push(call, TRUE);
+  const uint8_t mask[4] = {1, 2, 3, 4};
+  auto send_text = [&](const std::string &text) {
+    std::string wire;
+    ws::append_frame(wire, ws::Opcode::Text, text, mask);
+    fail_unless(::send(peer, wire.data(), wire.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(wire.size()));
+  };
+  StartInfo si;
+  si.stream_sid = "MZ9";
+  si.call_sid = "CA9";
+  send_text(build_start(1, si));
+  const int n = 10;
+  for (int k = 0; k < n; k++) {
+    std::vector<uint8_t> f(160, static_cast<uint8_t>(k + 1));
+    send_text(build_inbound_media(2 + k, "MZ9", k + 1, k * 20, f.data(), f.size()));
+  }
+  auto received = [call] {
+    GstStructure *st = pa_call_get_stats(call);
+    guint64 v = 0;
+    gst_structure_get_uint64(st, "media-frames-received", &v);
+    gst_structure_free(st);
+    return v;
+  };
+  for (int i = 0; i < 400 && received() < n; i++)
+    g_usleep(5000);
+  fail_unless_equals_uint64(received(), n);
+
+  GstHarness *h = gst_harness_new("twiliosrc");
+  GstContext *ctx = pa_call_context_new(call);
+  gst_element_set_context(h->element, ctx);
+  gst_context_unref(ctx);
+  std::atomic<int> on_media_thread{0};
+  GstPad *pad = gst_element_get_static_pad(h->element, "src");
+  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, [](GstPad *, GstPadProbeInfo *, gpointer d) -> GstPadProbeReturn {
+    if (pa::on_media_thread())
+      (*static_cast<std::atomic<int> *>(d))++;
+    return GST_PAD_PROBE_OK;
+  }, &on_media_thread, nullptr);
+  gst_object_unref(pad);
+  gst_harness_set_sink_caps_str(h, "audio/x-mulaw, rate=8000, channels=1");
+  gst_harness_use_systemclock(h);
+  gst_harness_play(h);
+  GstClockTime pts0 = GST_CLOCK_TIME_NONE;
+  for (int k = 0; k < n; k++) {
+    GstBuffer *b = gst_harness_pull(h);
+    fail_unless(b != nullptr);
+    if (k == 0)
+      pts0 = GST_BUFFER_PTS(b);
+    check_buffer(b, pts0 + k * 20 * GST_MSECOND, 160, static_cast<uint8_t>(k + 1), false);
+  }
+  fail_unless_equals_int(on_media_thread.load(), n - 1);
+  gst_harness_teardown(h);
+  loop.reset();
+  g_object_unref(call);
+  close(peer);
+}
+GST_END_TEST;
+
 /* Push mode across PLAYING -> PAUSED -> PLAYING: what arrives while paused
  * waits, nothing is pushed in PAUSED, then everything comes out in order
  * and the feeding thread takes over again. */
@@ -509,6 +579,7 @@ static Suite *twiliosrc_suite(void) {
   tcase_add_test(tc, test_s16_output_resampled);
   tcase_add_test(tc, test_live_and_latency);
   tcase_add_test(tc, test_push_mode_pushes_on_the_reading_thread);
+  tcase_add_test(tc, test_push_mode_media_thread_takes_the_backlog);
   tcase_add_test(tc, test_push_mode_pause_and_resume);
   tcase_add_test(tc, test_push_mode_warns_about_a_slow_push);
   tcase_add_test(tc, test_push_mode_stops_pushing_when_the_pipeline_pauses);
