@@ -518,6 +518,31 @@ static GstFlowReturn gst_twilio_sink_render_list(GstBaseSink *sink, GstBufferLis
                        [list](guint i) { return gst_buffer_list_get(list, i); });
 }
 
+/* What the caller has heard of the current item at a clear by @now, in
+ * bytes: the marks lag (their echoes may be in flight, or wait unread in
+ * the socket while the very thread that reads it decides to clear), and
+ * the pacing knows how much of Twilio's queue has played. It runs ahead
+ * when Twilio's playout fell behind it (a gap earlier in the item):
+ * playing on from the last mark echo, at the rate audio plays, is then
+ * nearer the truth, so the nearer of the two is taken, in whole frames.
+ * Lock held. */
+static guint64 heard_at_clear_locked(const State &st, const pa::Heard &heard, GstClockTime now) {
+  guint64 played = heard.known ? heard.played_ms * 8 : st.recent_start;
+  guint64 queued = GST_CLOCK_TIME_IS_VALID(now) && st.play_end > now
+                       ? gst_util_uint64_scale(st.play_end - now, 8000, GST_SECOND)
+                       : 0;
+  if (st.item_pos > queued) {
+    guint64 paced = st.item_pos - queued;
+    if (heard.known && heard.played_at_us > 0) {
+      gint64 since_us = g_get_monotonic_time() - heard.played_at_us;
+      if (since_us >= 0 && since_us < 500000)
+        paced = std::min(paced, played + static_cast<guint64>(since_us) * 8 / 1000);
+    }
+    played = std::max(played, paced / 160 * 160);
+  }
+  return played;
+}
+
 /* Clear: called from any thread (OOB event, action signal). */
 static guint do_clear(GstTwilioSink *self, const char *reason) {
   GstTwilioSinkPrivate *p = self->priv;
@@ -526,6 +551,16 @@ static guint do_clear(GstTwilioSink *self, const char *reason) {
   {
     std::lock_guard<std::mutex> g(p->lock);
     State &st = p->st;
+    /* the caller stops hearing the item here: what they heard until now
+     * stays played (the truncate asks for it next); taken before the
+     * pacing below is reset */
+    pa::Heard h;
+    guint64 heard = 0;
+    GstClockTime now = now_running(self);
+    if (st.call && GST_CLOCK_TIME_IS_VALID(now)) {
+      h = pa_call_get_heard(st.call, st.item_id);
+      heard = heard_at_clear_locked(st, h, now);
+    }
     discarded = st.held.size();
     st.discarded_bytes += discarded;
     st.held.clear();
@@ -542,11 +577,8 @@ static guint do_clear(GstTwilioSink *self, const char *reason) {
       gst_clock_id_unschedule(st.wait_id);
     p->cond.notify_all();
     if (st.call) {
-      /* the caller stops hearing the item here: what they heard until now
-       * (the marks, and what played on since the last echo) stays played */
-      pa::Heard h = pa_call_get_heard(st.call, st.item_id);
       if (h.known)
-        pa_call_raise_played(st.call, h.item_id, h.heard_ms * 8);
+        pa_call_raise_played(st.call, h.item_id, heard);
       gen = pa_call_clear(st.call);
     }
   }
@@ -570,23 +602,7 @@ static void clear_for_pause(GstTwilioSink *self, State &st) {
   GstClockTime now = now_running(self);
   if (!st.call || !GST_CLOCK_TIME_IS_VALID(now) || st.play_end <= now)
     return; /* Twilio holds nothing of ours */
-  pa::Heard heard = pa_call_get_heard(st.call, st.item_id);
-  guint64 played = heard.known ? heard.played_ms * 8 : st.recent_start;
-  /* the marks lag (their echoes are in flight; the clear turns them into
-   * cleared ones): the pacing knows how much of the queue has played. It
-   * runs ahead when Twilio's playout fell behind it (a gap earlier in the
-   * item): playing on from the last mark echo, at the rate audio plays,
-   * is then nearer the truth, so the nearer of the two is taken. */
-  guint64 queued = gst_util_uint64_scale(st.play_end - now, 8000, GST_SECOND);
-  if (st.item_pos > queued) {
-    guint64 paced = st.item_pos - queued;
-    if (heard.known && heard.played_at_us > 0) {
-      gint64 since_us = g_get_monotonic_time() - heard.played_at_us;
-      if (since_us >= 0 && since_us < 500000)
-        paced = std::min(paced, played + static_cast<guint64>(since_us) * 8 / 1000);
-    }
-    played = std::max(played, paced / 160 * 160);
-  }
+  guint64 played = heard_at_clear_locked(st, pa_call_get_heard(st.call, st.item_id), now);
   played = std::min(std::max(played, st.recent_start), st.item_pos);
   pa_call_raise_played(st.call, st.item_id, played);
   std::vector<uint8_t> again(st.recent.begin() + static_cast<long>(played - st.recent_start), st.recent.end());
