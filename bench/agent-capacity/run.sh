@@ -16,7 +16,7 @@
 #                          phases (20: 1 ms apart), as independent calls' are; PHASES=1 sends
 #                          every call's frame at the same instant (see bench/server-echo/run.sh)
 #        MODEL_OPTS=       more realtimemodel properties (e.g. silence-duration-ms=300)
-#        SINK_OPTS=        more twiliosink properties (e.g. mark-interval=20)
+#        SINK_OPTS=        more twiliosink properties (e.g. mark-interval=100)
 #        SERVER_OPTS=      more phone-agent options
 #
 # Per N it prints: calls completed / N; p99 frame lateness (emulator pacing

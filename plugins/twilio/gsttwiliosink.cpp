@@ -132,7 +132,7 @@ GST_DEBUG_CATEGORY_STATIC(gst_twilio_sink_debug);
 
 #define DEFAULT_LEAD 200
 #define DEFAULT_FRAME_MS 20
-#define DEFAULT_MARK_INTERVAL 100
+#define DEFAULT_MARK_INTERVAL 20
 #define DEFAULT_EOS_TIMEOUT 10000
 #define DEFAULT_CLOSE_ON_EOS TRUE
 #define DEFAULT_MAX_PAUSE_MS 3000
@@ -917,8 +917,8 @@ static void gst_twilio_sink_class_init(GstTwilioSinkClass *klass) {
                         DEFAULT_FRAME_MS, rw));
   g_object_class_install_property(gobject_class, PROP_MARK_INTERVAL,
       g_param_spec_uint("mark-interval", "Mark interval",
-                        "Send a mark after this much audio (ms): Twilio confirms the played position this often; "
-                        "between confirmations it moves on with the time that passed",
+                        "Send a mark after this much audio (ms): Twilio confirms the played position this often "
+                        "(between confirmations it moves on with the time that passed)",
                         20, 10000, DEFAULT_MARK_INTERVAL, rw));
   g_object_class_install_property(gobject_class, PROP_EOS_TIMEOUT,
       g_param_spec_uint("eos-timeout", "EOS timeout",
