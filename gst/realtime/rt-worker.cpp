@@ -132,8 +132,23 @@ void Worker::stop() {
   }
   if (!thread)
     return;
-  g_cancellable_cancel(impl_->cancel);
-  g_main_loop_quit(impl_->loop);
+  /* cancel on the worker thread, then quit: cancelling wakes libsoup's
+   * handlers in the thread that cancels, and a SoupSession may only be
+   * touched from its own thread (cancelled here, a request being torn
+   * down on the worker crashed inside libsoup now and then) */
+  GSource *s = g_idle_source_new();
+  g_source_set_priority(s, G_PRIORITY_HIGH);
+  g_source_set_callback(
+      s,
+      [](gpointer d) -> gboolean {
+        auto *impl = static_cast<Impl *>(d);
+        g_cancellable_cancel(impl->cancel);
+        g_main_loop_quit(impl->loop);
+        return G_SOURCE_REMOVE;
+      },
+      impl_.get(), nullptr);
+  g_source_attach(s, impl_->context);
+  g_source_unref(s);
   g_thread_join(thread);
   /* sources still attached hold std::functions: destroying the context
    * frees them (their destroy notifies run here) */
