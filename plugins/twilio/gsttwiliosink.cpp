@@ -571,7 +571,7 @@ static guint do_clear(GstTwilioSink *self, const char *reason) {
     st.recent.clear();
     st.play_end = 0; /* Twilio's buffer is empty now */
     if (st.playout_wanted)
-      st.playout.cut(now_running(self));
+      st.playout.cut(now);
     st.level_pow = 0;
     if (st.wait_id)
       gst_clock_id_unschedule(st.wait_id);
