@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Prints the closing line of a test run, "N passed, N failed", from meson's
-# JSON test log, so a run that executed nothing cannot look green.
+# Prints the closing lines of a test run from meson's JSON test log: for
+# each test that did not pass, the check lines that say why (so they are
+# the last thing a CI log shows, past any debug output), then
+# "N passed, N failed", so a run that executed nothing cannot look green.
 log=${1:?usage: test-summary.sh build/meson-logs/testlog.json}
 passed=0
 failed=0
@@ -9,6 +11,34 @@ if [ -f "$log" ]; then
   total=$(grep -c '"result": ' "$log" || true)
   skipped=$(grep -c '"result": "SKIP"' "$log" || true)
   failed=$((total - passed - skipped))
+fi
+if [ "$failed" -gt 0 ]; then
+  # gst-check's verdicts ("file.cpp:LINE:F:tcase:test:0: message", E for an
+  # error such as a signal), a timeout, a crash; meson is a Python program,
+  # so python3 is there
+  python3 - "$log" <<'PY' || true
+import json, re, sys
+verdict = re.compile(r"^\S+:\d+:[FE]:[^:]*:[^:]*:\d+: |Segmentation fault|Aborted|Killed by signal|timed out|Timeout")
+gstlog = re.compile(r"^\s*\d+:\d\d:\d\d\.\d+ |^\d+%: Checks:")
+print("== why they failed")
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    t = json.loads(line)
+    if t.get("result") in ("OK", "SKIP", "EXPECTEDFAIL"):
+        continue
+    print(f"{t['name']}: {t['result']} (exit {t.get('returncode')})")
+    lines = t.get("stdout", "").splitlines()
+    shown = 0
+    for i, l in enumerate(lines):
+        if not verdict.search(l) or shown >= 10:
+            continue
+        print("    " + l[:400])
+        shown += 1
+        # a message's own further lines (not GStreamer's log lines)
+        for more in lines[i + 1:i + 9]:
+            if gstlog.match(more) or verdict.search(more):
+                break
+            print("      " + more[:400])
+PY
 fi
 if [ "${skipped:-0}" -gt 0 ]; then
   echo "$passed passed, $failed failed, $skipped skipped"
