@@ -33,6 +33,7 @@
 # Builds nothing: run `ninja -C BUILD_DIR` first. Needs jq. Everything stays
 # on 127.0.0.1; every process runs under timeout and is killed at exit.
 set -eu
+. "$(dirname "$0")/../common/lib.sh" # wait_for, server_port
 
 BUILD=${1:-./build}
 CALLS=${CALLS:-10 25 50}
@@ -76,15 +77,6 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # CPU time of all of a process's threads in ns (scheduler's count, finer than ticks)
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 status_kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
-# wait_for FILE SED_EXPR: the first match of SED_EXPR in FILE, within 5 s
-wait_for() {
-  for _ in $(seq 100); do
-    v=$(sed -n "$2" "$1" 2> /dev/null | head -n 1) # the file may not exist yet
-    if [ -n "$v" ]; then echo "$v"; return 0; fi
-    sleep 0.05
-  done
-  return 1
-}
 
 run_once() {
   n=$1
@@ -100,7 +92,7 @@ run_once() {
   timeout --foreground -s KILL "$KILL_S" "$SERVER" serve --pipeline "$TMP/agent.pipeline" --address 127.0.0.1 --port 0 \
     --max-calls 0 --grace-period 5 --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
   SERVER_PID=$!
-  if ! port=$(wait_for "$TMP/server.out" 's/^phone-agent: listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p'); then
+  if ! port=$(server_port "$TMP/server.out"); then
     echo "run.sh: the server did not start:" >&2; cat "$TMP/server.out" "$TMP/server.err" >&2; exit 1
   fi
   # $! is timeout's PID; measure its child

@@ -11,6 +11,7 @@
 # emulator's CPU time (user+sys) per call-second and its peak RSS, and the
 # peer's CPU for reference.
 set -eu
+. "$(dirname "$0")/../common/lib.sh" # wait_for, server_port
 
 BUILD=${1:-./build}
 CALLS=${CALLS:-500}
@@ -72,13 +73,7 @@ for transport in $TRANSPORTS; do
   : > "$TMP/peer.out" # read below before the peer may have opened it
   "$PEER" --max-duration-s "$LIMIT_S" > "$TMP/peer.out" 2> "$TMP/peer.err" &
   PEER_PID=$!
-  port=
-  for _ in $(seq 50); do
-    port=$(sed -n 's/^PORT \([0-9]*\)$/\1/p' "$TMP/peer.out")
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  if [ -z "$port" ]; then
+  if ! port=$(wait_for "$TMP/peer.out" 's/^PORT \([0-9]*\)$/\1/p'); then
     echo "run.sh: the peer did not start:" >&2
     cat "$TMP/peer.err" >&2
     exit 1

@@ -13,6 +13,7 @@
 # callgrind_annotate. Needs valgrind. Talks only to 127.0.0.1; every process
 # is bounded by timeout.
 set -eu
+. "$(dirname "$0")/../common/lib.sh" # wait_for, server_port
 BUILD=${1:-./build}
 OUT=${2:-$(mktemp /tmp/callgrind.echo.XXXXXX)}
 CALLS=${CALLS:-3}
@@ -36,13 +37,7 @@ timeout -s KILL 600 valgrind --tool=callgrind --callgrind-out-file="$OUT" "$SERV
   --pipeline "$SRC/pipelines/echo.pipeline" --address 127.0.0.1 --port 0 --max-calls 0 --media-threads 1 \
   --log-level error > "$TMP/server.out" 2> "$TMP/server.err" &
 VP=$!
-PORT=
-for _ in $(seq 600); do
-  PORT=$(sed -n 's/^phone-agent: listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/server.out")
-  [ -n "$PORT" ] && break
-  sleep 0.1
-done
-[ -n "$PORT" ] || { echo "callgrind.sh: the server did not start:" >&2; cat "$TMP/server.err" >&2; exit 1; }
+PORT=$(server_port "$TMP/server.out" 60) || { echo "callgrind.sh: the server did not start:" >&2; cat "$TMP/server.err" >&2; exit 1; }
 timeout -s KILL 120 "$EMU" --url "http://127.0.0.1:$PORT/twilio/voice" --calls "$CALLS" --audio "synth:$AUDIO_MS" \
   --tail-ms 1000 --transport raw --quiet --max-duration-s 90 > /dev/null 2>&1 || true
 sleep 1

@@ -38,6 +38,7 @@
 # Builds nothing: run `ninja -C BUILD_DIR` first. Everything stays on
 # 127.0.0.1; every process is bounded in time.
 set -eu
+. "$(dirname "$0")/../common/lib.sh" # wait_for, server_port
 
 BUILD=${1:-./build}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -92,13 +93,7 @@ run_once() {
   nice -n "${NICE:-0}" "$SERVER" serve --pipeline "$TEMPLATE" --address 127.0.0.1 --port 0 --max-calls 0 --grace-period 5 \
     --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
   SERVER_PID=$!
-  port=
-  for _ in $(seq 100); do
-    port=$(sed -n 's/^phone-agent: listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/server.out")
-    [ -n "$port" ] && break
-    sleep 0.05
-  done
-  if [ -z "$port" ]; then
+  if ! port=$(server_port "$TMP/server.out"); then
     echo "run.sh: the server did not start:" >&2
     cat "$TMP/server.err" >&2
     exit 1

@@ -18,6 +18,7 @@
 # wakes up to 100 times a second whatever the number of calls. Talks only to
 # 127.0.0.1; every process is bounded in time.
 set -eu
+. "$(dirname "$0")/../common/lib.sh" # wait_for, server_port
 BUILD=${1:-./build}
 CALLS=${CALLS:-200}
 GAP_MS=${GAP_MS:-50}
@@ -44,13 +45,7 @@ LIMIT_S=$((CALLS * GAP_MS / 1000 + AUDIO_MS / 1000 + 60))
 timeout -s KILL "$((LIMIT_S + 30))" "$SERVER" serve --pipeline "$TEMPLATE" --address 127.0.0.1 --port 0 \
   --max-calls 0 --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
 PID=$!
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/^phone-agent: listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/server.out")
-  [ -n "$port" ] && break
-  sleep 0.05
-done
-[ -n "$port" ] || { echo "setup-cost.sh: the server did not start:" >&2; cat "$TMP/server.err" >&2; exit 1; }
+port=$(server_port "$TMP/server.out") || { echo "setup-cost.sh: the server did not start:" >&2; cat "$TMP/server.err" >&2; exit 1; }
 SPID=$(pgrep -P "$PID" | head -n 1) # the server under timeout
 emu() {
   timeout -s KILL "$LIMIT_S" "$EMU" --url "http://127.0.0.1:$port/twilio/voice" --tail-ms 100 --transport raw \
