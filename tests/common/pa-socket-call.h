@@ -5,6 +5,8 @@
 #include <gst/check/gstcheck.h>
 #include <sys/socket.h>
 
+#include <memory>
+
 #include "pa-call.h"
 #include "pa-websocket.h"
 
@@ -20,4 +22,12 @@ static inline PaCall *pa_check_socket_call(pa::SocketLoop &loop, int *peer) {
   g_object_unref(gs);
   *peer = sv[0];
   return call;
+}
+
+/* A socket loop with one media thread of its own, as the server runs
+ * calls: what it adopts is read, and its timers run, on that thread. */
+static inline std::unique_ptr<pa::SocketLoop> pa_check_media_loop() {
+  pa::SocketLoop::Limits limits;
+  limits.threads = 1;
+  return std::make_unique<pa::SocketLoop>(nullptr, limits);
 }

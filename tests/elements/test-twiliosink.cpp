@@ -511,9 +511,7 @@ GST_END_TEST;
  * clock: the bound below is a liveness bound, far above the 800 ms the
  * pacing takes). */
 GST_START_TEST(test_media_thread_sends_what_the_lead_held_back) {
-  SocketLoop::Limits limits;
-  limits.threads = 1;
-  auto loop = std::make_unique<SocketLoop>(nullptr, limits);
+  auto loop = pa_check_media_loop();
   int peer = -1;
   PaCall *call = pa_check_socket_call(*loop, &peer);
   StartInfo si;

@@ -372,9 +372,7 @@ GST_END_TEST;
  * the backlog, in order; the streaming thread does not take it frame by
  * frame (on a busy machine it could then stay behind for good). */
 GST_START_TEST(test_push_mode_media_thread_takes_the_backlog) {
-  SocketLoop::Limits limits;
-  limits.threads = 1;
-  auto loop = std::make_unique<SocketLoop>(nullptr, limits);
+  auto loop = pa_check_media_loop();
   int peer = -1;
   PaCall *call = pa_check_socket_call(*loop, &peer);
   pa_call_set_push(call, TRUE);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../common/pa-check.h"
+#include "../common/pa-socket-call.h"
 #include "pa-audio.h"
 #include "pa-call.h"
 #include "pa-websocket.h"
@@ -489,15 +490,9 @@ GST_END_TEST;
  * call's socket (ws-on-media-thread); the session works there as anywhere.
  * Without the context, the shared socket thread reads it. */
 GST_START_TEST(test_model_socket_on_the_calls_media_thread) {
-  pa::SocketLoop::Limits limits;
-  limits.threads = 1;
-  auto loop = std::make_unique<pa::SocketLoop>(nullptr, limits);
-  int sv[2];
-  fail_unless(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-  PaCall *call = pa_call_new(pa::CallConfig());
-  GSocket *gs = g_socket_new_from_fd(sv[1], nullptr);
-  loop->adopt(gs, "", call, 0, "", [] {});
-  g_object_unref(gs);
+  auto loop = pa_check_media_loop();
+  int peer = -1;
+  PaCall *call = pa_check_socket_call(*loop, &peer);
   fail_unless(wait_until([&] { return pa_call_has_transport(call); }));
   {
     Fx f;
@@ -527,7 +522,7 @@ GST_START_TEST(test_model_socket_on_the_calls_media_thread) {
   }
   loop.reset();
   g_object_unref(call);
-  close(sv[0]);
+  close(peer);
 }
 GST_END_TEST;
 

@@ -43,6 +43,12 @@ OutboundMessage parse_sent(const std::string &s) {
   fail_unless(parse_outbound(s, o, err) == ParseResult::Ok, "%s: %s", s.c_str(), err.c_str());
   return o;
 }
+
+/* Sends a mark and returns its name, as written on the wire. */
+std::string send_mark(PaCall *call, Wire &wire) {
+  pa_call_send_mark(call);
+  return parse_sent(wire.sent.back()).mark_name;
+}
 } // namespace
 
 GST_START_TEST(test_inbound_dispatch) {
@@ -184,10 +190,8 @@ GST_START_TEST(test_heard_between_marks) {
   /* 200 ms, a mark every 100 ms (twiliosink's default) */
   for (int i = 0; i < 10; i++) {
     fail_unless(pa_call_send_media(call, frame, 160));
-    if (i % 5 == 4) {
-      pa_call_send_mark(call);
-      marks.push_back(parse_sent(wire.sent.back()).mark_name);
-    }
+    if (i % 5 == 4)
+      marks.push_back(send_mark(call, wire));
   }
   Heard h = pa_call_get_heard(call, "item_H");
   fail_unless_equals_int(h.heard_ms, 0); /* no echo yet: nothing known to have played */
@@ -202,8 +206,7 @@ GST_START_TEST(test_heard_between_marks) {
   /* 200 ms more sent: still not past the second mark, whose echo has not come */
   for (int i = 0; i < 10; i++)
     fail_unless(pa_call_send_media(call, frame, 160));
-  pa_call_send_mark(call);
-  marks.push_back(parse_sent(wire.sent.back()).mark_name);
+  marks.push_back(send_mark(call, wire));
   fail_unless_equals_int(pa_call_get_heard(call, "item_H", at + 500000).heard_ms, 200);
   feed(call, build_mark_echo(11, "MZ1", marks[1]));
   h = pa_call_get_heard(call, "item_H");
@@ -214,9 +217,9 @@ GST_START_TEST(test_heard_between_marks) {
   pa_call_begin_item(call, "item_I");
   for (int i = 0; i < 5; i++)
     fail_unless(pa_call_send_media(call, frame, 160));
-  pa_call_send_mark(call);
+  std::string last = send_mark(call, wire);
   fail_unless_equals_int(pa_call_get_heard(call, "item_I", h.played_at_us + 900000).heard_ms, 0);
-  feed(call, build_mark_echo(12, "MZ1", parse_sent(wire.sent.back()).mark_name));
+  feed(call, build_mark_echo(12, "MZ1", last));
   const gint64 at3 = pa_call_get_heard(call, "item_I").played_at_us;
   /* a clear: what was heard stays; what is sent after it plays on from
    * its own echoes, not from one before the clear */
@@ -244,8 +247,7 @@ GST_START_TEST(test_mark_echoes_out_of_order) {
   std::vector<std::string> marks;
   for (int i = 0; i < 4; i++) {
     fail_unless(pa_call_send_media(call, frame, 160));
-    pa_call_send_mark(call);
-    marks.push_back(parse_sent(wire.sent.back()).mark_name);
+    marks.push_back(send_mark(call, wire));
   }
   feed(call, build_mark_echo(10, "MZ1", marks[2]));
   fail_unless_equals_int(pa_call_get_heard(call, "item_B").played_ms, 60);
