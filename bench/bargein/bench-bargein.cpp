@@ -13,12 +13,12 @@
  *   - the classic sets: line noise, hum, a noise step, coughs, clicks, DTMF
  *     and speech-like voiced sound (F0 110/210 Hz, -15..-35 dBFS);
  *   - echo: a line that echoes the agent (espeak-ng, 15-25 dB down, 40-120
- *     ms late) through the element's echo path (AECM canceller, the echo
- *     presence check, the warm-up guard, as gstbargein.cpp does them):
+ *     ms late) through the element's echo path (bargein::EchoPath: the
+ *     AECM canceller, the echo presence check, the echo ceiling):
  *     the noise set's coughs over it (false barge-ins) and the e2e phrases
  *     talking over it (confirm time), with the detector given the far end
- *     (Detector::far_end, as the element does) and without it (as before
- *     the echo voicing guard);
+ *     and the echo ceiling (Detector::far_end, Detector::echo_ceiling, as
+ *     the element does) and without them (as before those guards);
  *   - the detector's cost, µs per 10 ms frame over everything fed (the echo
  *     set apart, the canceller not counted).
  * Usage: bench-bargein [min-speech-ms] [--seeds N] [--sets e2e-noise,e2e-speech,classic,echo]
@@ -395,60 +395,34 @@ void classic(const bargein::Params &p) {
 
 /* ------------------------------------------------ a line that echoes */
 
-/* what gstbargein.cpp does around the detector on a line with a far end:
- * the echo presence check (level correlation 0.8), the canceller while
- * the agent was audible in the last second, the detector on its output
- * once it has heard 2 s of the agent, the echo guard 15 dB stricter until
- * then; with @far_ref, the far end and the line before the canceller go
- * to the detector too (Detector::far_end). The agent is taken as speaking
- * at -12 dBFS. */
+/* the detector behind the element's echo path (bargein::EchoPath: the echo
+ * presence check, the canceller, the far end and the echo ceiling for the
+ * detector, its output once learnt); with @far_ref false, the
+ * detector gets neither the far end nor the ceiling (as before either
+ * existed). The agent is taken as speaking at -12 dBFS. */
 double g_echo_us[2] = {0, 0}; /* time in Detector::process on the echo set: without, with the far end */
 uint64_t g_echo_frames[2] = {0, 0};
 
 Result run_echo(const sig::Pcm &far, const sig::Pcm &near, const bargein::Params &p, bool far_ref) {
   bargein::Detector d(sig::kRate, p);
-  bargein::EchoCanceller aec(sig::kRate);
-  bargein::EchoPresence presence;
+  bargein::Detector ignored(sig::kRate, p); /* takes what @d is not to get */
+  bargein::EchoPath echo(sig::kRate);
   std::vector<int16_t> f(far.size()), s(near.size());
   {
     std::vector<uint8_t> fm = sig::to_mulaw(far), nm = sig::to_mulaw(near);
     pa::mulaw_decode_block(fm.data(), f.data(), fm.size());
     pa::mulaw_decode_block(nm.data(), s.data(), nm.size());
   }
-  bool echoes = false;
-  unsigned far_quiet = 0;
-  uint64_t heard = 0;
   std::vector<bargein::Decision> decs;
-  int16_t clean[80];
   for (size_t o = 0; o + 80 <= s.size() && o + 80 <= f.size(); o += 80) {
-    const int16_t *frame = s.data() + o, *ff = f.data() + o;
-    const double far_db = bargein::level_db(ff, 80), near_db = bargein::level_db(frame, 80);
-    if (!echoes) {
-      presence.add(far_db, near_db);
-      echoes = presence.known() && presence.correlation() >= 0.8;
-    }
-    far_quiet = far_db < -60 ? far_quiet + 1 : 0;
-    const int16_t *heard_frame = frame;
-    if (far_quiet < 100) {
-      std::copy(frame, frame + 80, clean);
-      aec.far(ff);
-      aec.near(clean);
-      if (echoes && heard >= 200) {
-        if (far_ref)
-          d.far_end(ff, frame, std::min(presence.lag(), bargein::Detector::max_echo_delay_frames()));
-        heard_frame = clean;
-      }
-      if (far_db >= -60)
-        heard++;
-    }
-    const bool warming = heard < 200 && far_quiet < 100 && (echoes || !presence.known());
-    auto agent = [warming] {
+    const int16_t *heard = echo.frame(f.data() + o, s.data() + o, far_ref ? d : ignored);
+    auto agent = [] {
       bargein::AgentState a;
-      a.level_db = warming ? -12 + 15 : -12;
+      a.level_db = -12;
       return a;
     };
     auto t0 = std::chrono::steady_clock::now();
-    bargein::Decision dec = d.process(heard_frame, agent);
+    bargein::Decision dec = d.process(heard, agent);
     g_echo_us[far_ref] += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
     g_echo_frames[far_ref]++;
     if (dec.action != bargein::Action::None)

@@ -408,6 +408,9 @@ Decision Detector::process(const int16_t *pcm, const std::function<AgentState()>
   double threshold = std::max(floor_db_ + p_.snr_db, p_.min_level_db);
   if (state_ != State::Idle)
     threshold = std::max(threshold, echo_db_ - p_.echo_margin_db);
+  if (ceiling_fresh_)
+    threshold = std::max(threshold, ceiling_db_);
+  ceiling_fresh_ = false;
   fi.loud = fi.level_db > threshold && !fi.dtmf && dtmf_hold_ == 0;
   /* pitch and tonality, for loud frames only (nothing else uses them) */
   fi.periodicity = 0;

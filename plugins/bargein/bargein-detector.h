@@ -99,6 +99,12 @@ public:
    * canceller was pitched too. Frames without it are judged as before. */
   void far_end(const int16_t *far8k, const int16_t *raw, unsigned delay_frames);
   static constexpr unsigned max_echo_delay_frames() { return 31; }
+  /* For the next process() only: sound at or below @db (dBFS) is the
+   * agent's echo, in every state (an onset is not made of it either). */
+  void echo_ceiling(double db) {
+    ceiling_db_ = db;
+    ceiling_fresh_ = true;
+  }
   const FrameInfo &last() const { return info_; }
   bool vad_is_webrtc() const;
   /* the burst that paused is still open (a resume or confirm is owed) */
@@ -123,6 +129,8 @@ private:
   unsigned far_delay_ = 0;
   bool far_fresh_ = false;    /* far_end() came for this frame */
   bool far_last_ = false;     /* ... and for the frame before */
+  double ceiling_db_ = -100.0; /* echo_ceiling() */
+  bool ceiling_fresh_ = false; /* ... came for this frame */
   double far_match(size_t lag) const;
   double far_coherence() const;
   FrameInfo info_;

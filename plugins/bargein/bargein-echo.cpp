@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "bargein-detector.h"
+
 namespace bargein {
 
 struct EchoCanceller::Apm {
@@ -130,6 +132,89 @@ void EchoPresence::add(double far_db, double near_db) {
   corr_ = best;
   lag_ = best_lag;
   known_ = true;
+  /* the loss at that lag, where the agent was clearly audible (not where
+   * the line's noise is all the near end has) */
+  const double *fw = far_ + size - w - best_lag;
+  double sum = 0;
+  unsigned loud = 0;
+  for (unsigned i = 0; i < w; i++)
+    if (fw[i] > -45.0) {
+      sum += nw[i] - fw[i];
+      loud++;
+    }
+  if (loud)
+    loss_ = sum / loud;
+}
+
+EchoPath::EchoPath(int rate) : aec_(rate), clean_(aec_.frame_samples()) {
+  std::fill(far_hist_, far_hist_ + kHistory, -100.0);
+}
+
+/* the loudest the agent's echo should be in this frame: the far end's
+ * level at the line's delay (a frame either way: the delay is known to
+ * 10 ms, and a syllable's edge can fall either side), plus the line's loss */
+double EchoPath::predicted_echo_db() const {
+  const unsigned lag = presence_.lag();
+  double far = -100.0;
+  for (unsigned back = lag ? lag - 1 : 0; back <= lag + 1 && back < kHistory; back++)
+    if (back < pos_)
+      far = std::max(far, far_hist_[(pos_ - 1 - back) % kHistory]);
+  return far + presence_.loss_db();
+}
+
+const int16_t *EchoPath::frame(const int16_t *far, const int16_t *near, Detector &det) {
+  const size_t n = aec_.frame_samples();
+  far_db_ = level_db(far, 80);
+  near_db_ = level_db(near, n);
+  far_hist_[pos_ % kHistory] = far_db_;
+  pos_++;
+  if (!line_echoes_) {
+    presence_.add(far_db_, near_db_);
+    line_echoes_ = presence_.known() && presence_.correlation() >= kEchoCorrelation;
+  }
+  const bool quiet = far_db_ < kFarQuietDb;
+  quiet_ = quiet ? quiet_ + 1 : 0;
+  const int16_t *heard = near;
+  ran_ = false;
+  taken_db_ = 0;
+  if (quiet_ < kTailFrames && aec_.ok()) {
+    std::copy(near, near + n, clean_.data());
+    aec_.far(far);
+    aec_.near(clean_.data());
+    ran_ = true;
+    taken_db_ = near_db_ - level_db(clean_.data(), n);
+    frames_++;
+    if (!quiet) {
+      heard_++;
+      taken_avg_ += (taken_db_ - taken_avg_) / static_cast<double>(std::min<uint64_t>(heard_, 500));
+    }
+    /* on a line that echoes, once the canceller has learnt it, the
+     * detector hears what the canceller leaves: the caller (within a dB
+     * or so), a noise on the line, without the agent's voice mixed in.
+     * Not on a line without echo (the canceller could only do harm), nor
+     * before it has learnt the line: until then it also takes the start
+     * of a caller's words now and then. */
+    if (learnt())
+      heard = clean_.data();
+  }
+  if (line_echoes_) {
+    /* every frame, the canceller running or not, so that the agent's
+     * voice at the line's delay is at hand from the first frame it could
+     * come back in: what the canceller lets through of the agent (in
+     * double talk, and in the first frames after the agent was silent,
+     * before it has caught up) is not taken for the caller's voice */
+    det.far_end(far, near, std::min(presence_.lag(), Detector::max_echo_delay_frames()));
+    if (heard == near)
+      det.echo_ceiling(predicted_echo_db() + kEchoCeilingMarginDb);
+  } else if (!presence_.known()) {
+    /* not known yet whether the line echoes (the agent's first 300 ms or
+     * so): as if it echoed as loud as a line may, at any delay */
+    double loudest = -100.0;
+    for (unsigned back = 0; back < kHistory && back < pos_; back++)
+      loudest = std::max(loudest, far_hist_[(pos_ - 1 - back) % kHistory]);
+    det.echo_ceiling(loudest + kLoudestLossDb + kEchoCeilingMarginDb);
+  }
+  return heard;
 }
 
 } // namespace bargein

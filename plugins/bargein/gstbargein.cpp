@@ -59,8 +59,10 @@
  * - echo of the agent's own voice: with #GstBargein:echo-cancel, an echo
  *   canceller (webrtc-audio-processing's AECM) takes the agent's voice out
  *   of the audio analysed, with what the caller heard as the far end (the
- *   `phoneagent/far-end` query, answered by twiliosink); then, with
- *   #GstBargein:echo-margin-db, sound
+ *   `phoneagent/far-end` query, answered by twiliosink); until it has
+ *   learnt the line (2 s of the agent), sound within 6 dB of the echo the
+ *   far end predicts (its level at the line's delay, plus the line's loss)
+ *   is ignored; then, with #GstBargein:echo-margin-db, sound
  *   more than that below the agent's level (the optional `level-db` field of
  *   the `phoneagent/heard` answer) is ignored; #GstBargein:min-level-db is an
  *   absolute floor; on a line that echoes, a pitch that is the agent's (its
@@ -214,6 +216,8 @@ struct Stats {
   guint64 echo_frames = 0;   /* frames through the echo canceller */
   double echo_taken_db = 0;  /* what it took out of frames while the agent spoke (average, dB) */
   bool line_echoes = false;  /* the caller's line was found to echo the agent */
+  guint echo_delay_ms = 0;   /* ... this late (10 ms steps) */
+  double echo_loss_db = 0;   /* ... this much quieter than the agent */
 };
 
 struct State {
@@ -225,13 +229,9 @@ struct State {
   bool paused = false;                   /* a phoneagent/pause is out, resume owed */
   bool pause_cleared = false;            /* ... and a phoneagent/pause-clear after it */
   bool rebuild = false;                  /* new settings, or a pause ended from outside: new detector */
-  std::unique_ptr<bargein::EchoCanceller> aec;
+  std::unique_ptr<bargein::EchoPath> echo; /* the canceller and its guards (one line: one call) */
   std::vector<uint8_t> far_mu;           /* the far end of this buffer's frames (phoneagent/far-end) */
-  std::vector<int16_t> far, clean;
-  unsigned far_quiet_frames = 0;         /* far-end frames of silence in a row */
-  guint64 far_heard_frames = 0;          /* far-end frames with the agent's voice, so far */
-  bargein::EchoPresence presence;        /* does the line echo the agent at all */
-  bool line_echoes = false;              /* it did, once: the same line, the whole call */
+  std::vector<int16_t> far;
 };
 } // namespace
 
@@ -309,7 +309,8 @@ static void gst_bargein_get_property(GObject *object, guint prop_id, GValue *val
                           c.dtmf_frames, "frames", G_TYPE_UINT64, c.frames, "pause-clears", G_TYPE_UINT64,
                           c.pause_clears, "echo-frames", G_TYPE_UINT64,
                           c.echo_frames, "echo-taken-db", G_TYPE_DOUBLE, c.echo_taken_db, "line-echoes",
-                          G_TYPE_BOOLEAN, c.line_echoes, nullptr));
+                          G_TYPE_BOOLEAN, c.line_echoes, "echo-delay-ms", G_TYPE_UINT, c.echo_delay_ms,
+                          "echo-loss-db", G_TYPE_DOUBLE, c.echo_loss_db, nullptr));
     break;
   }
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
@@ -445,29 +446,6 @@ static void end_pause(GstBargein *self, const char *reason) {
 /* a pause-clear also needs this much more sound than clear-voiced-ms (the
  * echo's residue and line blips are 20-40 ms of sound) */
 static const unsigned kClearMoreSoundMs = 20;
-/* the far end below this (dBFS) is silence */
-static const double kFarQuietDb = -60.0;
-/* after a second of the agent's silence (longer than a line's echo tail)
- * there is nothing to cancel: the canceller rests */
-static const unsigned kEchoTailFrames = 100;
-/* until the canceller has heard this much of the agent (10 ms frames) it
- * has not learnt the line: the echo guard is #kWarmUpMarginDb stricter */
-static const guint64 kWarmUpFrames = 200;
-static const double kWarmUpMarginDb = 15.0;
-/* the line echoes the agent: its level follows the agent's this closely */
-static const double kEchoCorrelation = 0.8;
-
-/* The canceller is still learning a line that echoes: less than
- * kWarmUpFrames of the agent heard, the agent audible in the last second,
- * and the line's levels following the agent's (bargein::EchoPresence; on
- * a line without echo, a caller who talks early is not held to the
- * stricter guard). Before there is enough to tell, assume an echo. */
-static bool warming_up(const State &st) {
-  if (st.far_heard_frames >= kWarmUpFrames || st.far_quiet_frames >= kEchoTailFrames)
-    return false;
-  return st.line_echoes || !st.presence.known();
-}
-
 static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer *buf) {
   GstBargein *self = GST_BARGEIN(trans);
   GstBargeinPrivate *p = self->priv;
@@ -529,62 +507,34 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
     if (got && st.acc.size() / n >= frames) {
       st.far.resize(st.far_mu.size());
       pa::mulaw_decode_block(st.far_mu.data(), st.far.data(), st.far_mu.size());
-      if (!st.aec || st.aec->frame_samples() != n) {
-        st.aec.reset(new bargein::EchoCanceller(st.rate));
-        if (!st.aec->ok())
+      if (!st.echo || st.echo->frame_samples() != n) {
+        st.echo.reset(new bargein::EchoPath(st.rate));
+        if (!st.echo->ok())
           GST_WARNING_OBJECT(self, "webrtc echo canceller unavailable: the agent's echo is only guarded by level");
       }
-      cancel = st.aec->ok();
+      cancel = true;
     }
   }
-  st.clean.resize(n);
 
   size_t off = 0;
   for (size_t f = 0; st.acc.size() - off >= n; f++) {
     const int16_t *frame = st.acc.data() + off;
     if (cancel && f < frames) {
-      const int16_t *far = st.far.data() + f * 80;
-      const double far_db = bargein::level_db(far, 80), near_db = bargein::level_db(frame, n);
-      if (!st.line_echoes) {
-        st.presence.add(far_db, near_db);
-        if (st.presence.known() && st.presence.correlation() >= kEchoCorrelation) {
-          st.line_echoes = true;
-          p->stats.line_echoes = true;
-          GST_INFO_OBJECT(self, "the caller's line echoes the agent (level correlation %.2f)",
-                          st.presence.correlation());
-        }
+      bargein::EchoPath &e = *st.echo;
+      const bool echoed = e.line_echoes();
+      frame = e.frame(st.far.data() + f * 80, frame, *st.det);
+      if (e.line_echoes() && !echoed) {
+        p->stats.line_echoes = true;
+        p->stats.echo_delay_ms = e.presence().lag() * 10;
+        p->stats.echo_loss_db = e.presence().loss_db();
+        GST_INFO_OBJECT(self, "the caller's line echoes the agent (level correlation %.2f, %u ms late, %.1f dB)",
+                        e.presence().correlation(), e.presence().lag() * 10, e.presence().loss_db());
       }
-      /* while the agent has been silent for a second (longer than any echo
-       * tail) there is nothing to cancel: save the work */
-      const bool quiet = far_db < kFarQuietDb;
-      st.far_quiet_frames = quiet ? st.far_quiet_frames + 1 : 0;
-      if (st.far_quiet_frames < kEchoTailFrames) {
-        std::copy(frame, frame + n, st.clean.data());
-        st.aec->far(far);
-        st.aec->near(st.clean.data());
-        /* on a line that echoes, once the canceller has learnt it, the
-         * detector hears what the canceller leaves: the caller (within a
-         * dB or so), a noise on the line, without the agent's voice mixed
-         * in. Not on a line without echo (the canceller could only do
-         * harm), nor before it has learnt the line: until then it also
-         * takes the start of a caller's words now and then (the stricter
-         * guard covers the echo meanwhile). */
-        const double taken = near_db - bargein::level_db(st.clean.data(), n);
-        if (st.line_echoes && st.far_heard_frames >= kWarmUpFrames) {
-          /* and, beside it, the agent and the line before the canceller:
-           * what the canceller lets through of the agent in double talk (a
-           * cough over the agent's voice), and what it makes of the cough,
-           * is not taken for the caller's voice */
-          st.det->far_end(far, frame, std::min(st.presence.lag(), bargein::Detector::max_echo_delay_frames()));
-          frame = st.clean.data();
-        }
-        GST_LOG_OBJECT(self, "echo canceller: far %.1f dBFS, took %.1f dB%s", far_db, taken,
-                       frame == st.clean.data() ? " (the detector hears what is left)" : "");
-        p->stats.echo_frames++;
-        if (!quiet) {
-          st.far_heard_frames++;
-          p->stats.echo_taken_db += (taken - p->stats.echo_taken_db) / std::min<double>(st.far_heard_frames, 500);
-        }
+      if (e.ran()) {
+        GST_LOG_OBJECT(self, "echo canceller: far %.1f dBFS, near %.1f dBFS, took %.1f dB%s", e.far_db(), e.near_db(),
+                       e.taken_db(), frame != st.acc.data() + off ? " (the detector hears what is left)" : "");
+        p->stats.echo_frames = e.frames();
+        p->stats.echo_taken_db = e.taken_avg_db();
       }
     }
     GstClockTime frame_rt = st.acc_rt;
@@ -597,14 +547,7 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
       agent = ask_agent(self);
       g.lock();
       asked = true;
-      bargein::AgentState a = agent;
-      if (cancel && warming_up(st) && a.level_db > -99) {
-        GST_DEBUG_OBJECT(self, "the echo canceller is still learning the line (%" G_GUINT64_FORMAT
-                         " frames of the agent heard, level correlation %.2f): echo guard %.0f dB stricter",
-                         st.far_heard_frames, st.presence.correlation(), kWarmUpMarginDb);
-        a.level_db += kWarmUpMarginDb;
-      }
-      return a;
+      return agent;
     };
     bargein::Decision d = st.det->process(frame, ask);
     off += n;
@@ -720,11 +663,7 @@ static gboolean gst_bargein_start(GstBaseTransform *trans) {
   st.pause_cleared = false;
   st.det.reset();
   /* a new call, maybe a new line: the canceller learns it again */
-  st.aec.reset();
-  st.presence = bargein::EchoPresence();
-  st.line_echoes = false;
-  st.far_quiet_frames = 0;
-  st.far_heard_frames = 0;
+  st.echo.reset();
   self->priv->stats = Stats();
   return TRUE;
 }
@@ -828,7 +767,8 @@ static void gst_bargein_class_init(GstBargeinClass *klass) {
                          "silent, DTMF frames, frames analysed, pause-clears sent, frames through the echo canceller "
                          "(echo-frames) and "
                          "how much it took out of them while the agent spoke (echo-taken-db, average), whether the "
-                         "caller's line was found to echo the agent (line-echoes)",
+                         "caller's line was found to echo the agent (line-echoes), and if so how late "
+                         "(echo-delay-ms) and how much quieter than the agent (echo-loss-db)",
                          GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);

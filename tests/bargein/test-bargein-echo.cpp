@@ -133,6 +133,72 @@ GST_START_TEST(test_canceller_keeps_caller) {
 }
 GST_END_TEST;
 
+/* bargein::EchoPath, the element's echo path, before its detector: the
+ * agent in phrases of 1.5 s with 1.1 s of silence between them (so the
+ * canceller rests and starts again), echoed 15 dB down, 60 ms late. It
+ * finds the line's delay and loss; while the canceller learns the line
+ * (the detector hears the line as is), the echo ceiling keeps the echo
+ * from even pausing the agent, where the same frames without it pause it
+ * from the first phrase on; and nothing is a barge-in. (After that, what
+ * the canceller leaks at the start of a phrase may pause the agent now
+ * and then: the ceiling is for the line as is, not for the canceller's
+ * output, where a caller talking under the echo's level is still heard.) */
+GST_START_TEST(test_echo_path_guards_the_detector) {
+  sig::Pcm phrase = agent_voice(1500), far;
+  while (far.size() < sig::samples(13000)) {
+    sig::append(far, phrase);
+    sig::append(far, sig::silence(1100));
+  }
+  sig::Pcm near = echo_of(far, 60, 15);
+  std::vector<uint8_t> fm = sig::to_mulaw(far), nm = sig::to_mulaw(near);
+  std::vector<int16_t> f(fm.size()), n(nm.size());
+  pa::mulaw_decode_block(fm.data(), f.data(), fm.size());
+  pa::mulaw_decode_block(nm.data(), n.data(), nm.size());
+  bargein::Params params;
+  auto agent = [] {
+    bargein::AgentState a;
+    a.level_db = -12; /* as twiliosink answers while the agent speaks */
+    return a;
+  };
+  guint learning_pauses[2] = {0, 0}, pauses[2] = {0, 0}, barge_ins[2] = {0, 0};
+  uint64_t learnt_at = 0;
+  bool echoes = false;
+  unsigned lag = 0;
+  double loss = 0;
+  for (int guarded = 0; guarded < 2; guarded++) {
+    bargein::EchoPath path(8000);
+    fail_unless(path.ok());
+    /* unguarded: what the path gives a detector goes to another one */
+    bargein::Detector det(8000, params), elsewhere(8000, params);
+    for (size_t o = 0; o + 80 <= n.size(); o += 80) {
+      const int16_t *heard = path.frame(f.data() + o, n.data() + o, guarded ? det : elsewhere);
+      if (!learnt_at && path.learnt())
+        learnt_at = o;
+      bargein::Decision d = det.process(heard, agent);
+      if (d.action == bargein::Action::Pause) {
+        pauses[guarded]++;
+        learning_pauses[guarded] += !path.learnt();
+      }
+      barge_ins[guarded] += d.action == bargein::Action::Confirm;
+    }
+    echoes = path.line_echoes();
+    lag = path.presence().lag();
+    loss = path.presence().loss_db();
+  }
+  g_print("echo path: the line echoes: %d, %u ms late, %.1f dB down; learnt at %" G_GUINT64_FORMAT
+          " ms. Without the ceiling and the far end: %u pauses while learning, %u in all, %u barge-ins; with them: %u, "
+          "%u, %u\n",
+          echoes, lag * 10, loss, learnt_at / 8, learning_pauses[0], pauses[0], barge_ins[0], learning_pauses[1],
+          pauses[1], barge_ins[1]);
+  fail_unless(echoes);
+  fail_unless(lag >= 5 && lag <= 7, "the echo found %u ms late", lag * 10);
+  fail_unless(loss > -16.5 && loss < -13.5, "the echo found %.1f dB down", loss);
+  fail_unless(learning_pauses[0] > 0, "the echo is too weak to test anything");
+  fail_unless_equals_int(learning_pauses[1], 0);
+  fail_unless_equals_int(barge_ins[1], 0);
+}
+GST_END_TEST;
+
 namespace {
 /* what the harness answers downstream of bargein, as twiliosink would while
  * the agent speaks: phoneagent/heard (speaking, at -12 dBFS) and
@@ -413,6 +479,7 @@ static Suite *bargein_echo_suite() {
   tcase_add_test(tc, test_canceller_removes_echo);
   tcase_add_test(tc, test_canceller_keeps_caller);
   tcase_add_test(tc, test_canceller_at_16khz);
+  tcase_add_test(tc, test_echo_path_guards_the_detector);
   tcase_add_test(tc, test_element_ignores_echo);
   tcase_add_test(tc, test_element_catches_caller_over_echo);
   tcase_add_test(tc, test_dtmf_over_echo);
