@@ -510,7 +510,8 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
       if (!st.echo || st.echo->frame_samples() != n) {
         st.echo.reset(new bargein::EchoPath(st.rate));
         if (!st.echo->ok())
-          GST_WARNING_OBJECT(self, "webrtc echo canceller unavailable: the agent's echo is only guarded by level");
+          GST_WARNING_OBJECT(self, "webrtc echo canceller unavailable: the agent's echo is only guarded by the far "
+                                   "end (its level and pitch at the line's delay)");
       }
       cancel = true;
     }
