@@ -17,7 +17,7 @@ if [ "$failed" -gt 0 ]; then
   # an error: a signal, a timeout); meson is a Python program, so python3
   # is there
   python3 - "$log" <<'PY' || true
-import json, re, sys
+import json, os, re, subprocess, sys
 verdict = re.compile(r"^\S+:\d+:[FE]:[^:]*:[^:]*:\d+: ")
 gstlog = re.compile(r"^\s*\d+:\d\d:\d\d\.\d+ |^\d+%: Checks:")
 print("== why they failed")
@@ -38,6 +38,29 @@ for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
             if gstlog.match(more) or verdict.search(more):
                 break
             print("      " + more[:400])
+    # a crash's backtrace (tests/common/pa-check.h prints it to stderr):
+    # frames without a symbol resolved with addr2line while the build is
+    # still there
+    err = t.get("stderr", "").splitlines()
+    for i, l in enumerate(err):
+        if not l.startswith("== crash backtrace"):
+            continue
+        print("    " + l)
+        for f in err[i + 1:i + 40]:
+            if f.startswith("== end of crash backtrace"):
+                break
+            where = ""
+            m = re.match(r"^(.+)\(\+0x([0-9a-f]+)\)\[", f)
+            if m and os.path.exists(m.group(1)):
+                try:
+                    out = subprocess.run(["addr2line", "-f", "-C", "-e", m.group(1), "0x" + m.group(2)],
+                                         capture_output=True, text=True, timeout=10).stdout.split("\n")
+                    if out and out[0] != "??":
+                        where = f"  {out[0][:120]} {out[1].rsplit('/', 1)[-1] if len(out) > 1 else ''}"
+                except (OSError, subprocess.SubprocessError):
+                    pass
+            print("      " + f[:200] + where)
+        break
 PY
 fi
 if [ "${skipped:-0}" -gt 0 ]; then
