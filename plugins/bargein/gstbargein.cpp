@@ -213,11 +213,7 @@ struct Settings {
 struct Stats {
   guint64 pauses = 0, resumes = 0, barge_ins = 0, rejected = 0, ignored_bursts = 0, dtmf_frames = 0, frames = 0;
   guint64 pause_clears = 0;  /* phoneagent/pause-clear sent */
-  guint64 echo_frames = 0;   /* frames through the echo canceller */
-  double echo_taken_db = 0;  /* what it took out of frames while the agent spoke (average, dB) */
-  bool line_echoes = false;  /* the caller's line was found to echo the agent */
-  guint echo_delay_ms = 0;   /* ... this late (10 ms steps) */
-  double echo_loss_db = 0;   /* ... this much quieter than the agent */
+  /* the echo path's own counters are read from it (State::echo) */
 };
 
 struct State {
@@ -302,15 +298,18 @@ static void gst_bargein_get_property(GObject *object, guint prop_id, GValue *val
   case PROP_CLEAR_VOICED_MS: g_value_set_uint(value, s.clear_voiced_ms); break;
   case PROP_STATS: {
     const Stats &c = self->priv->stats;
+    const bargein::EchoPath *e = self->priv->st.echo.get();
+    const bool echoes = e && e->line_echoes();
     g_value_take_boxed(value,
         gst_structure_new("bargein-stats", "pauses", G_TYPE_UINT64, c.pauses, "resumes", G_TYPE_UINT64, c.resumes,
                           "barge-ins", G_TYPE_UINT64, c.barge_ins, "rejected", G_TYPE_UINT64, c.rejected,
                           "ignored-bursts", G_TYPE_UINT64, c.ignored_bursts, "dtmf-frames", G_TYPE_UINT64,
                           c.dtmf_frames, "frames", G_TYPE_UINT64, c.frames, "pause-clears", G_TYPE_UINT64,
                           c.pause_clears, "echo-frames", G_TYPE_UINT64,
-                          c.echo_frames, "echo-taken-db", G_TYPE_DOUBLE, c.echo_taken_db, "line-echoes",
-                          G_TYPE_BOOLEAN, c.line_echoes, "echo-delay-ms", G_TYPE_UINT, c.echo_delay_ms,
-                          "echo-loss-db", G_TYPE_DOUBLE, c.echo_loss_db, nullptr));
+                          static_cast<guint64>(e ? e->frames() : 0), "echo-taken-db", G_TYPE_DOUBLE,
+                          e ? e->taken_avg_db() : 0.0, "line-echoes", G_TYPE_BOOLEAN, echoes, "echo-delay-ms",
+                          G_TYPE_UINT, echoes ? e->presence().lag() * 10 : 0u, "echo-loss-db", G_TYPE_DOUBLE,
+                          echoes ? e->presence().loss_db() : 0.0, nullptr));
     break;
   }
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
@@ -525,18 +524,12 @@ static GstFlowReturn gst_bargein_transform_ip(GstBaseTransform *trans, GstBuffer
       const bool echoed = e.line_echoes();
       frame = e.frame(st.far.data() + f * 80, frame, *st.det);
       if (e.line_echoes() && !echoed) {
-        p->stats.line_echoes = true;
-        p->stats.echo_delay_ms = e.presence().lag() * 10;
-        p->stats.echo_loss_db = e.presence().loss_db();
         GST_INFO_OBJECT(self, "the caller's line echoes the agent (level correlation %.2f, %u ms late, %.1f dB)",
                         e.presence().correlation(), e.presence().lag() * 10, e.presence().loss_db());
       }
-      if (e.ran()) {
+      if (e.ran())
         GST_LOG_OBJECT(self, "echo canceller: far %.1f dBFS, near %.1f dBFS, took %.1f dB%s", e.far_db(), e.near_db(),
                        e.taken_db(), frame != st.acc.data() + off ? " (the detector hears what is left)" : "");
-        p->stats.echo_frames = e.frames();
-        p->stats.echo_taken_db = e.taken_avg_db();
-      }
     }
     GstClockTime frame_rt = st.acc_rt;
     uint64_t frame_start = st.det->position();
