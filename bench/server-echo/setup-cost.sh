@@ -7,6 +7,9 @@
 #        GAP_MS=50
 #        AUDIO_MS=200   caller audio per call
 #        TEMPLATE=pipelines/echo.pipeline
+#        AGENT=1        the agent template instead (twiliosrc ! realtimemodel ! twiliosink
+#                       against a realtime-local --canned started here): what a call
+#                       with a model connection costs to set up
 #        SERVER_OPTS=   more phone-agent options
 #
 # After one warm-up call (the first loads the plugins), prints the server's
@@ -27,19 +30,31 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 TEMPLATE=${TEMPLATE:-$SRC/pipelines/echo.pipeline}
 SERVER=$BUILD/tools/phone-agent/phone-agent
 EMU=$BUILD/tools/twilio-emulator/twilio-emulator
-for exe in "$SERVER" "$EMU"; do
+MODEL=$BUILD/tools/realtime-local/realtime-local
+AGENT=${AGENT:-0}
+for exe in "$SERVER" "$EMU" $([ "$AGENT" = 1 ] && echo "$MODEL"); do
   [ -x "$exe" ] || { echo "setup-cost.sh: $exe not found: build first (ninja -C $BUILD)" >&2; exit 2; }
 done
 BUILD_ABS=$(cd "$BUILD" && pwd)
-export GST_PLUGIN_PATH="$BUILD_ABS/plugins/twilio"
+export GST_PLUGIN_PATH="$BUILD_ABS/plugins/twilio:$BUILD_ABS/plugins/realtime"
 TMP=$(mktemp -d)
 PID=
+MPID=
 cleanup() {
-  [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+  for p in $PID $MPID; do kill "$p" 2>/dev/null || true; done
   rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
 LIMIT_S=$((CALLS * GAP_MS / 1000 + AUDIO_MS / 1000 + 60))
+
+if [ "$AGENT" = 1 ]; then
+  timeout -s KILL "$((LIMIT_S + 30))" "$MODEL" --address 127.0.0.1 --port 0 --canned > "$TMP/model.out" 2> "$TMP/model.err" &
+  MPID=$!
+  mport=$(wait_for "$TMP/model.out" 's/^realtime-local: serving ws:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p') ||
+    { echo "setup-cost.sh: the model did not start:" >&2; cat "$TMP/model.err" >&2; exit 1; }
+  TEMPLATE=$TMP/agent.pipeline
+  printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime ! twiliosink\n' "$mport" > "$TEMPLATE"
+fi
 
 : > "$TMP/server.out"
 timeout -s KILL "$((LIMIT_S + 30))" "$SERVER" serve --pipeline "$TEMPLATE" --address 127.0.0.1 --port 0 \
