@@ -19,7 +19,7 @@
 # profile stays in OUT_FILE for callgrind_annotate. Needs valgrind and jq.
 # Talks only to 127.0.0.1; every process is bounded by timeout.
 set -eu
-. "$(dirname "$0")/../common/lib.sh" # wait_for, server_port
+. "$(dirname "$0")/../common/lib.sh" # wait_for, callgrind_calls
 BUILD=${1:-./build}
 OUT=${2:-$(mktemp /tmp/callgrind.agent.XXXXXX)}
 CALLS=${CALLS:-3}
@@ -50,18 +50,8 @@ MPORT=$(wait_for "$TMP/model.out" 's/^realtime-local: serving ws:\/\/127\.0\.0\.
   { echo "callgrind.sh: the model did not start:" >&2; cat "$TMP/model.err" >&2; exit 1; }
 printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime ! twiliosink\n' "$MPORT" > "$TMP/agent.pipeline"
 
-: > "$TMP/server.out" # read below before the server may have opened it
-timeout -s KILL 600 valgrind --tool=callgrind --callgrind-out-file="$OUT" "$SERVER" serve \
-  --pipeline "$TMP/agent.pipeline" --address 127.0.0.1 --port 0 --max-calls 0 --media-threads 1 \
-  --log-level error > "$TMP/server.out" 2> "$TMP/server.err" &
-VP=$!
-PORT=$(server_port "$TMP/server.out" 60) || { echo "callgrind.sh: the server did not start:" >&2; cat "$TMP/server.err" >&2; exit 1; }
-timeout -s KILL 180 "$EMU" --url "http://127.0.0.1:$PORT/twilio/voice" --calls "$CALLS" --audio "synth:$AUDIO_MS" \
-  --tail-ms 1000 --transport raw --quiet --max-duration-s 120 --report "$TMP/report.json" > /dev/null 2>&1 || true
-sleep 1
-kill -INT "$VP"
-wait "$VP" || true
-VP=
+callgrind_calls "$SERVER" "$EMU" "$TMP/agent.pipeline" "$OUT" "$CALLS" "$AUDIO_MS" "$TMP" --report "$TMP/report.json" ||
+  exit 1
 [ -s "$TMP/report.json" ] || { echo "callgrind.sh: no emulator report" >&2; exit 1; }
 # frames the caller sent, and the agent's frames the caller heard (20 ms each)
 set -- $(jq -r '[ ([.calls[].frames_sent // 0] | add), ([.calls[].played_ms // 0] | add / 20 | floor) ] | map(tostring) | join(" ")' "$TMP/report.json")

@@ -18,3 +18,27 @@ wait_for() {
 server_port() {
   wait_for "$1" 's/^phone-agent: listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "${2:-5}"
 }
+
+# callgrind_calls SERVER EMU TEMPLATE OUT CALLS AUDIO_MS TMPDIR [EMULATOR OPTIONS...]:
+# runs SERVER (tools/phone-agent) under callgrind (profile in OUT) with the
+# pipeline TEMPLATE on one media thread, places CALLS calls of AUDIO_MS of
+# synthetic speech with EMU (tools/twilio-emulator; more options after),
+# then stops the server with SIGINT so that callgrind writes its profile.
+# VP is the valgrind process while it runs (for the caller's exit trap).
+callgrind_calls() {
+  _server=$1 _emu=$2 _template=$3 _out=$4 _calls=$5 _audio=$6 _tmp=$7
+  shift 7
+  : > "$_tmp/server.out" # read below before the server may have opened it
+  timeout -s KILL 600 valgrind --tool=callgrind --callgrind-out-file="$_out" "$_server" serve \
+    --pipeline "$_template" --address 127.0.0.1 --port 0 --max-calls 0 --media-threads 1 \
+    --log-level error > "$_tmp/server.out" 2> "$_tmp/server.err" &
+  VP=$!
+  _port=$(server_port "$_tmp/server.out" 60) ||
+    { echo "callgrind: the server did not start:" >&2; cat "$_tmp/server.err" >&2; return 1; }
+  timeout -s KILL 180 "$_emu" --url "http://127.0.0.1:$_port/twilio/voice" --calls "$_calls" --audio "synth:$_audio" \
+    --tail-ms 1000 --transport raw --quiet --max-duration-s 120 "$@" > /dev/null 2>&1 || true
+  sleep 1
+  kill -INT "$VP"
+  wait "$VP" || true
+  VP=
+}

@@ -13,7 +13,7 @@
 # callgrind_annotate. Needs valgrind. Talks only to 127.0.0.1; every process
 # is bounded by timeout.
 set -eu
-. "$(dirname "$0")/../common/lib.sh" # wait_for, server_port
+. "$(dirname "$0")/../common/lib.sh" # callgrind_calls
 BUILD=${1:-./build}
 OUT=${2:-$(mktemp /tmp/callgrind.echo.XXXXXX)}
 CALLS=${CALLS:-3}
@@ -32,18 +32,7 @@ VP=
 cleanup() { [ -n "$VP" ] && kill -KILL "$VP" 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-: > "$TMP/server.out" # read below before the server may have opened it
-timeout -s KILL 600 valgrind --tool=callgrind --callgrind-out-file="$OUT" "$SERVER" serve \
-  --pipeline "$SRC/pipelines/echo.pipeline" --address 127.0.0.1 --port 0 --max-calls 0 --media-threads 1 \
-  --log-level error > "$TMP/server.out" 2> "$TMP/server.err" &
-VP=$!
-PORT=$(server_port "$TMP/server.out" 60) || { echo "callgrind.sh: the server did not start:" >&2; cat "$TMP/server.err" >&2; exit 1; }
-timeout -s KILL 120 "$EMU" --url "http://127.0.0.1:$PORT/twilio/voice" --calls "$CALLS" --audio "synth:$AUDIO_MS" \
-  --tail-ms 1000 --transport raw --quiet --max-duration-s 90 > /dev/null 2>&1 || true
-sleep 1
-kill -INT "$VP"
-wait "$VP" || true
-VP=
+callgrind_calls "$SERVER" "$EMU" "$SRC/pipelines/echo.pipeline" "$OUT" "$CALLS" "$AUDIO_MS" "$TMP" || exit 1
 echo "callgrind: echo server, $CALLS calls x $AUDIO_MS ms on one media thread ($BUILD); profile in $OUT"
 callgrind_annotate "$OUT" 2> /dev/null | grep "PROGRAM TOTALS"
 callgrind_annotate --inclusive=yes --tree=none "$OUT" 2> /dev/null | awk '

@@ -43,6 +43,16 @@ bool fail(const char *what) {
   return false;
 }
 
+/* @out on every socket of @tx in turn; the CPU time that took (µs), or
+ * -1 when a send failed */
+double send_round(const std::vector<int> &tx, const std::vector<char> &out) {
+  double t0 = thread_cpu_us();
+  for (int fd : tx)
+    if (send(fd, out.data(), out.size(), 0) != static_cast<ssize_t>(out.size()))
+      return fail("send"), -1;
+  return thread_cpu_us() - t0;
+}
+
 /* a connected pair on 127.0.0.1: @a sends, @b receives */
 bool make_pair(int listener, const sockaddr_in &addr, int &a, int &b) {
   a = socket(AF_INET, SOCK_STREAM, 0);
@@ -68,7 +78,7 @@ int main(int argc, char **argv) {
   if (rounds == 0 && pairs > 0)
     rounds = (wake ? 2000 : 20000) / pairs + 1;
   if (pairs < 1 || pairs > 2000 || bytes < 1 || bytes > 16384 || rounds < 1 || rounds > 1000000) {
-    fprintf(stderr, "usage: %s [PAIRS 1-2000] [BYTES 1-16384] [ROUNDS 1-1000000] [WAKE 0|1]\n", argv[0]);
+    fprintf(stderr, "usage: %s [PAIRS 1-2000] [BYTES 1-16384] [ROUNDS 0-1000000, 0: the default] [WAKE 0|1]\n", argv[0]);
     return 2;
   }
   int listener = socket(AF_INET, SOCK_STREAM, 0);
@@ -112,14 +122,12 @@ int main(int argc, char **argv) {
       }
     });
     double send_us = 0;
-    for (int r = 0; r < rounds; r++) {
-      double t0 = thread_cpu_us();
-      for (int fd : tx)
-        if (send(fd, out.data(), out.size(), 0) != bytes)
-          return fail("send"), 1;
-      double t1 = thread_cpu_us();
+    bool ok = true;
+    for (int r = 0; r < rounds && ok; r++) {
+      double us = send_round(tx, out);
+      ok = us >= 0;
       if (r > 0)
-        send_us += t1 - t0;
+        send_us += us;
       /* 1 ms for the receiver to fall asleep again; spinning, not sleeping:
        * the first send after a sleep of the sender's own costs much more
        * here (the wake-up bench), and that is not what is measured */
@@ -129,18 +137,19 @@ int main(int argc, char **argv) {
         clock_gettime(CLOCK_MONOTONIC, &now);
       while ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) < 1000000L);
     }
-    receiver.join();
+    receiver.join(); /* within a second of the last message, or of a failed send */
     close(ep);
+    if (!ok)
+      return 1;
     double ops = static_cast<double>(pairs) * (rounds > 1 ? rounds - 1 : 1);
     printf("LOOPBACK pairs=%d bytes=%d wake send_us=%.2f\n", pairs, bytes, send_us / ops);
     return 0;
   }
   double send_us = 0, recv_us = 0;
   for (int r = 0; r < rounds; r++) {
-    double t0 = thread_cpu_us();
-    for (int fd : tx)
-      if (send(fd, out.data(), out.size(), 0) != bytes)
-        return fail("send"), 1;
+    double us = send_round(tx, out);
+    if (us < 0)
+      return 1;
     double t1 = thread_cpu_us();
     for (int fd : rx) {
       size_t got = 0;
@@ -153,7 +162,7 @@ int main(int argc, char **argv) {
     }
     double t2 = thread_cpu_us();
     if (r > 0) { /* the first round warms up */
-      send_us += t1 - t0;
+      send_us += us;
       recv_us += t2 - t1;
     }
   }
