@@ -19,7 +19,7 @@
 # profile stays in OUT_FILE for callgrind_annotate. Needs valgrind and jq.
 # Talks only to 127.0.0.1; every process is bounded by timeout.
 set -eu
-. "$(dirname "$0")/../common/lib.sh" # wait_for, callgrind_calls
+. "$(dirname "$0")/../common/lib.sh" # model_port, callgrind_calls
 BUILD=${1:-./build}
 OUT=${2:-$(mktemp /tmp/callgrind.agent.XXXXXX)}
 CALLS=${CALLS:-3}
@@ -43,10 +43,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-: > "$TMP/model.out"
 timeout -s KILL 600 "$MODEL" --address 127.0.0.1 --port 0 --canned > "$TMP/model.out" 2> "$TMP/model.err" &
 MP=$!
-MPORT=$(wait_for "$TMP/model.out" 's/^realtime-local: serving ws:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p') ||
+MPORT=$(model_port "$TMP/model.out") ||
   { echo "callgrind.sh: the model did not start:" >&2; cat "$TMP/model.err" >&2; exit 1; }
 printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime ! twiliosink\n' "$MPORT" > "$TMP/agent.pipeline"
 

@@ -33,7 +33,7 @@
 # Builds nothing: run `ninja -C BUILD_DIR` first. Needs jq. Everything stays
 # on 127.0.0.1; every process runs under timeout and is killed at exit.
 set -eu
-. "$(dirname "$0")/../common/lib.sh" # wait_for, server_port
+. "$(dirname "$0")/../common/lib.sh" # server_port, model_port
 
 BUILD=${1:-./build}
 CALLS=${CALLS:-10 25 50}
@@ -83,7 +83,7 @@ run_once() {
   # the model: one process for all calls, fresh for each N
   timeout --foreground -s KILL "$KILL_S" "$MODEL" --address 127.0.0.1 --port 0 --canned > "$TMP/model.out" 2> "$TMP/model.err" &
   MODEL_PID=$!
-  if ! mport=$(wait_for "$TMP/model.out" 's/^realtime-local: serving ws:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p'); then
+  if ! mport=$(model_port "$TMP/model.out"); then
     echo "run.sh: the model did not start:" >&2; cat "$TMP/model.out" "$TMP/model.err" >&2; exit 1
   fi
   printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime %s ! twiliosink %s\n' \

@@ -19,6 +19,11 @@ server_port() {
   wait_for "$1" 's/^phone-agent: listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "${2:-5}"
 }
 
+# model_port FILE [SECONDS]: the port tools/realtime-local says it serves on
+model_port() {
+  wait_for "$1" 's/^realtime-local: serving ws:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' "${2:-5}"
+}
+
 # callgrind_calls SERVER EMU TEMPLATE OUT CALLS AUDIO_MS TMPDIR [EMULATOR OPTIONS...]:
 # runs SERVER (tools/phone-agent) under callgrind (profile in OUT) with the
 # pipeline TEMPLATE on one media thread, places CALLS calls of AUDIO_MS of

@@ -21,7 +21,7 @@
 # wakes up to 100 times a second whatever the number of calls. Talks only to
 # 127.0.0.1; every process is bounded in time.
 set -eu
-. "$(dirname "$0")/../common/lib.sh" # wait_for, server_port
+. "$(dirname "$0")/../common/lib.sh" # server_port, model_port
 BUILD=${1:-./build}
 CALLS=${CALLS:-200}
 GAP_MS=${GAP_MS:-50}
@@ -50,7 +50,7 @@ LIMIT_S=$((CALLS * GAP_MS / 1000 + AUDIO_MS / 1000 + 60))
 if [ "$AGENT" = 1 ]; then
   timeout -s KILL "$((LIMIT_S + 30))" "$MODEL" --address 127.0.0.1 --port 0 --canned > "$TMP/model.out" 2> "$TMP/model.err" &
   MPID=$!
-  mport=$(wait_for "$TMP/model.out" 's/^realtime-local: serving ws:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p') ||
+  mport=$(model_port "$TMP/model.out") ||
     { echo "setup-cost.sh: the model did not start:" >&2; cat "$TMP/model.err" >&2; exit 1; }
   TEMPLATE=$TMP/agent.pipeline
   printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime ! twiliosink\n' "$mport" > "$TEMPLATE"
