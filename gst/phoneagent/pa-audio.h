@@ -34,6 +34,13 @@ PA_API void base64_encode_append(std::string &out, const uint8_t *data, size_t l
 /* Strict decoder: returns false on any character outside the alphabet, bad
  * padding or a length that is not a multiple of 4. */
 PA_API bool base64_decode(std::string_view in, std::vector<uint8_t> &out);
+/* The codecs behind those: the functions above use the fastest this CPU
+ * has; these name one, for tests and benchmarks (an implementation the CPU
+ * lacks falls back to Scalar). Output and errors are the same for all. */
+enum class Base64Impl { Scalar, SSSE3 };
+PA_API bool base64_impl_available(Base64Impl impl);
+PA_API void base64_encode_append_with(Base64Impl impl, std::string &out, const uint8_t *data, size_t len);
+PA_API bool base64_decode_with(Base64Impl impl, std::string_view in, std::vector<uint8_t> &out);
 
 /* ---- WAV files ---- */
 enum class WavFormat { PCM16, MULAW };

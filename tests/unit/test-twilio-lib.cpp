@@ -357,6 +357,65 @@ GST_START_TEST(test_base64) {
 }
 GST_END_TEST;
 
+/* Each codec (the SSSE3 one works 16 characters at a time, the scalar one
+ * finishes what is left) against GLib, and against bad input in every lane
+ * of a Twilio-sized payload. */
+GST_START_TEST(test_base64_codecs) {
+  std::vector<Base64Impl> impls = {Base64Impl::Scalar};
+  if (base64_impl_available(Base64Impl::SSSE3))
+    impls.push_back(Base64Impl::SSSE3);
+  else
+    g_print("test_base64_codecs: this CPU has no SSSE3; only the scalar codec is tested\n");
+  std::mt19937 rng(7);
+  for (Base64Impl impl : impls) {
+    for (size_t len = 0; len < 300; len++) {
+      std::vector<uint8_t> in(len);
+      for (auto &b : in)
+        b = static_cast<uint8_t>(rng());
+      std::string enc = "x";
+      base64_encode_append_with(impl, enc, in.data(), in.size());
+      gchar *ref = g_base64_encode(in.data(), in.size());
+      assert_str(enc.c_str() + 1, ref);
+      std::vector<uint8_t> out;
+      fail_unless(base64_decode_with(impl, ref, out) && out == in, "impl %d: length %zu does not decode back",
+                  static_cast<int>(impl), len);
+      g_free(ref);
+    }
+    /* all 256 byte values, so every character of the alphabet is met in
+     * every lane */
+    std::vector<uint8_t> all(256 * 3);
+    for (size_t i = 0; i < all.size(); i++)
+      all[i] = static_cast<uint8_t>(i * 7 + i / 256);
+    std::string enc;
+    base64_encode_append_with(impl, enc, all.data(), all.size());
+    gchar *ref = g_base64_encode(all.data(), all.size());
+    assert_str(enc.c_str(), ref);
+    g_free(ref);
+    std::vector<uint8_t> out;
+    fail_unless(base64_decode_with(impl, enc, out) && out == all);
+    /* one bad byte anywhere in a 160-byte frame's 216 characters */
+    std::vector<uint8_t> frame(kTwilioFrameBytes);
+    for (auto &b : frame)
+      b = static_cast<uint8_t>(rng());
+    std::string good;
+    base64_encode_append_with(impl, good, frame.data(), frame.size());
+    for (int c = 0; c < 256; c++) {
+      if (g_ascii_isalnum(c) || c == '+' || c == '/')
+        continue;
+      for (size_t pos = 0; pos < good.size(); pos++) {
+        if (c == '=' && pos >= good.size() - 2)
+          continue; /* the padding itself */
+        std::string t = good;
+        t[pos] = static_cast<char>(c);
+        out = {1};
+        fail_if(base64_decode_with(impl, t, out), "impl %d: byte %d at %zu accepted", static_cast<int>(impl), c, pos);
+        fail_unless(out.empty());
+      }
+    }
+  }
+}
+GST_END_TEST;
+
 GST_START_TEST(test_wav_and_resample) {
   /* 1 s of a 440 Hz tone at 44.1 kHz stereo, through a file, to μ-law 8 kHz */
   const int rate = 44100;
@@ -474,6 +533,7 @@ static Suite *twilio_lib_suite(void) {
   tcase_add_test(tc, test_mulaw_mean_square);
   tcase_add_test(tc, test_json_escaping_roundtrip);
   tcase_add_test(tc, test_base64);
+  tcase_add_test(tc, test_base64_codecs);
   tcase_add_test(tc, test_wav_and_resample);
   return s;
 }
