@@ -19,7 +19,7 @@
 # profile stays in OUT_FILE for callgrind_annotate. Needs valgrind and jq.
 # Talks only to 127.0.0.1; every process is bounded by timeout.
 set -eu
-. "$(dirname "$0")/../common/lib.sh" # model_port, callgrind_calls
+. "$(dirname "$0")/../common/lib.sh" # model_port, callgrind_calls, kill_wrapped
 BUILD=${1:-./build}
 OUT=${2:-$(mktemp /tmp/callgrind.agent.XXXXXX)}
 CALLS=${CALLS:-3}
@@ -38,7 +38,7 @@ TMP=$(mktemp -d)
 VP=
 MP=
 cleanup() {
-  for p in $VP $MP; do kill -KILL "$p" 2>/dev/null || true; done
+  kill_wrapped $VP $MP
   rm -rf "$TMP"
 }
 trap cleanup EXIT

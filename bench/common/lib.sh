@@ -24,6 +24,16 @@ model_port() {
   wait_for "$1" 's/^realtime-local: serving ws:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' "${2:-5}"
 }
 
+# kill_wrapped PID...: kills each process started as `timeout ... PROGRAM &`
+# ($! is timeout's PID) and the program under it: SIGKILL to timeout alone
+# would leave the program running until its own end.
+kill_wrapped() {
+  for _p in "$@"; do
+    pkill -KILL -P "$_p" 2> /dev/null || true
+    kill -KILL "$_p" 2> /dev/null || true
+  done
+}
+
 # callgrind_calls SERVER EMU TEMPLATE OUT CALLS AUDIO_MS TMPDIR [EMULATOR OPTIONS...]:
 # runs SERVER (tools/phone-agent) under callgrind (profile in OUT) with the
 # pipeline TEMPLATE on one media thread, places CALLS calls of AUDIO_MS of

@@ -13,7 +13,7 @@
 # callgrind_annotate. Needs valgrind. Talks only to 127.0.0.1; every process
 # is bounded by timeout.
 set -eu
-. "$(dirname "$0")/../common/lib.sh" # callgrind_calls
+. "$(dirname "$0")/../common/lib.sh" # callgrind_calls, kill_wrapped
 BUILD=${1:-./build}
 OUT=${2:-$(mktemp /tmp/callgrind.echo.XXXXXX)}
 CALLS=${CALLS:-3}
@@ -29,7 +29,7 @@ BUILD_ABS=$(cd "$BUILD" && pwd)
 export GST_PLUGIN_PATH="$BUILD_ABS/plugins/twilio"
 TMP=$(mktemp -d)
 VP=
-cleanup() { [ -n "$VP" ] && kill -KILL "$VP" 2>/dev/null; rm -rf "$TMP"; }
+cleanup() { kill_wrapped $VP; rm -rf "$TMP"; }
 trap cleanup EXIT
 
 callgrind_calls "$SERVER" "$EMU" "$SRC/pipelines/echo.pipeline" "$OUT" "$CALLS" "$AUDIO_MS" "$TMP" || exit 1
