@@ -204,7 +204,11 @@ __attribute__((target("ssse3"))) bool decode_ssse3(const uint8_t *p, size_t ncha
 
 #endif /* PA_BASE64_SSSE3 */
 
-void encode_with(Base64Impl impl, char *o, const uint8_t *data, size_t len) {
+/* Appends the encoding of @data to @out with @impl (one the CPU has). */
+void encode_with(Base64Impl impl, std::string &out, const uint8_t *data, size_t len) {
+  size_t start = out.size();
+  out.resize(start + ((len + 2) / 3) * 4);
+  char *o = out.data() + start;
 #ifdef PA_BASE64_SSSE3
   if (impl == Base64Impl::SSSE3) {
     size_t done = encode_ssse3(o, data, len);
@@ -289,9 +293,7 @@ bool base64_impl_available(Base64Impl impl) {
 }
 
 void base64_encode_append_with(Base64Impl impl, std::string &out, const uint8_t *data, size_t len) {
-  size_t start = out.size();
-  out.resize(start + ((len + 2) / 3) * 4);
-  encode_with(base64_impl_available(impl) ? impl : Base64Impl::Scalar, out.data() + start, data, len);
+  encode_with(base64_impl_available(impl) ? impl : Base64Impl::Scalar, out, data, len);
 }
 
 bool base64_decode_with(Base64Impl impl, std::string_view in, std::vector<uint8_t> &out) {
@@ -306,9 +308,7 @@ std::string base64_encode(const uint8_t *data, size_t len) {
 
 void base64_encode_append(std::string &out, const uint8_t *data, size_t len) {
   static const Base64Impl impl = best_impl();
-  size_t start = out.size();
-  out.resize(start + ((len + 2) / 3) * 4);
-  encode_with(impl, out.data() + start, data, len);
+  encode_with(impl, out, data, len);
 }
 
 bool base64_decode(std::string_view in, std::vector<uint8_t> &out) {
