@@ -380,10 +380,16 @@ private:
 
   /* ---- reading: rlock_ held ---- */
 
+  /* The loop watches edges (EPOLLET): a read shorter than @size emptied
+   * the socket, and new bytes make a new edge; after four full reads (a
+   * burst: other sockets get their turn) the socket is armed again, which
+   * reports it at once if bytes are still there. */
   void read_some(uint8_t *buf, size_t size) {
     for (int round = 0; round < 4; round++) {
       ssize_t n = ::recv(fd_, buf, size, MSG_DONTWAIT);
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return;
       if (n <= 0) {
         if (n < 0)
@@ -396,6 +402,9 @@ private:
       if (static_cast<size_t>(n) < size)
         return;
     }
+    std::lock_guard<std::mutex> g(wlock_);
+    if (fd_ >= 0 && !pulled_)
+      arm_locked();
   }
 
   /* Handles the frames in what was just read: in place when nothing was
@@ -559,10 +568,12 @@ private:
   /* ---- writing: wlock_ held ---- */
 
   /* What epoll watches: reads unless a streaming thread pulls (then only a
-   * one-shot hang-up), and writes while some are pending. */
+   * one-shot hang-up), and writes while some are pending. Edge-triggered
+   * (see read_some()); arming again reports what is ready now, so a
+   * puller letting go (release()) hands back unread bytes too. */
   void arm_locked() {
     struct epoll_event ev = {};
-    ev.events = (pulled_ ? uint32_t(EPOLLONESHOT) : uint32_t(EPOLLIN)) | (want_write_ ? uint32_t(EPOLLOUT) : 0u);
+    ev.events = (pulled_ ? uint32_t(EPOLLONESHOT) : uint32_t(EPOLLIN | EPOLLET)) | (want_write_ ? uint32_t(EPOLLOUT) : 0u);
     ev.data.ptr = this;
     epoll_ctl(epfd_, EPOLL_CTL_MOD, fd_, &ev);
   }
@@ -961,7 +972,7 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
     if (!threaded)
       n_sockets = sockets.size(); /* on media threads SocketLoop::adopt() counted it already */
     struct epoll_event ev = {};
-    ev.events = EPOLLIN;
+    ev.events = EPOLLIN | EPOLLET; /* see MediaSocket::read_some() */
     ev.data.ptr = s.get();
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
       GST_WARNING("cannot watch a stream's socket: %s", g_strerror(errno));

@@ -272,11 +272,14 @@ struct WsClient::Conn : std::enable_shared_from_this<WsClient::Conn> {
 
   /* ---- writing, any thread, under mu ---- */
 
-  void watch_locked(uint32_t ev) {
-    if (fd < 0 || ev == events)
+  /* Edge-triggered: Loop::on_ready() reads until a short read, and arms
+   * again (@force) when it stops before that; arming reports what is ready
+   * now. */
+  void watch_locked(uint32_t ev, bool force = false) {
+    if (fd < 0 || (ev == events && !force))
       return;
     epoll_event e{};
-    e.events = ev;
+    e.events = ev | EPOLLET;
     e.data.ptr = this;
     if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &e) == 0)
       events = ev;
@@ -391,7 +394,7 @@ private:
 
   void on_ready(Conn *c, uint32_t ev);
   void on_connected(Conn *c);
-  void read_some(Conn *c);
+  bool read_some(Conn *c);
   void consume(Conn *c);
   bool consume_response_head(Conn *c);
   bool consume_frames(Conn *c);
@@ -805,7 +808,7 @@ void Loop::connect(const std::shared_ptr<Conn> &cp) {
   }
   conns_[c] = cp;
   epoll_event e{};
-  e.events = EPOLLOUT;
+  e.events = EPOLLOUT | EPOLLET; /* see Conn::watch_locked() */
   e.data.ptr = c;
   epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &e);
   GST_DEBUG("connecting to %s port %d (%s)", c->address.c_str(), c->url.port, c->url.tls ? "TLS" : "plain");
@@ -849,8 +852,17 @@ void Loop::on_ready(Conn *c, uint32_t ev) {
     }
     c->set_queued_locked();
   }
-  if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
-    read_some(c);
+  if (!(ev & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+    return;
+  /* until a read comes back short (the socket is empty: new bytes make a
+   * new edge), or four full reads (other sockets get their turn; armed
+   * again, the socket is reported again at once) */
+  for (int round = 0; round < 4; round++) {
+    if (!read_some(c) || !conns_.count(c))
+      return;
+  }
+  std::lock_guard<std::mutex> g(c->mu);
+  c->watch_locked(c->events, true);
 }
 
 void Loop::on_connected(Conn *c) {
@@ -897,7 +909,8 @@ void Loop::start_upgrade_locked(Conn *c) {
   c->out_locked(req);
 }
 
-void Loop::read_some(Conn *c) {
+/* TRUE when the read filled the buffer: more may be waiting. */
+bool Loop::read_some(Conn *c) {
   char buf[kReadChunk];
   int fd;
   {
@@ -905,8 +918,10 @@ void Loop::read_some(Conn *c) {
     fd = c->fd;
   }
   ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-    return;
+  if (n < 0 && errno == EINTR)
+    return true; /* try again */
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    return false;
   bool open;
   {
     std::lock_guard<std::mutex> g(c->mu);
@@ -919,7 +934,7 @@ void Loop::read_some(Conn *c) {
       finish(c, c->peer_code ? c->peer_code : 1006, c->peer_code ? c->peer_reason : why);
     else
       finish(c, c->http_status, why);
-    return;
+    return false;
   }
   c->last_rx = g_get_monotonic_time();
   bool handshake_done = false;
@@ -965,9 +980,10 @@ void Loop::read_some(Conn *c) {
   if (!tls_error.empty()) {
     GST_DEBUG("TLS failed: %s", tls_error.c_str());
     finish(c, open ? 1006 : 0, tls_error);
-    return;
+    return false;
   }
   consume(c);
+  return static_cast<size_t>(n) == sizeof(buf);
 }
 
 /* Handles what has been read: the upgrade's answer, then frames. */

@@ -430,6 +430,28 @@ GST_START_TEST(test_frames_split_anywhere) {
 }
 GST_END_TEST;
 
+/* A burst far larger than one turn of reading (four reads of 64 KiB) with
+ * nothing after it, read slowly enough that the socket's receive queue
+ * fills: every message still arrives. The loop watches edges, so what is
+ * left after a turn is reported only because the socket is armed again. */
+GST_START_TEST(test_burst_larger_than_a_turn) {
+  RawClient t;
+  t.upgrade();
+  Events &ev = t.ev;
+  const int n = 120;
+  std::string wire;
+  for (int i = 0; i < n; i++)
+    wire += RawPeer::frame(0x81, std::string(60000, static_cast<char>('A' + i % 26)));
+  std::thread writer([&] { t.peer.write_all(wire); }); /* 7 MB: blocks while the client reads */
+  fail_unless(ev.wait([&] { return static_cast<int>(ev.messages.size()) >= n; }, 10000), "%zu of %d messages",
+              ev.messages.size(), n);
+  writer.join();
+  std::lock_guard<std::mutex> g(ev.mu);
+  for (int i = 0; i < n; i++)
+    fail_unless(ev.messages[i] == std::string(60000, static_cast<char>('A' + i % 26)), "message %d", i);
+}
+GST_END_TEST;
+
 /* A server that goes silent is pinged, then given up on (1006); the
  * timings come from WsOptions. */
 GST_START_TEST(test_silent_server_pinged_then_dropped) {
@@ -765,6 +787,7 @@ static Suite *rt_websocket_suite(void) {
   tcase_add_test(tc, test_masked_server_frame);
   tcase_add_test(tc, test_wrong_accept);
   tcase_add_test(tc, test_frames_split_anywhere);
+  tcase_add_test(tc, test_burst_larger_than_a_turn);
   tcase_add_test(tc, test_silent_server_pinged_then_dropped);
   tcase_add_test(tc, test_upgrade_never_answered);
   tcase_add_test(tc, test_close_before_upgrade);
