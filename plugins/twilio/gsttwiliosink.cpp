@@ -343,11 +343,50 @@ static void sink_tick(GstTwilioSink *self) {
   send_held(self, g, false, true);
 }
 
+/* The pipeline's clock and running time for send_held(): read once per
+ * call (the frames of a batch leave within microseconds of each other, and
+ * each read was two object locks, a reference on the clock all pipelines
+ * share and the clock itself) and again after a wait. */
+struct ClockNow {
+  GstElement *element;
+  GstClock *clock = nullptr;
+  GstClockTime base = 0, running = 0;
+  bool fresh = false;
+  /* after a wait: the clock and the base time are read again too (a state
+   * change may have come meanwhile) */
+  void forget() {
+    if (clock)
+      gst_object_unref(clock);
+    clock = nullptr;
+    fresh = false;
+  }
+  /* FALSE: no clock (not playing) */
+  bool read() {
+    if (fresh)
+      return clock != nullptr;
+    if (!clock) {
+      clock = gst_element_get_clock(element);
+      base = gst_element_get_base_time(element);
+    }
+    if (clock) {
+      GstClockTime now = gst_clock_get_time(clock);
+      running = now > base ? now - base : 0;
+    }
+    fresh = true;
+    return clock != nullptr;
+  }
+  ~ClockNow() {
+    if (clock)
+      gst_object_unref(clock);
+  }
+};
+
 static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, bool flush, bool no_wait) {
   GstTwilioSinkPrivate *p = self->priv;
   State &st = p->st;
   const size_t frame = p->settings.frame_ms * 8;
   guint64 epoch = st.clear_epoch;
+  ClockNow now{GST_ELEMENT(self)};
   Cork cork{st.call};
   /* what was sent leaves st.held in one erase, when the lock is let go or
    * at the end, not one per frame (the held audio can be seconds long) */
@@ -384,39 +423,34 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       });
       if (!woken && st.paused && serial == st.pause_serial)
         end_pause_by_timeout_locked(self);
+      now.forget();
       continue; /* re-check flushing, clear and the clock */
     }
     size_t n = std::min(frame, st.held.size() - sent.n);
-    GstClock *clock = gst_element_get_clock(GST_ELEMENT(self));
-    if (clock) {
-      GstClockTime base = gst_element_get_base_time(GST_ELEMENT(self));
-      GstClockTime now = gst_clock_get_time(clock);
-      GstClockTime now_rt = now > base ? now - base : 0;
-      if (st.play_end < now_rt)
-        st.play_end = now_rt; /* Twilio's buffer ran empty */
+    if (now.read()) {
+      if (st.play_end < now.running)
+        st.play_end = now.running; /* Twilio's buffer ran empty */
       GstClockTime lead = p->settings.lead * GST_MSECOND;
-      if (st.play_end > now_rt + lead && no_wait) {
-        gst_object_unref(clock);
+      if (st.play_end > now.running + lead && no_wait) {
         /* when half of the lead has played, as the wait below */
-        schedule_tick_locked(self, static_cast<gint64>((st.play_end - lead / 2 - now_rt) / GST_USECOND));
+        schedule_tick_locked(self, static_cast<gint64>((st.play_end - lead / 2 - now.running) / GST_USECOND));
         break;
       }
-      if (st.play_end > now_rt + lead) {
+      if (st.play_end > now.running + lead) {
         /* full: sleep until half of the lead has played, then top it up
          * again (one wake-up per lead/2 of audio, not one per frame) */
         cork.set(false);
         sent.drop();
-        st.wait_id = gst_clock_new_single_shot_id(clock, base + st.play_end - lead / 2);
+        st.wait_id = gst_clock_new_single_shot_id(now.clock, now.base + st.play_end - lead / 2);
         GstClockID id = st.wait_id;
         g.unlock();
         gst_clock_id_wait(id, nullptr);
         g.lock();
         gst_clock_id_unref(id);
         st.wait_id = nullptr;
-        gst_object_unref(clock);
+        now.forget();
         continue; /* re-check flushing, clear and the clock */
       }
-      gst_object_unref(clock);
     }
     const uint8_t *head = st.held.data() + sent.n;
     if (st.held.size() - sent.n >= n + frame)
