@@ -837,7 +837,7 @@ static void run_phase_peer(bool raw) {
               "call 0 (transport %s): frames arrive at %.2f ms on the 20 ms dial, its phase is 0", raw ? "raw" : "libsoup",
               medians[0] / 1000.0);
   std::set<int64_t> phases_seen;
-  std::vector<int64_t> pacing_p50;
+  std::vector<int64_t> pacing_min;
   for (int i = 0; i < kCalls; i++) {
     const CallReport &r = reports[static_cast<size_t>(i)];
     const auto &t = peer.arrivals[r.stream_sid];
@@ -860,18 +860,19 @@ static void run_phase_peer(bool raw) {
     std::vector<int32_t> pacing = r.pacing_us;
     std::sort(pacing.begin(), pacing.end());
     fail_unless(pacing.front() >= 0, "call %d: sent %.2f ms before its time", i, -pacing.front() / 1000.0);
-    pacing_p50.push_back(pacing[pacing.size() / 2]);
+    pacing_min.push_back(pacing.front());
     phases_seen.insert(((rel + 20000 + 2500) % 20000) / 5000);
   }
   fail_unless_equals_int(phases_seen.size(), kPhases); /* really spread: four distinct phases */
-  /* and how late it is depends on the load, the same for every call of a
-   * run: against another phase's time a call would be 5 ms or more off
-   * call 0, so 3 ms either way is the call's own */
-  fail_unless(pacing_p50[0] < 8000, "call 0: pacing p50 %.2f ms", pacing_p50[0] / 1000.0);
-  for (int i = 1; i < kCalls; i++)
-    fail_unless(std::llabs(pacing_p50[static_cast<size_t>(i)] - pacing_p50[0]) <= 3000,
-                "call %d (transport %s): pacing p50 %.2f ms, call 0's %.2f ms", i, raw ? "raw" : "libsoup",
-                pacing_p50[static_cast<size_t>(i)] / 1000.0, pacing_p50[0] / 1000.0);
+  /* and against its own phase's time: how late a frame goes depends on the
+   * machine's load, which can change within a run (a median moved by 5 ms
+   * between calls of one loaded run), but some of a call's frames go on
+   * time; measured against another phase's time, every frame of the call
+   * would be 5 ms (a phase) or more late */
+  for (int i = 0; i < kCalls; i++)
+    fail_unless(pacing_min[static_cast<size_t>(i)] < 4000,
+                "call %d (transport %s): no frame sent less than %.2f ms after its time", i, raw ? "raw" : "libsoup",
+                pacing_min[static_cast<size_t>(i)] / 1000.0);
 
   for (auto *c : peer.conns)
     g_object_unref(c);
