@@ -18,6 +18,11 @@
 #        MODEL_OPTS=       more realtimemodel properties (e.g. silence-duration-ms=300)
 #        SINK_OPTS=        more twiliosink properties (e.g. mark-interval=100)
 #        SERVER_OPTS=      more phone-agent options
+#        RELAY=            measure another relay instead of phone-agent, under the same
+#                          load: a shell command that starts it in the foreground (use
+#                          exec), listening on 127.0.0.1:$RELAY_PORT and dialling the
+#                          model at $MODEL_URL (both exported to it); see README.md
+#        RELAY_PORT=5050   RELAY_WEBHOOK=/incoming-call   where the emulator calls it
 #
 # Per N it prints: calls completed / N; p99 frame lateness (emulator pacing
 # error) and playout underruns (report totals); response latency p50/p99
@@ -33,7 +38,7 @@
 # Builds nothing: run `ninja -C BUILD_DIR` first. Needs jq. Everything stays
 # on 127.0.0.1; every process runs under timeout and is killed at exit.
 set -eu
-. "$(dirname "$0")/../common/lib.sh" # server_port, model_port
+. "$(dirname "$0")/../common/lib.sh" # server_port, model_port, wait_for_listener
 
 BUILD=${1:-./build}
 CALLS=${CALLS:-10 25 50}
@@ -42,6 +47,8 @@ RAMP_MS=${RAMP_MS:-2000}
 TAIL_MS=${TAIL_MS:-1500}
 TRANSPORT=${TRANSPORT:-raw}
 PHASES=${PHASES:-20}
+RELAY_PORT=${RELAY_PORT:-5050}
+RELAY_WEBHOOK=${RELAY_WEBHOOK:-/incoming-call}
 SERVER=$BUILD/tools/phone-agent/phone-agent
 EMU=$BUILD/tools/twilio-emulator/twilio-emulator
 MODEL=$BUILD/tools/realtime-local/realtime-local
@@ -89,19 +96,35 @@ run_once() {
   printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime %s ! twiliosink %s\n' \
     "$mport" "${MODEL_OPTS:-}" "${SINK_OPTS:-}" > "$TMP/agent.pipeline"
 
-  timeout --foreground -s KILL "$KILL_S" "$SERVER" serve --pipeline "$TMP/agent.pipeline" --address 127.0.0.1 --port 0 \
-    --max-calls 0 --grace-period 5 --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
-  SERVER_PID=$!
-  if ! port=$(server_port "$TMP/server.out"); then
-    echo "run.sh: the server did not start:" >&2; cat "$TMP/server.out" "$TMP/server.err" >&2; exit 1
+  if [ -n "${RELAY:-}" ]; then
+    MODEL_URL="ws://127.0.0.1:$mport/v1/realtime" RELAY_PORT=$RELAY_PORT \
+      timeout --foreground -s KILL "$KILL_S" sh -c "$RELAY" > "$TMP/server.out" 2> "$TMP/server.err" &
+    SERVER_PID=$!
+    port=$RELAY_PORT
+    if ! wait_for_listener "$port" 10; then
+      echo "run.sh: the relay is not listening on 127.0.0.1:$port:" >&2; cat "$TMP/server.out" "$TMP/server.err" >&2; exit 1
+    fi
+    webhook="http://127.0.0.1:$port$RELAY_WEBHOOK"
+  else
+    timeout --foreground -s KILL "$KILL_S" "$SERVER" serve --pipeline "$TMP/agent.pipeline" --address 127.0.0.1 --port 0 \
+      --max-calls 0 --grace-period 5 --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
+    SERVER_PID=$!
+    if ! port=$(server_port "$TMP/server.out"); then
+      echo "run.sh: the server did not start:" >&2; cat "$TMP/server.out" "$TMP/server.err" >&2; exit 1
+    fi
+    webhook="http://127.0.0.1:$port/twilio/voice"
   fi
   # $! is timeout's PID; measure its child
   spid=$(pgrep -P "$SERVER_PID" | head -n 1); spid=${spid:-$SERVER_PID}
+  if [ -n "${RELAY:-}" ] && [ "$(cat "/proc/$spid/comm" 2> /dev/null)" = sh ]; then
+    # RELAY without exec: measure the program under the shell
+    c=$(pgrep -P "$spid" | head -n 1); spid=${c:-$spid}
+  fi
   mpid=$(pgrep -P "$MODEL_PID" | head -n 1); mpid=${mpid:-$MODEL_PID}
   cold=$(status_kb "$spid" VmRSS)
   # one short call first: what the first call loads once (the realtime
   # plugin, libwebsockets, OpenSSL, ...) is not a cost per call
-  timeout --foreground -s KILL 60 "$EMU" --url "http://127.0.0.1:$port/twilio/voice" --audio synth:1000 --tail-ms 500 \
+  timeout --foreground -s KILL 60 "$EMU" --url "$webhook" --audio synth:1000 --tail-ms 500 \
     --transport "$TRANSPORT" --max-duration-s 30 --quiet > /dev/null 2>&1 || true
   sleep 0.5
   rss0=$(status_kb "$spid" VmRSS)
@@ -110,7 +133,7 @@ run_once() {
   mt0=$(cpu_ticks "$mpid")
 
   rc=0
-  timeout --foreground -s KILL "$KILL_S" "$EMU" --url "http://127.0.0.1:$port/twilio/voice" --calls "$n" --ramp-ms "$RAMP_MS" \
+  timeout --foreground -s KILL "$KILL_S" "$EMU" --url "$webhook" --calls "$n" --ramp-ms "$RAMP_MS" \
     --audio "synth:$AUDIO_MS" --tail-ms "$TAIL_MS" --transport "$TRANSPORT" --phases "$PHASES" --max-duration-s "$LIMIT_S" \
     --report "$TMP/report.json" --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" &
   EMU_PID=$!
@@ -163,7 +186,7 @@ run_once() {
   }'
 }
 
-echo "agent-capacity: phone-agent + realtimemodel -> realtime-local --canned, $((AUDIO_MS / 1000)) s of synthetic speech per call," \
+echo "agent-capacity: ${RELAY:+RELAY=\"$RELAY\" (instead of }phone-agent + realtimemodel${RELAY:+)} -> realtime-local --canned, $((AUDIO_MS / 1000)) s of synthetic speech per call," \
      "starts spread over $RAMP_MS ms, emulator transport $TRANSPORT; $(nproc 2>/dev/null || echo '?') CPUs ($(uname -m))"
 for n in $CALLS; do
   run_once "$n"

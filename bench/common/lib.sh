@@ -24,6 +24,23 @@ model_port() {
   wait_for "$1" 's/^realtime-local: serving ws:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' "${2:-5}"
 }
 
+# wait_for_listener PORT [SECONDS]: waits until something listens on TCP
+# 127.0.0.1:PORT (or any address), read from /proc/net/tcp: needs no tool
+wait_for_listener() {
+  _hex=$(printf '%04X' "$1")
+  _tries=$(( ${2:-5} * 20 ))
+  while [ "$_tries" -gt 0 ]; do
+    # local_address is ADDR:PORT in hex; state 0A is LISTEN
+    if awk -v p=":$_hex" 'substr($2, length($2) - 4) == p && $4 == "0A" { found = 1 } END { exit !found }' \
+        /proc/net/tcp /proc/net/tcp6 2> /dev/null; then
+      return 0
+    fi
+    sleep 0.05
+    _tries=$((_tries - 1))
+  done
+  return 1
+}
+
 # kill_wrapped PID...: kills each process started as `timeout ... PROGRAM &`
 # ($! is timeout's PID) and the program under it: SIGKILL to timeout alone
 # would leave the program running until its own end.
