@@ -28,17 +28,13 @@ model_port() {
 # 127.0.0.1:PORT (or any address), read from /proc/net/tcp: needs no tool
 wait_for_listener() {
   _hex=$(printf '%04X' "$1")
-  _tries=$(( ${2:-5} * 20 ))
-  while [ "$_tries" -gt 0 ]; do
-    # local_address is ADDR:PORT in hex; state 0A is LISTEN
-    if awk -v p=":$_hex" 'substr($2, length($2) - 4) == p && $4 == "0A" { found = 1 } END { exit !found }' \
-        /proc/net/tcp /proc/net/tcp6 2> /dev/null; then
-      return 0
-    fi
+  _end=$(( $(date +%s) + ${2:-5} ))
+  # local_address is ADDR:PORT in hex; state 0A is LISTEN
+  until awk -v p=":$_hex" 'substr($2, length($2) - 4) == p && $4 == "0A" { found = 1 } END { exit !found }' \
+      /proc/net/tcp /proc/net/tcp6 2> /dev/null; do
+    [ "$(date +%s)" -lt "$_end" ] || return 1
     sleep 0.05
-    _tries=$((_tries - 1))
   done
-  return 1
 }
 
 # kill_wrapped PID...: kills each process started as `timeout ... PROGRAM &`
