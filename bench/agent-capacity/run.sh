@@ -93,10 +93,11 @@ run_once() {
   if ! mport=$(model_port "$TMP/model.out"); then
     echo "run.sh: the model did not start:" >&2; cat "$TMP/model.out" "$TMP/model.err" >&2; exit 1
   fi
-  printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime %s ! twiliosink %s\n' \
-    "$mport" "${MODEL_OPTS:-}" "${SINK_OPTS:-}" > "$TMP/agent.pipeline"
-
   if [ -n "${RELAY:-}" ]; then
+    # something already there would be measured in the relay's place
+    if wait_for_listener "$RELAY_PORT" 0; then
+      echo "run.sh: 127.0.0.1:$RELAY_PORT is already in use: stop what listens there or set RELAY_PORT" >&2; exit 1
+    fi
     MODEL_URL="ws://127.0.0.1:$mport/v1/realtime" RELAY_PORT=$RELAY_PORT \
       timeout --foreground -s KILL "$KILL_S" sh -c "$RELAY" > "$TMP/server.out" 2> "$TMP/server.err" &
     SERVER_PID=$!
@@ -106,6 +107,8 @@ run_once() {
     fi
     webhook="http://127.0.0.1:$port$RELAY_WEBHOOK"
   else
+    printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime %s ! twiliosink %s\n' \
+      "$mport" "${MODEL_OPTS:-}" "${SINK_OPTS:-}" > "$TMP/agent.pipeline"
     timeout --foreground -s KILL "$KILL_S" "$SERVER" serve --pipeline "$TMP/agent.pipeline" --address 127.0.0.1 --port 0 \
       --max-calls 0 --grace-period 5 --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
     SERVER_PID=$!
