@@ -114,6 +114,7 @@
 #include <gst/audio/audio.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -197,10 +198,29 @@ struct State {
   std::string item_id;
   guint64 clears = 0, discarded_bytes = 0, dropped_after_clear = 0, padded_bytes = 0, not_started_bytes = 0;
   guint64 pauses = 0, pause_timeouts = 0, pause_clears = 0, resent_bytes = 0;
-  double level_pow = 0;             /* mean square (full scale 1.0) of the audio sent, ~100 ms average */
+  /* the last 100 ms of audio sent, for level-db: copied as it is sent and
+   * measured only when asked (a query now and then, not a sum per frame) */
+  std::array<uint8_t, 800> level_ring{};
+  size_t level_pos = 0, level_fill = 0;
   pa::Playout playout;              /* what plays when, once somebody asked (phoneagent/far-end) */
   bool playout_wanted = false;
 };
+
+/* the audio just sent, into the level window (oldest bytes overwritten) */
+void level_note(State &st, const uint8_t *data, size_t n) {
+  const size_t cap = st.level_ring.size();
+  if (n >= cap) {
+    std::copy(data + n - cap, data + n, st.level_ring.begin());
+    st.level_pos = 0;
+    st.level_fill = cap;
+    return;
+  }
+  size_t first = std::min(n, cap - st.level_pos);
+  std::copy(data, data + first, st.level_ring.begin() + static_cast<long>(st.level_pos));
+  std::copy(data + first, data + n, st.level_ring.begin());
+  st.level_pos = (st.level_pos + n) % cap;
+  st.level_fill = std::min(cap, st.level_fill + n);
+}
 } // namespace
 
 struct GstTwilioSinkPrivate {
@@ -460,7 +480,7 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
     if (!(mark ? pa_call_send_media_and_mark : pa_call_send_media)(st.call, head, n)) {
       st.not_started_bytes += n;
     } else {
-      st.level_pow += (pa::mulaw_mean_square(head, n) - st.level_pow) * std::min(1.0, n / 800.0);
+      level_note(st, head, n);
       /* what a clearing pause may have to send again (a pause can clear on
        * a later phoneagent/pause-clear, whatever pause-clears says) */
       st.recent.insert(st.recent.end(), head, head + n);
@@ -606,7 +626,8 @@ static guint do_clear(GstTwilioSink *self, const char *reason) {
     st.play_end = 0; /* Twilio's buffer is empty now */
     if (st.playout_wanted)
       st.playout.cut(now);
-    st.level_pow = 0;
+    st.level_fill = 0;
+    st.level_pos = 0;
     if (st.wait_id)
       gst_clock_id_unschedule(st.wait_id);
     p->cond.notify_all();
@@ -766,7 +787,8 @@ static gboolean gst_twilio_sink_query(GstBaseSink *sink, GstQuery *query) {
         return FALSE;
       const char *item = gst_structure_get_string(s, "item-id");
       pa::Heard h = pa_call_get_heard(p->st.call, item ? item : "");
-      double level = p->st.level_pow > 1e-10 ? 10.0 * std::log10(p->st.level_pow) : -100.0;
+      double pow = pa::mulaw_mean_square(p->st.level_ring.data(), p->st.level_fill);
+      double level = pow > 1e-10 ? 10.0 * std::log10(pow) : -100.0;
       guint64 held_ms = (p->st.held.size() + 7) / 8;
       gst_structure_set(s, "item-id", G_TYPE_STRING, h.item_id.c_str(), "played-ms", G_TYPE_UINT64, h.played_ms,
                         "heard-ms", G_TYPE_UINT64, h.heard_ms, "sent-ms", G_TYPE_UINT64, h.sent_ms, "generation", G_TYPE_UINT, h.generation, "known",

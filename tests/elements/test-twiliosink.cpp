@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <mutex>
 #include <thread>
 
@@ -21,6 +22,9 @@ using namespace pa;
 using namespace pa::twilio;
 
 namespace {
+/* the level of a steady μ-law code, dBFS */
+double dbfs(uint8_t code) { return 20.0 * std::log10(std::abs(mulaw_decode(code)) / 32768.0); }
+
 struct Fixture {
   GstHarness *h = nullptr;
   PaCall *call = nullptr;
@@ -225,11 +229,11 @@ GST_START_TEST(test_clear_event_discards_and_heard_query) {
   assert_str(gst_structure_get_string(hq, "item-id"), "item_A");
   fail_unless_equals_uint64(u64(hq, "played-ms"), 60);
   fail_unless_equals_uint64(u64(hq, "sent-ms"), 120);
-  /* the agent's level, for bargein's echo guard: μ-law 0x42 is -25.4 dBFS, the
-   * average over ~100 ms is still rising after 6 frames */
+  /* the agent's level, for bargein's echo guard: the RMS of the last 100 ms
+   * sent, all of it μ-law 0x42 here */
   gdouble level = 0;
   fail_unless(gst_structure_get_double(hq, "level-db", &level));
-  fail_unless(level > -28 && level < -25, "level %f", level);
+  fail_unless(std::fabs(level - dbfs(0x42)) < 0.01, "level %f, want %f", level, dbfs(0x42));
   gst_structure_free(hq);
 
   /* barge-in: clear overtakes the queued audio, the blocked render gives up */
@@ -252,6 +256,9 @@ GST_START_TEST(test_clear_event_discards_and_heard_query) {
   guint gen = 0;
   gst_structure_get_uint(hq, "generation", &gen);
   fail_unless_equals_int(gen, 1);
+  /* nothing sent since the clear: no agent level */
+  fail_unless(gst_structure_get_double(hq, "level-db", &level));
+  fail_unless_equals_float(level, -100.0);
   gst_structure_free(hq);
   /* the rest of the cleared item, still in flight, is dropped */
   GstBuffer *b = gst_buffer_new_allocate(nullptr, 160, nullptr);
@@ -265,6 +272,11 @@ GST_START_TEST(test_clear_event_discards_and_heard_query) {
   gst_buffer_memset(b, 0, 0x44, 160);
   gst_harness_push(f.h, b);
   fail_unless_equals_int(f.count(Event::Media), 7);
+  /* the level is that of the one frame sent since the clear */
+  hq = heard(f.h, nullptr);
+  fail_unless(gst_structure_get_double(hq, "level-db", &level));
+  fail_unless(std::fabs(level - dbfs(0x44)) < 0.01, "level %f, want %f", level, dbfs(0x44));
+  gst_structure_free(hq);
   /* the clear was announced on the bus */
   bool msg = false;
   while (GstMessage *m = gst_bus_pop_filtered(f.bus, GST_MESSAGE_ELEMENT)) {
