@@ -789,7 +789,7 @@ static void run_phase_peer(bool raw) {
 
   Options opt;
   opt.url = "http://127.0.0.1:" + std::to_string(peer.port) + "/voice";
-  opt.audio = "synth:600";
+  opt.audio = "synth:1000";
   opt.tail_ms = 0;
   opt.calls = kCalls;
   opt.phases = kPhases;
@@ -813,40 +813,36 @@ static void run_phase_peer(bool raw) {
     reports = runner.reports();
   }
   fail_unless_equals_int(reports.size(), kCalls);
-  /* each call's phase: the median of its frames' arrival times on the 20 ms dial */
-  std::vector<int64_t> medians;
+  /* Each frame arrives at the peer a little after its call's phase time on
+   * the 20 ms dial (origin + (i mod 4) x 5 ms), never before: the ticker
+   * never runs early (test_phase_ticker). How much after depends on the
+   * machine's load, so each call is judged on the spread of its own frames,
+   * not on one figure: d is a frame's arrival minus its phase time on the
+   * dial, in (-10, 10] ms, negative only for a frame more than 10 ms late.
+   * A call sent at another phase (5, 10 or 15 ms off) shows up as most of
+   * its frames before their time (d < 0) or none of them near it (d >= 5 ms);
+   * a loaded run delays frames by a few ms and a stall of the machine delays
+   * a few frames, which neither bound minds. */
   for (int i = 0; i < kCalls; i++) {
     const CallReport &r = reports[static_cast<size_t>(i)];
     assert_str(r.outcome, "completed");
     const auto &t = peer.arrivals[r.stream_sid];
     fail_unless_equals_int(t.size(), script.media_frames);
-    fail_unless(t.size() >= 20);
-    std::vector<int64_t> dial;
+    fail_unless(t.size() >= 40);
+    const int64_t offset = (i % kPhases) * 5000;
+    std::vector<int64_t> d;
     for (int64_t a : t)
-      dial.push_back(((a - origin) % 20000 + 20000) % 20000);
-    std::sort(dial.begin(), dial.end());
-    medians.push_back(dial[dial.size() / 2]);
-  }
-  /* Arrivals come a little after the send, never before; how much after
-   * depends on the machine's load (libsoup writes a frame from its main
-   * loop, and the peer reads it from its own), but it is the same for every
-   * call of a run. So call 0 (phase 0) must arrive soon after its send, and
-   * every call's phase is checked against call 0's: phases are 5 ms apart,
-   * and 2 ms either way is far from the next one. */
-  fail_unless(dial_diff(medians[0], 0) >= -500 && dial_diff(medians[0], 0) <= 8000,
-              "call 0 (transport %s): frames arrive at %.2f ms on the 20 ms dial, its phase is 0", raw ? "raw" : "libsoup",
-              medians[0] / 1000.0);
-  std::set<int64_t> phases_seen;
-  std::vector<int64_t> pacing_min;
-  for (int i = 0; i < kCalls; i++) {
-    const CallReport &r = reports[static_cast<size_t>(i)];
-    const auto &t = peer.arrivals[r.stream_sid];
-    const int64_t rel = dial_diff(medians[static_cast<size_t>(i)], medians[0]);
-    const int64_t expected = (i % kPhases) * 5000;
-    fail_unless(std::llabs(dial_diff(rel, expected)) <= 2000,
-                "call %d (transport %s): frames arrive %.2f ms after call 0's on the 20 ms dial, its phase is %.2f ms "
-                "after",
-                i, raw ? "raw" : "libsoup", ((rel + 20000) % 20000) / 1000.0, expected / 1000.0);
+      d.push_back(dial_diff(a - origin, offset));
+    std::sort(d.begin(), d.end());
+    const size_t quarter = d.size() / 4;
+    fail_unless(d[quarter] >= 0,
+                "call %d (transport %s, phase %.0f ms): more than a quarter of its frames arrive before their time "
+                "on the 20 ms dial (%.2f ms): sent at another phase",
+                i, raw ? "raw" : "libsoup", offset / 1000.0, d[quarter] / 1000.0);
+    fail_unless(d[quarter] < 4000,
+                "call %d (transport %s, phase %.0f ms): three quarters of its frames arrive %.2f ms or more after "
+                "their time: sent at another phase",
+                i, raw ? "raw" : "libsoup", offset / 1000.0, d[quarter] / 1000.0);
     /* its own frames 20 ms apart: the median gap between arrivals */
     std::vector<int64_t> gaps;
     for (size_t k = 1; k < t.size(); k++)
@@ -855,24 +851,16 @@ static void run_phase_peer(bool raw) {
     fail_unless(std::llabs(gaps[gaps.size() / 2] - 20000) <= 2400, "call %d: median gap %.2f ms", i,
                 gaps[gaps.size() / 2] / 1000.0);
     /* pacing is measured against its own phase's ideal time: never before
-     * it (the ticker's deadlines are absolute) */
+     * it (the ticker's deadlines are absolute), and some of a call's frames
+     * go on time (how late the others go depends on the machine's load);
+     * measured against another phase's time, every frame of the call would
+     * be 5 ms (a phase) or more late */
     fail_unless(!r.pacing_us.empty());
-    std::vector<int32_t> pacing = r.pacing_us;
-    std::sort(pacing.begin(), pacing.end());
-    fail_unless(pacing.front() >= 0, "call %d: sent %.2f ms before its time", i, -pacing.front() / 1000.0);
-    pacing_min.push_back(pacing.front());
-    phases_seen.insert(((rel + 20000 + 2500) % 20000) / 5000);
+    const int32_t first = *std::min_element(r.pacing_us.begin(), r.pacing_us.end());
+    fail_unless(first >= 0, "call %d: sent %.2f ms before its time", i, -first / 1000.0);
+    fail_unless(first < 4000, "call %d (transport %s): no frame sent less than %.2f ms after its time", i,
+                raw ? "raw" : "libsoup", first / 1000.0);
   }
-  fail_unless_equals_int(phases_seen.size(), kPhases); /* really spread: four distinct phases */
-  /* and against its own phase's time: how late a frame goes depends on the
-   * machine's load, which can change within a run (a median moved by 5 ms
-   * between calls of one loaded run), but some of a call's frames go on
-   * time; measured against another phase's time, every frame of the call
-   * would be 5 ms (a phase) or more late */
-  for (int i = 0; i < kCalls; i++)
-    fail_unless(pacing_min[static_cast<size_t>(i)] < 4000,
-                "call %d (transport %s): no frame sent less than %.2f ms after its time", i, raw ? "raw" : "libsoup",
-                pacing_min[static_cast<size_t>(i)] / 1000.0);
 
   for (auto *c : peer.conns)
     g_object_unref(c);
