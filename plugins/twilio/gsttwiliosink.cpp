@@ -200,7 +200,7 @@ struct State {
   guint64 pauses = 0, pause_timeouts = 0, pause_clears = 0, resent_bytes = 0;
   /* the last 100 ms of audio sent, for level-db: copied as it is sent and
    * measured only when asked (a query now and then, not a sum per frame) */
-  std::array<uint8_t, 800> level_ring{};
+  std::array<uint8_t, 800> level_ring{}; /* 100 ms of 8 kHz μ-law */
   size_t level_pos = 0, level_fill = 0;
   pa::Playout playout;              /* what plays when, once somebody asked (phoneagent/far-end) */
   bool playout_wanted = false;
@@ -787,8 +787,8 @@ static gboolean gst_twilio_sink_query(GstBaseSink *sink, GstQuery *query) {
         return FALSE;
       const char *item = gst_structure_get_string(s, "item-id");
       pa::Heard h = pa_call_get_heard(p->st.call, item ? item : "");
-      double pow = pa::mulaw_mean_square(p->st.level_ring.data(), p->st.level_fill);
-      double level = pow > 1e-10 ? 10.0 * std::log10(pow) : -100.0;
+      double power = pa::mulaw_mean_square(p->st.level_ring.data(), p->st.level_fill);
+      double level = power > 1e-10 ? 10.0 * std::log10(power) : -100.0;
       guint64 held_ms = (p->st.held.size() + 7) / 8;
       gst_structure_set(s, "item-id", G_TYPE_STRING, h.item_id.c_str(), "played-ms", G_TYPE_UINT64, h.played_ms,
                         "heard-ms", G_TYPE_UINT64, h.heard_ms, "sent-ms", G_TYPE_UINT64, h.sent_ms, "generation", G_TYPE_UINT, h.generation, "known",
