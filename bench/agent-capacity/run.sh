@@ -29,8 +29,8 @@
 # (end of caller turn to first heard reply onset) when present; the server's
 # CPU (user+sys from /proc/PID/stat) per call-second, the same in the steady
 # state (from 1 s after the last call started to 1 s before the first one
-# ends) with what setting up and ending a call costs as follows from the two,
-# and RSS growth per call
+# ends; with its split between user and kernel time) with what setting up
+# and ending a call costs as follows from the two, and RSS growth per call
 # (VmHWM minus the VmRSS after one short warm-up call, over N: libraries and
 # plugins loaded by the first call are not counted per call); the model server's CPU per call-second
 # and peak RSS; the emulator's own CPU per call-second and peak RSS.
@@ -81,6 +81,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# user and system ticks, "U S"
+cpu_split() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
 # CPU time of all of a process's threads in ns (scheduler's count, finer than ticks)
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 status_kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
@@ -143,12 +145,12 @@ run_once() {
   # steady state: from 1 s after the last call started to 1 s before the
   # first one ends (every call up: frames, turns and replies, no set-up)
   window_ms=$((AUDIO_MS - RAMP_MS - 2000))
-  s0=; s1=
+  s0=; s1=; u0=; u1=
   if [ "$window_ms" -ge 2000 ]; then
     sleep "$(awk -v ms=$((RAMP_MS + 1000)) 'BEGIN { print ms / 1000 }')"
-    s0=$(cpu_ns "$spid")
+    s0=$(cpu_ns "$spid"); u0=$(cpu_split "$spid")
     sleep "$(awk -v ms="$window_ms" 'BEGIN { print ms / 1000 }')"
-    s1=$(cpu_ns "$spid")
+    s1=$(cpu_ns "$spid"); u1=$(cpu_split "$spid")
   fi
   wait "$EMU_PID" || rc=$?
   EMU_PID=
@@ -175,11 +177,13 @@ run_once() {
       .process.cpu_ms_per_call_second, .process.max_rss_kb ] | map(tostring) | join(" ")' "$TMP/report.json")
   awk -v n="$n" -v c="$1" -v p99="$2" -v u="$3" -v l50="$4" -v l99="$5" -v lc="$6" -v te="$7" -v cs="$8" \
       -v ec="$9" -v er="${10}" -v hz="$TICKS" -v t="$((t1 - t0))" -v mt="$((mt1 - mt0))" -v r0="$rss0" -v hwm="$hwm" \
-      -v mr0="$mrss0" -v mhwm="$mhwm" -v rc="$rc" -v cold="$cold" -v s0="${s0:-}" -v s1="${s1:-}" -v w="$window_ms" 'BEGIN {
+      -v mr0="$mrss0" -v mhwm="$mhwm" -v rc="$rc" -v cold="$cold" -v s0="${s0:-}" -v s1="${s1:-}" -v w="$window_ms" -v u0="${u0:-}" -v u1="${u1:-}" 'BEGIN {
     steady = "steady n/a (AUDIO_MS too short)"
     if (s0 != "" && s1 != "" && w > 0) {
       sc = (s1 - s0) / 1e6 / (n * w / 1000)
       steady = sprintf("steady %.2f ms/call-s over %.0f s", sc, w / 1000)
+      if (split(u0, a, " ") == 2 && split(u1, b, " ") == 2 && b[1] + b[2] > a[1] + a[2])
+        steady = steady sprintf(" (%.0f %% user, %.0f %% kernel)", 100 * (b[1] - a[1]) / (b[1] + b[2] - a[1] - a[2]), 100 * (b[2] - a[2]) / (b[1] + b[2] - a[1] - a[2]))
       if (cs > 0)
         steady = steady sprintf(", so about %.1f ms per call to set up and end", (t * 1000 / hz - sc * cs) / n)
     }

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
@@ -669,27 +670,26 @@ GstStructure *pa_call_get_stats(PaCall *call) {
 
 /* ------------------------------------------------------------ sink side */
 
-/* Called with the lock held. */
-static void append_uint(std::string &s, uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof(buf), v);
-  s.append(buf, r.ptr);
-}
-
 /* Called with the lock held. The name is "<item>:<ms>:g<generation>:m<seq>". */
 static void send_mark_locked(PaCall *call) {
   PaCallPrivate *p = call->priv;
   ItemProgress &ip = current_item_locked(p);
   uint64_t seq = ++p->mark_seq;
-  std::string name;
-  name.reserve(p->current_item.size() + 48);
-  name += p->current_item;
-  name += ':';
-  append_uint(name, ip.sent_bytes / 8);
-  name += ":g";
-  append_uint(name, p->generation);
-  name += ":m";
-  append_uint(name, seq);
+  /* written in place: one allocation at most, for every frame sent */
+  const std::string &item = p->current_item;
+  std::string name(item.size() + 3 * 20 + 5, '\0');
+  char *d = name.data(), *end = d + name.size();
+  memcpy(d, item.data(), item.size());
+  d += item.size();
+  *d++ = ':';
+  d = std::to_chars(d, end, ip.sent_bytes / 8).ptr;
+  *d++ = ':';
+  *d++ = 'g';
+  d = std::to_chars(d, end, p->generation).ptr;
+  *d++ = ':';
+  *d++ = 'm';
+  d = std::to_chars(d, end, seq).ptr;
+  name.resize(static_cast<size_t>(d - name.data()));
   gint64 now = g_get_monotonic_time();
   if (p->pending.empty())
     p->last_echo_us = now; /* stall timing starts from the first outstanding mark */

@@ -75,10 +75,10 @@ PA_API const char *parse_result_name(ParseResult r);
 /* Parses a message Twilio sends (connected/start/media/dtmf/mark/stop). On
  * failure @error says what was wrong in words a user can act on. */
 PA_API ParseResult parse_inbound(std::string_view text, InboundMessage &out, std::string &error);
-/* The same with json-glib only. parse_inbound() takes a strict hand-written
- * path for well-formed media and mark messages (the hot path: ~100 a second
- * per call) and falls back to this for everything else; tests check that
- * both agree. */
+/* The same with json-glib only. parse_inbound() reads media and mark
+ * messages (the hot path: ~100 a second per call) on strict hand-written
+ * paths, one for Twilio's exact layout and one for any member order, and
+ * falls back to this for everything else; tests check that all agree. */
 PA_API ParseResult parse_inbound_reference(std::string_view text, InboundMessage &out, std::string &error);
 
 /* What we send to Twilio. */

@@ -1,7 +1,8 @@
-/* gst-phone-agent: the fast path of pa::twilio::parse_inbound (media and
- * mark messages without json-glib, added for the server's CPU budget) must
- * give exactly what the json-glib reference gives, for well-formed messages
- * and for every mutation of them. */
+/* gst-phone-agent: the fast paths of pa::twilio::parse_inbound (media and
+ * mark messages in Twilio's exact layout, then in any layout, without
+ * json-glib, added for the server's CPU budget) must give exactly what the
+ * json-glib reference gives, for well-formed messages and for every mutation
+ * of them. */
 #include <random>
 
 #include "../common/pa-check.h"
@@ -63,6 +64,13 @@ void check_same(const std::string &text) {
   }
 }
 
+/* A media message laid out as Twilio sends it, with these values as they are. */
+std::string exact_media(const char *seq, const char *sid, const char *track, const char *ts, const char *payload) {
+  return std::string("{\"event\":\"media\",\"sequenceNumber\":\"") + seq + "\",\"streamSid\":\"" + sid +
+         "\",\"media\":{\"track\":\"" + track + "\",\"chunk\":\"2\",\"timestamp\":\"" + ts + "\",\"payload\":\"" +
+         payload + "\"}}";
+}
+
 std::vector<std::string> corpus() {
   std::vector<uint8_t> audio(160);
   for (size_t i = 0; i < audio.size(); i++)
@@ -83,6 +91,23 @@ std::vector<std::string> corpus() {
       build_start(1, si),
       build_dtmf(8, "MZ1", "5"),
       build_stop(9, "MZ1", "AC1", "CA1"),
+      /* Twilio's exact layout (read by the exact path) with edge values */
+      exact_media("999999999999999999", "MZ1", "inbound", "0020", "AAEC"),
+      exact_media("9223372036854775807", "MZ1", "inbound", "20", "AAEC"),
+      exact_media("9999999999999999999", "MZ1", "inbound", "20", "AAEC"),
+      exact_media("", "MZ1", "inbound", "20", "AAEC"),
+      exact_media("3", "", "", "20", ""),
+      exact_media("3", "MZ\\\"1", "inbound", "20", "AAEC"),
+      exact_media("3", "MZ1", "in\\u0062ound", "20", "AAEC"),
+      exact_media("3", "MZ1", "inbound", "2 0", "AAEC"),
+      exact_media("3", "MZ1", "inbound", "20", "AAE"),
+      exact_media("3", "MZ1", "inbound", "20", "AA=C"),
+      exact_media("3", "MZ1", "inbound", "20", "AAEC\\u0041"),
+      exact_media("3", "MZ1", "inbound", "20", "AAEC") + " ",
+      exact_media("3", "MZ1", "inbound", "20", "AAEC") + "}",
+      "{\"event\":\"mark\",\"sequenceNumber\":\"4\",\"streamSid\":\"MZ1\",\"mark\":{\"name\":\"a:1:g0:m2\"}}",
+      "{\"event\":\"mark\",\"sequenceNumber\":\"4\",\"streamSid\":\"MZ1\",\"mark\":{\"name\":\"a\\u0041\"}}",
+      "{\"event\":\"mark\",\"sequenceNumber\":\"4\",\"streamSid\":\"MZ1\",\"mark\":{\"name\":\"a\"},\"x\":\"y\"}",
       /* spellings json-glib accepts */
       "{ \"event\" : \"media\" , \"streamSid\":\"MZ1\",\"media\":{ \"timestamp\":\"20\",\"payload\":\"AAEC\" } }",
       "{\"media\":{\"payload\":\"AAEC\",\"timestamp\":\"20\"},\"event\":\"media\"}",

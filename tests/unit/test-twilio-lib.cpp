@@ -184,6 +184,16 @@ GST_START_TEST(test_build_outbound_exact_fields) {
                             "{\"event\":\"media\",\"streamSid\":\"MZ1\",\"media\":{\"payload\":\"/38A\"}}");
   assert_str(build_mark("MZ1", "it\"em:20").c_str(),
                             "{\"event\":\"mark\",\"streamSid\":\"MZ1\",\"mark\":{\"name\":\"it\\\"em:20\"}}");
+  /* the builders' short cut for strings with nothing to escape, and the rest */
+  assert_str(build_mark("MZ1", "item:20:g0:m1").c_str(),
+             "{\"event\":\"mark\",\"streamSid\":\"MZ1\",\"mark\":{\"name\":\"item:20:g0:m1\"}}");
+  assert_str(build_mark("M\\Z1", "").c_str(), "{\"event\":\"mark\",\"streamSid\":\"M\\\\Z1\",\"mark\":{\"name\":\"\"}}");
+  assert_str(build_media("M\"Z1", data, 3).c_str(),
+             "{\"event\":\"media\",\"streamSid\":\"M\\\"Z1\",\"media\":{\"payload\":\"/38A\"}}");
+  std::string two = build_mark("MZ1", "a");
+  append_media(two, "MZ1", data, 3);
+  assert_str(two.c_str(), "{\"event\":\"mark\",\"streamSid\":\"MZ1\",\"mark\":{\"name\":\"a\"}}"
+                          "{\"event\":\"media\",\"streamSid\":\"MZ1\",\"media\":{\"payload\":\"/38A\"}}");
   assert_str(build_clear("MZ1").c_str(), "{\"event\":\"clear\",\"streamSid\":\"MZ1\"}");
   /* the emulator's strict reader accepts exactly these, and nothing more */
   OutboundMessage o;
