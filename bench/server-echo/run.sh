@@ -15,6 +15,8 @@
 #                         frame arrives at the same instant, which flatters a server that
 #                         batches work per wake-up. 1, 2, 4, 5, 8, 10, 16 or 20.
 #        LATE_MS=20       the lateness limit (p99 of the caller's frame pacing)
+#        STALL_MS=10      an underrun during a machine-wide stall longer than this (seen by
+#                         the canary) does not fail the step (see README.md)
 #        SERVER_OPTS=     more phone-agent options
 #        NICE=0           run the server and the emulator at this nice level (e.g. -10 on a
 #                         machine shared with other work, so that it disturbs them less; root)
@@ -32,7 +34,9 @@
 # up more than 10 ms late: an echo has one frame (20 ms) of slack, so such a
 # machine-wide stall shows as one underrun in every call at once, whatever
 # the server does. A run passes when every call completed, p99 lateness <
-# LATE_MS and there were no underruns. The largest passing N is reported at
+# LATE_MS and there were no underruns but during such stalls (dated by the
+# canary and by the emulator's report; none excused when the run itself
+# kept the machine over 75 % busy). The largest passing N is reported at
 # the end.
 #
 # Builds nothing: run `ninja -C BUILD_DIR` first. Everything stays on
@@ -51,6 +55,7 @@ TEMPLATE=${TEMPLATE:-$SRC/pipelines/echo.pipeline}
 TRANSPORT=${TRANSPORT:-raw}
 PHASES=${PHASES:-20}
 LATE_MS=${LATE_MS:-20}
+STALL_MS=${STALL_MS:-10}
 SERVER=$BUILD/tools/phone-agent/phone-agent
 EMU=$BUILD/tools/twilio-emulator/twilio-emulator
 CANARY=$BUILD/bench/server-echo/server-echo-canary
@@ -107,7 +112,7 @@ run_once() {
   rc=0
   nice -n "${NICE:-0}" "$EMU" --url "http://127.0.0.1:$port/twilio/voice" --calls "$n" --ramp-ms "$RAMP_MS" \
     --audio "synth:$AUDIO_MS" --tail-ms 500 --transport "$TRANSPORT" --phases "$PHASES" --max-duration-s "$LIMIT_S" \
-    --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" &
+    --report "$TMP/report.json" --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" &
   EMU_PID=$!
   # steady state: from 1 s after the last call started to 1 s before the
   # first one ends, every call is up and only frames are handled
@@ -146,13 +151,35 @@ run_once() {
   emu_cpu_s=$(printf '%s\n' "$process" | awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "s" && ($(i + 2) == "user" || $(i + 2) == "sys")) s += $i } END { print s + 0 }')
   emu_rss=$(printf '%s\n' "$process" | sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p')
   completed=$(printf '%s\n' "$outcomes" | sed -n 's/.*completed=\([0-9]*\).*/\1/p')
+  # underruns during a machine-wide stall: a gap in some call's playout that
+  # overlaps (or began within a frame after) a wake-up of the canary more
+  # than STALL_MS late
+  stalled=$( { grep '^STALL ' "$TMP/canary.out" || true
+               jq -r '.calls[].underrun_spans_us[]? | "GAP \(.[0]) \(.[1])"' "$TMP/report.json" 2> /dev/null || true; } |
+    awk -v min="$STALL_MS" '
+      $1 == "STALL" && $3 - $2 > min * 1000 { sf[++ns] = $2; st[ns] = $3 }
+      $1 == "GAP" { gf[++ng] = $2; gt[ng] = $3 }
+      END {
+        c = 0
+        for (i = 1; i <= ng; i++)
+          for (k = 1; k <= ns; k++)
+            if (sf[k] <= gt[i] && st[k] >= gf[i] - 20000) { c++; break }
+        print c + 0
+      }')
 
+  # ... unless the server and the emulator kept the machine over 75 % busy:
+  # then they may have held the canary up themselves
+  ours=$(awk -v t="$((t1 - t0))" -v hz="$TICKS" -v ecs="${emu_cpu_s:-0}" -v m0="$m0" -v m1="$m1" 'BEGIN {
+    split(m0, a, " "); split(m1, b, " "); total = (b[2] - a[2]) / hz
+    print (total > 0 ? int(100 * (t / hz + ecs) / total) : 100) }')
+  if [ "$ours" -gt 75 ]; then stalled=0; fi
   verdict=$(awk -v n="$n" -v c="${completed:-0}" -v p="${p99:-999}" -v u="${underruns:-1}" -v l="$LATE_MS" \
-    'BEGIN { print (c == n && p < l && u == 0) ? "PASS" : "FAIL" }')
+    -v su="${stalled:-0}" 'BEGIN { print (c == n && p < l && u - su == 0) ? "PASS" : "FAIL" }')
   awk -v n="$n" -v t="$((t1 - t0))" -v hz="$TICKS" -v cs="${call_s:-0}" -v r0="$rss0" -v hwm="$hwm" \
       -v p99="${p99:-?}" -v pmax="${pmax:-?}" -v u="${underruns:-?}" -v ec="${emu_cpu:-?}" -v er="${emu_rss:-?}" \
       -v oc="${outcomes:-?}" -v v="$verdict" -v rc="$rc" -v m0="$m0" -v m1="$m1" -v ecs="${emu_cpu_s:-0}" \
-      -v smax="${stall_max:-?}" -v sn="${stalls:-?}" -v s0="${s0:-}" -v s1="${s1:-}" -v w="$window_ms" 'BEGIN {
+      -v smax="${stall_max:-?}" -v sn="${stalls:-?}" -v s0="${s0:-}" -v s1="${s1:-}" -v w="$window_ms" \
+      -v su="${stalled:-0}" -v sm="$STALL_MS" -v ours="$ours" 'BEGIN {
     cpu = t / hz
     steady = "steady n/a (AUDIO_MS too short)"
     if (s0 != "" && s1 != "" && w > 0) {
@@ -164,8 +191,9 @@ run_once() {
     split(m0, a, " "); split(m1, b, " ")
     busy = (b[1] - a[1]) / hz; total = (b[2] - a[2]) / hz
     others = busy - cpu - ecs; if (others < 0) others = 0
-    printf "%-4s N=%-4d %-28s late p99 %6s ms max %7s ms, underruns %-4s | server %.3f ms CPU/call-s (%.1f s; %s), %.0f kB RSS/call (idle %.1f MB, peak %.1f MB) | emulator %s ms CPU/call-s, %s MiB | other processes %.0f%% of the machine, stalls > 10 ms: %s (worst %s ms)%s\n",
-      v, n, oc, p99, pmax, u, (cs > 0 ? cpu * 1000 / cs : 0), cpu, steady, (hwm - r0) / n, r0 / 1024, hwm / 1024, ec, er,
+    excused = ours > 75 ? sprintf("none excused: the run kept the machine %d %% busy", ours) : sprintf("%s in stalls > %s ms", su, sm)
+    printf "%-4s N=%-4d %-28s late p99 %6s ms max %7s ms, underruns %-4s (%s) | server %.3f ms CPU/call-s (%.1f s; %s), %.0f kB RSS/call (idle %.1f MB, peak %.1f MB) | emulator %s ms CPU/call-s, %s MiB | other processes %.0f%% of the machine, stalls > 10 ms: %s (worst %s ms)%s\n",
+      v, n, oc, p99, pmax, u, excused, (cs > 0 ? cpu * 1000 / cs : 0), cpu, steady, (hwm - r0) / n, r0 / 1024, hwm / 1024, ec, er,
       (total > 0 ? 100 * others / total : 0), sn, smax, (rc != 0 ? sprintf(" (emulator exit %d)", rc) : "")
   }'
   [ "$verdict" = PASS ]

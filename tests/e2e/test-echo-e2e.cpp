@@ -7,6 +7,7 @@
 #include <libsoup/soup.h>
 
 #include <cmath>
+#include <cstdlib>
 
 #include "../common/pa-e2e.h"
 #include "pa-audio.h"
@@ -107,6 +108,19 @@ GST_START_TEST(test_gst_launch_echo_bitexact) {
   fail_unless(delay_ms >= 0 && delay_ms <= 250, "echo delay %.1f ms", delay_ms);
   /* and then the same audio, in order (underruns would insert silence) */
   guint64 underruns = json_object_get_int_member(r.call(0), "underruns");
+  /* each underrun dated: as many gaps as underruns, as long in all */
+  JsonArray *spans = json_object_get_array_member(r.call(0), "underrun_spans_us");
+  fail_unless(spans != nullptr, "no underrun_spans_us in the report");
+  fail_unless_equals_int(json_array_get_length(spans), underruns);
+  gint64 gap_us = 0;
+  for (guint i = 0; i < json_array_get_length(spans); i++) {
+    JsonArray *span = json_array_get_array_element(spans, i);
+    gint64 from = json_array_get_int_element(span, 0), to = json_array_get_int_element(span, 1);
+    fail_unless(from > 0 && to > from);
+    gap_us += to - from;
+  }
+  fail_unless(std::llabs(gap_us - static_cast<gint64>(json_object_get_double_member(r.call(0), "underrun_ms") * 1000)) <=
+              100);
   if (underruns == 0) {
     size_t n = std::min(sent.size() - said_at, heard.size() - heard_at);
     fail_unless(n > 2000 * 8);

@@ -123,14 +123,17 @@ GST_START_TEST(test_playout_underruns) {
   pb.tick(frame, rel);
   fail_unless_equals_int(pb.underruns(), 1);
   fail_unless_equals_int(pb.underrun_bytes(), 480);
+  fail_unless_equals_int(pb.ended_gap_bytes(), 480); /* what dates it in the report */
 
   /* a partial frame then audio in time for the next tick: 100 bytes missing */
   pb.push_audio(a.data(), 60);
   pb.tick(frame, rel);
+  fail_unless_equals_int(pb.ended_gap_bytes(), 0);
   pb.push_audio(a.data(), 160);
   pb.tick(frame, rel);
   fail_unless_equals_int(pb.underruns(), 2);
   fail_unless_equals_int(pb.underrun_bytes(), 580);
+  fail_unless_equals_int(pb.ended_gap_bytes(), 100);
 
   /* a pause of 1 s or more is the end of a response, not an underrun */
   for (int i = 0; i < 50; i++)
@@ -138,6 +141,7 @@ GST_START_TEST(test_playout_underruns) {
   pb.push_audio(a.data(), 160);
   pb.tick(frame, rel);
   fail_unless_equals_int(pb.underruns(), 2);
+  fail_unless_equals_int(pb.ended_gap_bytes(), 0);
 
   /* a gap still open when the stream ends is not counted */
   pb.tick(frame, rel);

@@ -112,7 +112,7 @@ void Call::on_tick(int64_t tick, int64_t ideal_us) {
     ~Batch() { t.end_batch(); }
   } batch(*transport_);
   tick_send(tick, ideal_us);
-  tick_play();
+  tick_play(ideal_us);
 }
 
 void Call::tick_send(int64_t tick, int64_t ideal_us) {
@@ -126,12 +126,17 @@ void Call::tick_send(int64_t tick, int64_t ideal_us) {
     send_event(events[next_event_++], ideal_us);
 }
 
-void Call::tick_play() {
+void Call::tick_play(int64_t ideal_us) {
   if (state_ != State::Streaming)
     return;
   uint8_t frame[pa::kTwilioFrameBytes];
   released_.clear();
   playout_.tick(frame, released_);
+  if (size_t gap = playout_.ended_gap_bytes(); gap && report_.underrun_spans.size() < CallReport::kMaxUnderrunSpans) {
+    /* audio came back at this tick: the gap took the time before it */
+    const int64_t gap_us = static_cast<int64_t>(gap) * 1000 / 8;
+    report_.underrun_spans.push_back({ideal_us - gap_us, ideal_us});
+  }
   for (const auto &name : released_)
     echo_mark(name);
   heard_db_.push_back(mulaw_level_db(frame, sizeof frame));

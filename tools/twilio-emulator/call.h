@@ -57,10 +57,11 @@ public:
    * the WebSocket opened), then play one 20 ms frame and echo the marks it
    * reached. on_tick() does both, as one write where the transport batches;
    * the run may instead do every call's tick_send() before any tick_play(),
-   * so that the media frames (whose timing is measured) leave first. */
+   * so that the media frames (whose timing is measured) leave first. An
+   * underrun found at a tick is dated from @ideal_us. */
   void on_tick(int64_t tick, int64_t ideal_us);
   void tick_send(int64_t tick, int64_t ideal_us);
-  void tick_play();
+  void tick_play(int64_t ideal_us);
   /* Ends the call now (max duration, SIGINT): stop + close if streaming,
    * cancel otherwise. The outcome becomes @outcome. */
   void shutdown(const char *outcome);

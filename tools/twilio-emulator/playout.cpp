@@ -56,6 +56,7 @@ void PlayoutBuffer::tick(uint8_t *out, std::vector<std::string> &released) {
 
   size_t n = std::min(frame_bytes_, buffered());
   last_tick_bytes_ = n;
+  ended_gap_bytes_ = 0;
   if (n) {
     if (!playing_)
       run_played_ = 0; /* a new playback run */
@@ -72,6 +73,7 @@ void PlayoutBuffer::tick(uint8_t *out, std::vector<std::string> &released) {
       /* audio resumed: the gap before it was an underrun */
       underruns_++;
       underrun_bytes_ += gap_bytes_;
+      ended_gap_bytes_ = gap_bytes_;
     }
     playing_ = true;
     gap_bytes_ = 0;

@@ -61,6 +61,9 @@ public:
   /* Statistics */
   uint64_t underruns() const { return underruns_; }
   uint64_t underrun_bytes() const { return underrun_bytes_; }
+  /* The gap the last tick() ended by playing audio again, counted as an
+   * underrun (bytes); 0 when it ended none. The gap took the ticks before. */
+  size_t ended_gap_bytes() const { return ended_gap_bytes_; }
   uint64_t played_bytes() const { return played_total_; } /* server bytes played */
   uint64_t run_played_bytes() const { return run_played_; }
   size_t last_tick_bytes() const { return last_tick_bytes_; }
@@ -89,6 +92,7 @@ private:
   uint64_t gap_bytes_ = 0;   /* current run of missing bytes while playing */
   uint64_t underruns_ = 0;
   uint64_t underrun_bytes_ = 0;
+  size_t ended_gap_bytes_ = 0;
   uint64_t cleared_bytes_ = 0;
   size_t max_buffered_ = 0;
 };

@@ -183,6 +183,14 @@ void write_call(JsonOut &j, const CallReport &c) {
   j.key("max_buffered_ms").num(c.max_buffered_ms, 1);
   j.key("underruns").integer(static_cast<int64_t>(c.underruns));
   j.key("underrun_ms").num(c.underrun_ms, 1);
+  j.key("underrun_spans_us").begin_array(true);
+  for (const auto &u : c.underrun_spans) {
+    j.begin_array(true);
+    j.integer(u.start_us);
+    j.integer(u.end_us);
+    j.end_array();
+  }
+  j.end_array();
   j.key("protocol_error_count").integer(static_cast<int64_t>(c.protocol_error_count));
   j.key("protocol_errors").begin_array();
   for (const auto &e : c.protocol_errors) {

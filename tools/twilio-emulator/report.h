@@ -93,6 +93,14 @@ struct CallReport {
   double max_buffered_ms = 0;
   uint64_t underruns = 0;
   double underrun_ms = 0;
+  /* when each gap was, on the monotonic clock (g_get_monotonic_time(), µs):
+   * for matching with what other processes saw, e.g. a benchmark's record
+   * of machine-wide stalls; the first kMaxUnderrunSpans */
+  struct Span {
+    int64_t start_us = 0, end_us = 0;
+  };
+  static constexpr size_t kMaxUnderrunSpans = 1000;
+  std::vector<Span> underrun_spans;
 
   std::vector<TurnResult> turns;
   std::vector<ClearResult> clears;

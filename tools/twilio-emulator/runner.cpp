@@ -95,7 +95,7 @@ void Runner::on_tick(int64_t sub_tick, int64_t ideal_us) {
       if (c.ticking())
         c.tick_send(frame, ideal_us);
     });
-    schedule_.for_each(frame, phase, [&](size_t i) { calls_[i]->tick_play(); });
+    schedule_.for_each(frame, phase, [&](size_t i) { calls_[i]->tick_play(ideal_us); });
   }
 }
 
