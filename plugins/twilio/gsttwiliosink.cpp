@@ -18,7 +18,11 @@
  * playback position known. When audio comes faster than real time (a model
  * streams its replies that way) the sink fills Twilio's queue up to the
  * lead, sleeps until half of it has played, and tops it up again: one
- * wake-up per lead/2 of audio rather than one per frame. Frames that can go
+ * wake-up per lead/2 of audio rather than one per frame. When Twilio's
+ * queue has run empty, audio that comes in real time (an echo's frames) is
+ * gathered until there is #GstTwilioSink:min-lead ms of it, or until it has
+ * waited that long, so that a frame that comes a little late still finds
+ * audio playing instead of leaving a gap. Frames that can go
  * at once leave in one socket write, and a buffer list is taken whole before
  * sending (realtimemodel pushes a model delta's frames as one). On a server media
  * thread (twiliosrc, or realtimemodel, pushing from it) it never waits: what
@@ -132,6 +136,7 @@ GST_DEBUG_CATEGORY_STATIC(gst_twilio_sink_debug);
 #define GST_CAT_DEFAULT gst_twilio_sink_debug
 
 #define DEFAULT_LEAD 200
+#define DEFAULT_MIN_LEAD 40
 #define DEFAULT_FRAME_MS 20
 #define DEFAULT_MARK_INTERVAL 20
 #define DEFAULT_EOS_TIMEOUT 10000
@@ -146,6 +151,7 @@ static size_t resend_window(guint lead_ms) { return std::max<size_t>(2u * lead_m
 enum {
   PROP_0,
   PROP_LEAD,
+  PROP_MIN_LEAD,
   PROP_FRAME_MS,
   PROP_MARK_INTERVAL,
   PROP_EOS_TIMEOUT,
@@ -167,6 +173,7 @@ static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
 namespace {
 struct Settings {
   guint lead = DEFAULT_LEAD;
+  guint min_lead = DEFAULT_MIN_LEAD;
   guint frame_ms = DEFAULT_FRAME_MS;
   guint mark_interval = DEFAULT_MARK_INTERVAL;
   guint eos_timeout = DEFAULT_EOS_TIMEOUT;
@@ -182,6 +189,7 @@ struct State {
   std::vector<int16_t> pcm8k;
   std::vector<uint8_t> held;        /* μ-law not yet sent (less than a frame, or waiting for the lead) */
   GstClockTime play_end = 0;        /* running time when Twilio will have played all we sent */
+  GstClockTime gather_since = GST_CLOCK_TIME_NONE; /* min-lead: since when audio waits for Twilio's empty buffer */
   guint64 since_mark = 0;           /* bytes sent since the last mark */
   GstClockID wait_id = nullptr;     /* pending lead wait, unscheduled by clear/unlock */
   bool flushing = false;
@@ -252,6 +260,7 @@ static void gst_twilio_sink_set_property(GObject *object, guint prop_id, const G
   Settings &s = self->priv->settings;
   switch (prop_id) {
   case PROP_LEAD: s.lead = g_value_get_uint(value); break;
+  case PROP_MIN_LEAD: s.min_lead = g_value_get_uint(value); break;
   case PROP_FRAME_MS: s.frame_ms = g_value_get_uint(value) / 20 * 20; break;
   case PROP_MARK_INTERVAL: s.mark_interval = g_value_get_uint(value); break;
   case PROP_EOS_TIMEOUT: s.eos_timeout = g_value_get_uint(value); break;
@@ -286,6 +295,7 @@ static void gst_twilio_sink_get_property(GObject *object, guint prop_id, GValue 
   const Settings &s = self->priv->settings;
   switch (prop_id) {
   case PROP_LEAD: g_value_set_uint(value, s.lead); break;
+  case PROP_MIN_LEAD: g_value_set_uint(value, s.min_lead); break;
   case PROP_FRAME_MS: g_value_set_uint(value, s.frame_ms); break;
   case PROP_MARK_INTERVAL: g_value_set_uint(value, s.mark_interval); break;
   case PROP_EOS_TIMEOUT: g_value_set_uint(value, s.eos_timeout); break;
@@ -419,6 +429,21 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
     }
     ~Sent() { drop(); }
   } sent{st.held};
+  /* sleeps until running time @until on the pipeline clock, the lock let
+   * go meanwhile (clear and unlock unschedule st.wait_id); what was sent
+   * leaves st.held first */
+  auto sleep_until = [&](GstClockTime until) {
+    cork.set(false);
+    sent.drop();
+    st.wait_id = gst_clock_new_single_shot_id(now.clock, now.base + until);
+    GstClockID id = st.wait_id;
+    g.unlock();
+    gst_clock_id_wait(id, nullptr);
+    g.lock();
+    gst_clock_id_unref(id);
+    st.wait_id = nullptr;
+    now.forget();
+  };
   guint batch = 0; /* frames sent by this call */
   if (flush && !st.held.empty() && st.held.size() % 160) {
     size_t pad = 160 - st.held.size() % 160;
@@ -450,6 +475,27 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
     if (now.read()) {
       if (st.play_end < now.running)
         st.play_end = now.running; /* Twilio's buffer ran empty */
+      if (p->settings.min_lead && !flush && st.play_end <= now.running &&
+          st.held.size() - sent.n < p->settings.min_lead * 8u) {
+        /* min-lead: Twilio's buffer is empty; start it with that much
+         * audio, or with what came in that long, so that a frame that
+         * comes a little late (the media wait, a busy machine) finds audio
+         * still playing instead of a gap */
+        if (!GST_CLOCK_TIME_IS_VALID(st.gather_since))
+          st.gather_since = now.running;
+        GstClockTime due = st.gather_since + p->settings.min_lead * GST_MSECOND;
+        if (now.running < due && no_wait) {
+          schedule_tick_locked(self, static_cast<gint64>((due - now.running) / GST_USECOND));
+          break;
+        }
+        if (now.running < due) {
+          /* no media thread: wait here, as for the lead; what comes
+           * meanwhile waits upstream and follows at once */
+          sleep_until(due);
+          continue; /* re-check flushing, clear and the clock */
+        }
+      }
+      st.gather_since = GST_CLOCK_TIME_NONE;
       GstClockTime lead = p->settings.lead * GST_MSECOND;
       if (st.play_end > now.running + lead && no_wait) {
         /* when half of the lead has played, as the wait below */
@@ -459,16 +505,7 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
       if (st.play_end > now.running + lead) {
         /* full: sleep until half of the lead has played, then top it up
          * again (one wake-up per lead/2 of audio, not one per frame) */
-        cork.set(false);
-        sent.drop();
-        st.wait_id = gst_clock_new_single_shot_id(now.clock, now.base + st.play_end - lead / 2);
-        GstClockID id = st.wait_id;
-        g.unlock();
-        gst_clock_id_wait(id, nullptr);
-        g.lock();
-        gst_clock_id_unref(id);
-        st.wait_id = nullptr;
-        now.forget();
+        sleep_until(st.play_end - lead / 2);
         continue; /* re-check flushing, clear and the clock */
       }
     }
@@ -624,6 +661,7 @@ static guint do_clear(GstTwilioSink *self, const char *reason) {
     st.dropping_item = !st.item_id.empty();
     st.recent.clear();
     st.play_end = 0; /* Twilio's buffer is empty now */
+    st.gather_since = GST_CLOCK_TIME_NONE;
     if (st.playout_wanted)
       st.playout.cut(now);
     st.level_fill = 0;
@@ -666,6 +704,7 @@ static void clear_for_pause(GstTwilioSink *self, State &st) {
   st.recent.resize(played - st.recent_start);
   st.item_pos = played;
   st.play_end = 0;
+  st.gather_since = GST_CLOCK_TIME_NONE;
   st.playout.cut(now);
   st.since_mark = 0;
   st.pause_clears++;
@@ -897,6 +936,7 @@ static gboolean gst_twilio_sink_start(GstBaseSink *sink) {
   st.flushing = false;
   st.held.clear();
   st.play_end = 0;
+  st.gather_since = GST_CLOCK_TIME_NONE;
   st.since_mark = 0;
   st.dropping_item = false;
   st.paused = false;
@@ -967,6 +1007,14 @@ static void gst_twilio_sink_class_init(GstTwilioSinkClass *klass) {
       g_param_spec_uint("lead", "Lead",
                         "Most audio (ms) sent ahead of real time; what a clear throws away at Twilio is at most this",
                         20, 10000, DEFAULT_LEAD, rw));
+  g_object_class_install_property(gobject_class, PROP_MIN_LEAD,
+      g_param_spec_uint("min-lead", "Minimum lead",
+                        "When Twilio's buffer has run empty, gather this much audio (ms; or wait this long for it) "
+                        "before sending, so that a 20 ms frame that comes up to min-lead - 20 ms later than usual "
+                        "still plays without a gap: a jitter buffer for audio that comes in real time (an echo, a "
+                        "bridge), which it delays by min-lead - 20 ms; a model's replies, which come faster than "
+                        "real time, start at once. 0: off",
+                        0, 1000, DEFAULT_MIN_LEAD, rw));
   g_object_class_install_property(gobject_class, PROP_FRAME_MS,
       g_param_spec_uint("frame-ms", "Frame duration",
                         "Audio per media message (ms, rounded down to a multiple of 20 = 160 bytes)", 20, 1000,

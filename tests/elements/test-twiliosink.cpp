@@ -59,7 +59,8 @@ struct Fixture {
     GstContext *ctx = pa_call_context_new(call);
     gst_element_set_context(sink, ctx);
     gst_context_unref(ctx);
-    g_object_set(sink, "lead", lead, nullptr);
+    /* min-lead off: these tests time each frame; test_min_lead_* set it */
+    g_object_set(sink, "lead", lead, "min-lead", 0u, nullptr);
     h = gst_harness_new_with_element(sink, "sink", nullptr);
     gst_object_unref(sink);
     gst_harness_use_testclock(h);
@@ -83,6 +84,12 @@ struct Fixture {
     return sent;
   }
   /* pushes @ms of audio of byte @fill from a thread (render blocks on the lead) */
+  /* pushes @ms of audio of byte @fill from this thread */
+  GstFlowReturn push(int ms, uint8_t fill) {
+    GstBuffer *b = gst_buffer_new_allocate(nullptr, ms * 8, nullptr);
+    gst_buffer_memset(b, 0, fill, ms * 8);
+    return gst_harness_push(h, b);
+  }
   std::thread push_async(int ms, uint8_t fill) {
     GstBuffer *b = gst_buffer_new_allocate(nullptr, ms * 8, nullptr);
     gst_buffer_memset(b, 0, fill, ms * 8);
@@ -151,6 +158,51 @@ GST_START_TEST(test_lead_bounds_what_is_queued) {
   }
   /* a mark after each 20 ms frame (mark-interval=20) */
   fail_unless_equals_int(f.count(Event::Mark), 20);
+}
+GST_END_TEST;
+
+/* min-lead: when Twilio's buffer is empty, audio that comes in real time
+ * (an echo's frame by frame) is gathered until there is min-lead of it, or
+ * until the first of it has waited that long, so that Twilio starts with
+ * that much and a frame that comes up to min-lead - 20 ms late still finds
+ * audio playing. Audio that comes faster than real time starts at once. */
+GST_START_TEST(test_min_lead_gathers_audio_for_an_empty_twilio) {
+  Fixture f(200);
+  g_object_set(f.h->element, "min-lead", 40u, nullptr);
+  GstTestClock *clock = gst_harness_get_testclock(f.h);
+  /* one 20 ms frame at time 0, nothing playing: it waits until 40 ms */
+  std::thread t = f.push_async(20, 0x41);
+  fail_unless(gst_harness_wait_for_clock_id_waits(f.h, 1, 5));
+  fail_unless_equals_int(f.count(Event::Media), 0);
+  fail_unless_equals_uint64(gst_test_clock_get_next_entry_time(clock), 40 * GST_MSECOND);
+  fail_unless(gst_harness_crank_single_clock_wait(f.h));
+  t.join();
+  fail_unless_equals_int(f.count(Event::Media), 1);
+  /* the frame that waited upstream meanwhile follows at once: Twilio now
+   * holds 40 ms (until 80 ms), not 20 */
+  fail_unless_equals_int(f.push(20, 0x42), GST_FLOW_OK);
+  fail_unless_equals_int(f.count(Event::Media), 2);
+  /* so a frame 15 ms late (at 75 ms, the next was due at 60) is still
+   * played without a gap: sent at once */
+  gst_test_clock_set_time(clock, 75 * GST_MSECOND);
+  fail_unless_equals_int(f.push(20, 0x43), GST_FLOW_OK);
+  fail_unless_equals_int(f.count(Event::Media), 3);
+  /* Twilio ran empty (at 100 ms); 40 ms at once (a model's reply) starts at
+   * once, with no wait */
+  gst_test_clock_set_time(clock, 200 * GST_MSECOND);
+  fail_unless_equals_int(f.push(40, 0x44), GST_FLOW_OK);
+  fail_unless_equals_int(f.count(Event::Media), 5);
+  /* min-lead 0: a lone frame goes at once */
+  g_object_set(f.h->element, "min-lead", 0u, nullptr);
+  gst_test_clock_set_time(clock, 400 * GST_MSECOND);
+  fail_unless_equals_int(f.push(20, 0x45), GST_FLOW_OK);
+  fail_unless_equals_int(f.count(Event::Media), 6);
+  std::vector<int> fills;
+  for (auto &o : f.snapshot())
+    if (o.event == Event::Media)
+      fills.push_back(o.payload[0]);
+  fail_unless(fills == std::vector<int>({0x41, 0x42, 0x43, 0x44, 0x44, 0x45}), "audio out of order");
+  gst_object_unref(clock);
 }
 GST_END_TEST;
 
@@ -553,16 +605,17 @@ GST_START_TEST(test_media_thread_sends_what_the_lead_held_back) {
    * thread; what the sink still held then is asked on that thread too,
    * before any timer of the thread can send more */
   std::atomic<int> rendered{0};
-  std::atomic<gint64> render_us{0}, held_after_render{-1};
-  auto render_second = [&](int from) {
-    GstBuffer *b = gst_buffer_new_allocate(nullptr, 8000, nullptr);
+  std::atomic<gint64> render_us{0}, held_after_render{-1}, rendered_at{0};
+  auto render_audio = [&](int from, size_t bytes) {
+    GstBuffer *b = gst_buffer_new_allocate(nullptr, bytes, nullptr);
     GstMapInfo map;
     gst_buffer_map(b, &map, GST_MAP_WRITE);
-    for (size_t i = 0; i < 8000; i++)
+    for (size_t i = 0; i < bytes; i++)
       map.data[i] = static_cast<uint8_t>(from + i / 160);
     gst_buffer_unmap(b, &map);
     fail_unless(mt->at(g_get_monotonic_time(), [&, b] {
       gint64 t0 = g_get_monotonic_time();
+      rendered_at = t0;
       fail_unless_equals_int(gst_harness_push(h, b), GST_FLOW_OK);
       render_us = g_get_monotonic_time() - t0;
       GstStructure *held = heard(h, nullptr);
@@ -571,6 +624,7 @@ GST_START_TEST(test_media_thread_sends_what_the_lead_held_back) {
       rendered++;
     }));
   };
+  auto render_second = [&](int from) { render_audio(from, 8000); };
   /* what Twilio gets: media frames, in order, until @n of them or @max_us;
    * @at_us: how many had come @at_us after the start */
   std::string inbox;
@@ -651,6 +705,20 @@ GST_START_TEST(test_media_thread_sends_what_the_lead_held_back) {
   for (int i = 0; i < 50; i++)
     fail_unless_equals_int(frames[i], 51 + i);
 
+  /* min-lead (40 ms by default): once Twilio's queue has played out, a lone
+   * 20 ms frame (an echo's) is held, by a timer and not a wait, and goes
+   * when it has waited 40 ms (never sooner) */
+  g_usleep(300000);
+  render_audio(101, 160);
+  frames = read_frames(1, 2 * G_USEC_PER_SEC, 0, unused);
+  gint64 waited_us = g_get_monotonic_time() - rendered_at.load();
+  fail_unless_equals_int(rendered.load(), 3);
+  fail_unless(render_us.load() < 100000, "the render waited %" G_GINT64_FORMAT " us", render_us.load());
+  fail_unless_equals_int(held_after_render.load(), 20);
+  fail_unless_equals_int(frames.size(), 1);
+  fail_unless_equals_int(frames[0], 101);
+  fail_unless(waited_us >= 39000, "sent %" G_GINT64_FORMAT " us after it came", waited_us);
+
   gst_harness_teardown(h);
   loop.reset();
   g_object_unref(call);
@@ -664,6 +732,7 @@ static Suite *twiliosink_suite(void) {
   tcase_set_timeout(tc, 30);
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_lead_bounds_what_is_queued);
+  tcase_add_test(tc, test_min_lead_gathers_audio_for_an_empty_twilio);
   tcase_add_test(tc, test_frames_are_whole_and_eos_pads);
   tcase_add_test(tc, test_buffer_list_sent_in_order);
   tcase_add_test(tc, test_clear_event_discards_and_heard_query);
