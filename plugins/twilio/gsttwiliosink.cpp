@@ -86,7 +86,7 @@
  *   (gboolean), `level-db` (gdouble, RMS level in dBFS of the agent audio
  *   sent lately, about the last 100 ms; -100 when none: bargein's echo
  *   guard), `held-ms` (guint64, audio received and not sent yet, held
- *   back by the lead or a pause).
+ *   back by the lead, a pause or min-lead).
  * - `phoneagent/far-end` (GST_QUERY_CUSTOM, answered on the sink pad): the
  *   agent audio the caller hears at a given time, by twiliosink's pacing
  *   (sent audio plays back to back from when it is sent; a clear cuts what
