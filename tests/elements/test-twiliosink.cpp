@@ -25,6 +25,15 @@ namespace {
 /* the level of a steady μ-law code, dBFS */
 double dbfs(uint8_t code) { return 20.0 * std::log10(std::abs(mulaw_decode(code)) / 32768.0); }
 
+/* a buffer of @bytes, each byte @fill */
+GstBuffer *filled_bytes(size_t bytes, uint8_t fill) {
+  GstBuffer *b = gst_buffer_new_allocate(nullptr, bytes, nullptr);
+  gst_buffer_memset(b, 0, fill, bytes);
+  return b;
+}
+/* @ms of μ-law at 8 kHz, each byte @fill */
+GstBuffer *filled(int ms, uint8_t fill) { return filled_bytes(static_cast<size_t>(ms) * 8, fill); }
+
 struct Fixture {
   GstHarness *h = nullptr;
   PaCall *call = nullptr;
@@ -83,16 +92,11 @@ struct Fixture {
     std::lock_guard<std::mutex> g(lock);
     return sent;
   }
-  /* pushes @ms of audio of byte @fill from a thread (render blocks on the lead) */
   /* pushes @ms of audio of byte @fill from this thread */
-  GstFlowReturn push(int ms, uint8_t fill) {
-    GstBuffer *b = gst_buffer_new_allocate(nullptr, ms * 8, nullptr);
-    gst_buffer_memset(b, 0, fill, ms * 8);
-    return gst_harness_push(h, b);
-  }
+  GstFlowReturn push(int ms, uint8_t fill) { return gst_harness_push(h, filled(ms, fill)); }
+  /* the same from a thread (render blocks on the lead) */
   std::thread push_async(int ms, uint8_t fill) {
-    GstBuffer *b = gst_buffer_new_allocate(nullptr, ms * 8, nullptr);
-    gst_buffer_memset(b, 0, fill, ms * 8);
+    GstBuffer *b = filled(ms, fill);
     return std::thread([this, b] { gst_harness_push(h, b); });
   }
   void echo_all_marks() {
@@ -215,8 +219,7 @@ GST_START_TEST(test_buffer_list_sent_in_order) {
   const uint8_t fills[] = {0x11, 0x22, 0x33};
   std::vector<uint8_t> expect;
   for (int i = 0; i < 3; i++) {
-    GstBuffer *b = gst_buffer_new_allocate(nullptr, sizes[i], nullptr);
-    gst_buffer_memset(b, 0, fills[i], sizes[i]);
+    GstBuffer *b = filled_bytes(sizes[i], fills[i]);
     gst_buffer_list_add(list, b);
     expect.insert(expect.end(), sizes[i], fills[i]);
   }
@@ -233,12 +236,10 @@ GST_END_TEST;
 GST_START_TEST(test_frames_are_whole_and_eos_pads) {
   Fixture f(10000);
   g_object_set(f.h->element, "frame-ms", 40, nullptr);
-  GstBuffer *b = gst_buffer_new_allocate(nullptr, 100, nullptr); /* 12.5 ms: less than a frame */
-  gst_buffer_memset(b, 0, 0x42, 100);
+  GstBuffer *b = filled_bytes(100, 0x42); /* 12.5 ms: less than a frame */
   fail_unless_equals_int(gst_harness_push(f.h, b), GST_FLOW_OK);
   fail_unless_equals_int(f.count(Event::Media), 0); /* held until a whole frame */
-  b = gst_buffer_new_allocate(nullptr, 300, nullptr);
-  gst_buffer_memset(b, 0, 0x43, 300);
+  b = filled_bytes(300, 0x43);
   fail_unless_equals_int(gst_harness_push(f.h, b), GST_FLOW_OK);
   fail_unless_equals_int(f.count(Event::Media), 1); /* 320 of 400 bytes out, as one 40 ms frame */
   /* EOS: the 80-byte tail is padded to 160 with silence, then we wait for the echo */
@@ -313,15 +314,13 @@ GST_START_TEST(test_clear_event_discards_and_heard_query) {
   fail_unless_equals_float(level, -100.0);
   gst_structure_free(hq);
   /* the rest of the cleared item, still in flight, is dropped */
-  GstBuffer *b = gst_buffer_new_allocate(nullptr, 160, nullptr);
-  gst_buffer_memset(b, 0, 0x42, 160);
+  GstBuffer *b = filled_bytes(160, 0x42);
   gst_harness_push(f.h, b);
   fail_unless_equals_int(f.count(Event::Media), 6);
   /* a new item plays again */
   gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
       gst_structure_new("phoneagent/item-start", "item-id", G_TYPE_STRING, "item_B", nullptr)));
-  b = gst_buffer_new_allocate(nullptr, 160, nullptr);
-  gst_buffer_memset(b, 0, 0x44, 160);
+  b = filled_bytes(160, 0x44);
   gst_harness_push(f.h, b);
   fail_unless_equals_int(f.count(Event::Media), 7);
   /* the level is that of the one frame sent since the clear */
@@ -341,16 +340,14 @@ GST_END_TEST;
 
 GST_START_TEST(test_clear_action_signal) {
   Fixture f(1000);
-  GstBuffer *b = gst_buffer_new_allocate(nullptr, 320, nullptr);
-  gst_buffer_memset(b, 0, 0x42, 320);
+  GstBuffer *b = filled_bytes(320, 0x42);
   gst_harness_push(f.h, b);
   g_signal_emit_by_name(f.h->element, "clear");
   auto s = f.snapshot();
   fail_unless(s.back().event == Event::Clear);
   assert_str(s.back().stream_sid, "MZ7");
   /* without items (the echo agent), audio keeps flowing after a clear */
-  b = gst_buffer_new_allocate(nullptr, 160, nullptr);
-  gst_buffer_memset(b, 0, 0x42, 160);
+  b = filled_bytes(160, 0x42);
   gst_harness_push(f.h, b);
   fail_unless(f.snapshot().back().event == Event::Mark);
   fail_unless_equals_int(f.count(Event::Media), 3);
@@ -361,8 +358,7 @@ GST_START_TEST(test_s16_input_converted) {
   Fixture f(10000, "audio/x-raw, format=S16LE, layout=interleaved, rate=24000, channels=1");
   g_object_set(f.h->element, "eos-timeout", 0, nullptr);
   /* 200 ms of silence at 24 kHz -> about 10 frames of μ-law silence */
-  GstBuffer *b = gst_buffer_new_allocate(nullptr, 24000 / 5 * 2, nullptr);
-  gst_buffer_memset(b, 0, 0, 24000 / 5 * 2);
+  GstBuffer *b = filled_bytes(24000 / 5 * 2, 0);
   gst_harness_push(f.h, b);
   gst_harness_push_event(f.h, gst_event_new_eos());
   /* EOS waits for echoes: none come, eos-timeout 0 lets it go */
@@ -377,11 +373,6 @@ GST_END_TEST;
 namespace {
 GstEvent *oob(const char *name) {
   return gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_OOB, gst_structure_new_empty(name));
-}
-GstBuffer *filled(int ms, uint8_t fill) {
-  GstBuffer *b = gst_buffer_new_allocate(nullptr, ms * 8, nullptr);
-  gst_buffer_memset(b, 0, fill, ms * 8);
-  return b;
 }
 } // namespace
 
