@@ -150,6 +150,17 @@ static void on_default(SoupServer *, SoupServerMessage *msg, const char *path, G
       Listener::Impl::reply(msg, SOUP_STATUS_OK, "text/plain", "ok\n");
     return;
   }
+  if (impl->hooks.metrics && !impl->config.metrics_path.empty() && impl->config.metrics_path == path) {
+    const char *method = soup_server_message_get_method(msg);
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+      impl->bad_method++;
+      soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Allow", "GET, HEAD");
+      Listener::Impl::reply(msg, SOUP_STATUS_METHOD_NOT_ALLOWED, "text/plain", "Metrics take GET requests.\n");
+      return;
+    }
+    Listener::Impl::reply(msg, SOUP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", impl->hooks.metrics());
+    return;
+  }
   impl->not_found++;
   Listener::Impl::reply(msg, SOUP_STATUS_NOT_FOUND, "text/plain", std::string("No such path: ") + path + "\n");
 }

@@ -26,6 +26,7 @@ struct ListenerConfig {
   std::string public_url;                  /* e.g. https://agent.example.com; empty: use the Host header */
   std::string webhook_path = "/twilio/voice";
   std::string stream_path = "/twilio/media";
+  std::string metrics_path;                /* GET answers Hooks::metrics (Prometheus text); empty: none */
   std::string auth_token;                  /* empty: no signature checks (warned once) */
   std::string busy_message = "Sorry, all our agents are busy right now. Please call again later. Goodbye.";
   std::string greeting;                    /* optional <Say> before <Connect> */
@@ -58,6 +59,9 @@ public:
     /* Optional. FALSE makes GET /healthz answer 503 "draining" so that load
      * balancers stop sending new calls here. */
     std::function<bool()> ready;
+    /* Optional. GET ListenerConfig::metrics_path: the body of the answer,
+     * in Prometheus' text format. */
+    std::function<std::string()> metrics;
     /* Optional. A stream's socket is gone (close handshake over, dropped,
      * or the listener stopped): the call that take_stream returned. */
     std::function<void(PaCall *)> socket_closed;

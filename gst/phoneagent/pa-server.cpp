@@ -3,6 +3,7 @@
 
 #include <libsoup/soup.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <deque>
@@ -24,6 +25,7 @@ G_DEFINE_QUARK(pa-server-error-quark, pa_server_error)
 #define DEFAULT_PORT 8080
 #define DEFAULT_WEBHOOK_PATH "/twilio/voice"
 #define DEFAULT_STREAM_PATH "/twilio/media"
+#define DEFAULT_METRICS_PATH "/metrics"
 #define DEFAULT_BUSY_MESSAGE "Sorry, all our agents are busy right now. Please call again later. Goodbye."
 #define DEFAULT_MAX_CALLS 100
 #define DEFAULT_RESERVATION_TIMEOUT 30000
@@ -44,6 +46,78 @@ static constexpr gushort kCloseError = 1011;     /* the pipeline failed */
 /* Threads that build, start and stop pipelines (more wait when they are all
  * busy: only an element that blocks for long in a state change keeps one). */
 static constexpr gint kMaxWorkers = 8;
+
+/* Prometheus' text format of the stats: each field a metric named
+ * phoneagent_<field> ('-' as '_'); 64-bit fields are totals since the
+ * server started (counters, "_total"), the others values now (gauges). */
+namespace {
+
+const struct {
+  const char *field, *help;
+} kMetricHelp[] = {
+    {"calls-active", "Calls with a running pipeline."},
+    {"calls-connecting", "Streams connected whose start message has not come yet."},
+    {"calls-reserved", "Webhooks answered whose stream has not connected yet."},
+    {"calls-closing", "Calls whose pipeline is gone and whose socket is still closing."},
+    {"max-calls", "The limit of concurrent calls (0: none)."},
+    {"pipelines-live", "Pipelines built and not yet finalized."},
+    {"call-objects-live", "Call objects not yet finalized."},
+    {"webhooks-admitted", "Webhooks answered with a stream."},
+    {"calls-turned-away", "Webhooks answered with the busy message."},
+    {"streams-accepted", "Media Streams WebSockets taken."},
+    {"streams-refused", "Media Streams WebSockets refused (full or draining)."},
+    {"streams-without-start", "Streams closed without a start message."},
+    {"calls-started", "Call pipelines started."},
+    {"calls-completed", "Calls ended by the end of their stream (EOS)."},
+    {"calls-failed", "Calls ended by a pipeline that did not build, did not start or posted an error."},
+    {"calls-forced", "Calls stopped after end-timeout."},
+    {"draining", "1 once the server stopped taking calls (SIGTERM, pa_server_drain())."},
+    {"media-wakeups", "Wake-ups of the media threads."},
+    {"media-ready", "Sockets ready at those wake-ups."},
+    {"media-threads-busy", "Media threads that have calls now."},
+    {"bad-signatures", "Webhooks and stream upgrades refused for a missing or invalid X-Twilio-Signature."},
+};
+
+gboolean append_metric(GQuark field, const GValue *value, gpointer user_data) {
+  auto &out = *static_cast<std::string *>(user_data);
+  const char *name = g_quark_to_string(field);
+  std::string metric = "phoneagent_" + std::string(name);
+  std::replace(metric.begin(), metric.end(), '-', '_');
+  std::string number;
+  bool counter = false;
+  if (G_VALUE_HOLDS_UINT64(value)) {
+    counter = true;
+    metric += "_total";
+    number = std::to_string(g_value_get_uint64(value));
+  } else if (G_VALUE_HOLDS_UINT(value)) {
+    number = std::to_string(g_value_get_uint(value));
+  } else if (G_VALUE_HOLDS_INT(value)) {
+    number = std::to_string(g_value_get_int(value));
+  } else if (G_VALUE_HOLDS_BOOLEAN(value)) {
+    number = g_value_get_boolean(value) ? "1" : "0";
+  } else {
+    return TRUE; /* not a number */
+  }
+  const char *help = "See docs/server.md, Statistics.";
+  for (const auto &h : kMetricHelp)
+    if (strcmp(h.field, name) == 0)
+      help = h.help;
+  out += "# HELP " + metric + " " + help + "\n";
+  out += "# TYPE " + metric + (counter ? " counter\n" : " gauge\n");
+  out += metric + " " + number + "\n";
+  return TRUE;
+}
+
+} // namespace
+
+gchar *pa_server_get_metrics(PaServer *server) {
+  g_return_val_if_fail(PA_IS_SERVER(server), nullptr);
+  GstStructure *s = pa_server_get_stats(server);
+  std::string out;
+  gst_structure_foreach(s, append_metric, &out);
+  gst_structure_free(s);
+  return g_strndup(out.data(), out.size());
+}
 
 /* ------------------------------------------------------------ templates */
 
@@ -302,6 +376,7 @@ struct Settings {
   std::string public_url;
   std::string webhook_path = DEFAULT_WEBHOOK_PATH;
   std::string stream_path = DEFAULT_STREAM_PATH;
+  std::string metrics_path = DEFAULT_METRICS_PATH;
   std::string auth_token;
   std::string busy_message = DEFAULT_BUSY_MESSAGE;
   std::string greeting;
@@ -367,6 +442,7 @@ enum {
   PROP_PUBLIC_URL,
   PROP_WEBHOOK_PATH,
   PROP_STREAM_PATH,
+  PROP_METRICS_PATH,
   PROP_AUTH_TOKEN,
   PROP_BUSY_MESSAGE,
   PROP_GREETING,
@@ -1336,6 +1412,7 @@ gboolean pa_server_start(PaServer *server, GError **error) {
     lc.public_url = s.public_url;
     lc.webhook_path = s.webhook_path;
     lc.stream_path = s.stream_path;
+    lc.metrics_path = s.metrics_path;
     lc.auth_token = s.auth_token;
     lc.busy_message = s.busy_message;
     lc.greeting = s.greeting;
@@ -1358,6 +1435,12 @@ gboolean pa_server_start(PaServer *server, GError **error) {
   };
   hooks.ready = [server]() { return !server->priv->draining && !server->priv->stopping; };
   hooks.socket_closed = [server](PaCall *call) { stream_socket_closed(server, call); };
+  hooks.metrics = [server]() {
+    gchar *text = pa_server_get_metrics(server);
+    std::string out(text);
+    g_free(text);
+    return out;
+  };
   p->listener = std::make_unique<pa::Listener>(lc, hooks);
   g_main_context_push_thread_default(p->context);
   GError *err = nullptr;
@@ -1454,9 +1537,12 @@ GstStructure *pa_server_get_stats(PaServer *server) {
     gst_structure_get_uint64(ls, "media-wakeups", &wakeups);
     gst_structure_get_uint64(ls, "media-ready", &ready);
     gst_structure_get_uint(ls, "media-threads-busy", &busy);
+    guint64 bad_signatures = 0;
+    gst_structure_get_uint64(ls, "bad-signatures", &bad_signatures);
     gst_structure_free(ls);
     gst_structure_set(s, "media-wakeups", G_TYPE_UINT64, wakeups, "media-ready", G_TYPE_UINT64, ready,
-                      "media-threads-busy", G_TYPE_UINT, busy, nullptr);
+                      "media-threads-busy", G_TYPE_UINT, busy, "bad-signatures", G_TYPE_UINT64, bad_signatures,
+                      nullptr);
   }
   return s;
 }
@@ -1584,6 +1670,7 @@ static void pa_server_set_property(GObject *object, guint prop_id, const GValue 
   case PROP_PUBLIC_URL: s.public_url = str(); break;
   case PROP_WEBHOOK_PATH: s.webhook_path = str(); break;
   case PROP_STREAM_PATH: s.stream_path = str(); break;
+  case PROP_METRICS_PATH: s.metrics_path = str(); break;
   case PROP_AUTH_TOKEN: s.auth_token = str(); break;
   case PROP_BUSY_MESSAGE: s.busy_message = str(); break;
   case PROP_GREETING: s.greeting = str(); break;
@@ -1619,6 +1706,7 @@ static void pa_server_get_property(GObject *object, guint prop_id, GValue *value
   case PROP_PUBLIC_URL: g_value_set_string(value, nullable(s.public_url)); break;
   case PROP_WEBHOOK_PATH: g_value_set_string(value, s.webhook_path.c_str()); break;
   case PROP_STREAM_PATH: g_value_set_string(value, s.stream_path.c_str()); break;
+  case PROP_METRICS_PATH: g_value_set_string(value, s.metrics_path.c_str()); break;
   case PROP_BUSY_MESSAGE: g_value_set_string(value, s.busy_message.c_str()); break;
   case PROP_GREETING: g_value_set_string(value, nullable(s.greeting)); break;
   case PROP_MAX_CALLS: g_value_set_uint(value, s.max_calls); break;
@@ -1692,6 +1780,11 @@ static void pa_server_class_init(PaServerClass *klass) {
   g_object_class_install_property(gobject_class, PROP_STREAM_PATH,
       g_param_spec_string("stream-path", "Stream path", "HTTP path of the Media Streams WebSocket",
                           DEFAULT_STREAM_PATH, rw));
+  g_object_class_install_property(gobject_class, PROP_METRICS_PATH,
+      g_param_spec_string("metrics-path", "Metrics path",
+                          "HTTP path where GET answers the server's statistics in Prometheus' text format (empty: "
+                          "none)",
+                          DEFAULT_METRICS_PATH, rw));
   g_object_class_install_property(gobject_class, PROP_AUTH_TOKEN,
       g_param_spec_string("auth-token", "Auth token",
                           "Twilio auth token for X-Twilio-Signature checks (write-only, never logged; empty: no "

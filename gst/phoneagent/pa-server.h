@@ -107,6 +107,11 @@ PA_API void pa_server_stop(PaServer *server);
 PA_API gint pa_server_get_bound_port(PaServer *server);
 /* A GstStructure named "phoneagent-server-stats" (see docs/server.md). */
 PA_API GstStructure *pa_server_get_stats(PaServer *server);
+/* The same in Prometheus' text format (version 0.0.4), what GET on the
+ * metrics-path answers: each field a metric phoneagent_<field> with '_' for
+ * '-', the 64-bit ones counters ("_total"), the others gauges. Free with
+ * g_free(). Any thread. */
+PA_API gchar *pa_server_get_metrics(PaServer *server);
 
 /* ---- launch templates ----
  * A template is a gst-launch description with ${NAME} variables. Values are

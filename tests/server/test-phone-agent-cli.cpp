@@ -147,6 +147,11 @@ GST_START_TEST(test_sigterm_graceful) {
   fail_unless_equals_int(http("GET", base + "/healthz", "", &body), 503);
   /* unsigned: refused before the busy check, as any unsigned webhook */
   fail_unless_equals_int(http("POST", base + "/twilio/voice", "CallSid=CA1"), 403);
+  /* the metrics say so: draining, the call still up, the refusal counted */
+  fail_unless_equals_int(http("GET", base + "/metrics", "", &body), 200);
+  for (const char *want : {"\nphoneagent_draining 1\n", "\nphoneagent_calls_active 1\n",
+                           "\nphoneagent_bad_signatures_total 1\n"})
+    fail_unless(body.find(want) != std::string::npos, "no '%s' in the metrics:\n%s", want + 1, body.c_str());
 
   fail_unless_equals_int(server.wait(10000), 0);
   double took = static_cast<double>(g_get_monotonic_time() - t0) / 1e6;
@@ -167,8 +172,12 @@ GST_END_TEST;
 GST_START_TEST(test_second_signal_ends_calls_now) {
   TempDir tmp;
   write_caller(tmp.file("caller.wav"), 20000);
-  Background server(serve({"--pipeline", echo_template(), "--grace-period", "60"}), tmp.file("server.log"));
+  Background server(serve({"--pipeline", echo_template(), "--grace-period", "60", "--metrics-path", "/m"}),
+                    tmp.file("server.log"));
   int port = wait_for_listening(server);
+  std::string base = "http://127.0.0.1:" + std::to_string(port);
+  fail_unless_equals_int(http("GET", base + "/metrics"), 404);
+  fail_unless_equals_int(http("GET", base + "/m"), 200);
   Background call(emulator(port, {"--audio", tmp.file("caller.wav"), "--report", tmp.file("report.json")}),
                   tmp.file("emulator.log"));
   server.wait_for(" started (from ", 10000);

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "../common/pa-e2e.h"
@@ -143,6 +144,7 @@ private:
 struct Http {
   guint status = 0;
   std::string body;
+  std::string content_type;
 };
 
 /* The server in this process, on a context of its own. */
@@ -278,6 +280,8 @@ struct Fixture {
     fail_unless(run_until([&] { return pending.done; }, 10000), "no HTTP answer from %s", u.c_str());
     Http r;
     r.status = soup_message_get_status(msg);
+    if (const char *ct = soup_message_headers_get_one(soup_message_get_response_headers(msg), "Content-Type"))
+      r.content_type = ct;
     if (pending.body) {
       r.body.assign(static_cast<const char *>(g_bytes_get_data(pending.body, nullptr)),
                     g_bytes_get_size(pending.body));
@@ -584,6 +588,87 @@ GST_START_TEST(test_call_admit_and_parameters) {
   /* health checks */
   Http h = f.http("GET", f.url("/healthz"));
   fail_unless_equals_int(h.status, 200);
+}
+GST_END_TEST;
+
+/* GET /metrics: every statistic in Prometheus' text format, named after
+ * its field, with the value pa_server_get_stats() gives; 64-bit totals as
+ * counters. Unsigned requests show up there; another path, or none. */
+GST_START_TEST(test_metrics) {
+  TempDir tmp;
+  Fixture f(kEcho, 5, [](PaServer *s) { g_object_set(s, "auth-token", "s3cret", nullptr); });
+  /* an unsigned webhook: refused, and counted */
+  fail_unless_equals_int(f.webhook("CA0001").status, 403);
+  write_caller(tmp.file("caller.wav"), 600, 0);
+  std::vector<std::unique_ptr<Process>> procs;
+  procs.push_back(std::make_unique<Process>(
+      f.emulator({"--audio", tmp.file("caller.wav"), "--tail-ms", "200", "--auth-token", "s3cret"}),
+      tmp.file("emulator.log")));
+  f.wait_processes(procs, 30000);
+  f.wait_idle();
+
+  Http m = f.http("GET", f.url("/metrics"));
+  fail_unless_equals_int(m.status, 200);
+  assert_str(m.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  /* each metric: HELP, TYPE, then its sample; its value is the stat's */
+  std::istringstream lines(m.body);
+  std::string line, help_of, type_of, type;
+  int samples = 0;
+  std::set<std::string> seen;
+  while (std::getline(lines, line)) {
+    if (line.rfind("# HELP ", 0) == 0) {
+      help_of = line.substr(7, line.find(' ', 7) - 7);
+      continue;
+    }
+    if (line.rfind("# TYPE ", 0) == 0) {
+      std::istringstream t(line.substr(7));
+      t >> type_of >> type;
+      fail_unless(type_of == help_of, "TYPE of %s after HELP of %s", type_of.c_str(), help_of.c_str());
+      continue;
+    }
+    std::istringstream sample(line);
+    std::string name;
+    guint64 value = 0;
+    fail_unless(static_cast<bool>(sample >> name >> value), "not a sample: '%s'", line.c_str());
+    fail_unless(name == type_of, "sample %s after TYPE of %s", name.c_str(), type_of.c_str());
+    fail_unless(name.rfind("phoneagent_", 0) == 0, "%s", name.c_str());
+    std::string field = name.substr(strlen("phoneagent_"));
+    bool total = field.size() > 6 && field.compare(field.size() - 6, 6, "_total") == 0;
+    if (total)
+      field.resize(field.size() - 6);
+    std::replace(field.begin(), field.end(), '_', '-');
+    assert_str(type, total ? "counter" : "gauge");
+    if (field == "draining") {
+      fail_unless_equals_int(value, 0);
+    } else if (field != "media-wakeups" && field != "media-ready") { /* these move while we read */
+      fail_unless(value == f.stat(field.c_str()), "%s is %" G_GUINT64_FORMAT ", the stat %" G_GUINT64_FORMAT,
+                  name.c_str(), value, f.stat(field.c_str()));
+    }
+    seen.insert(name);
+    samples++;
+  }
+  for (const char *want : {"phoneagent_calls_active", "phoneagent_max_calls", "phoneagent_calls_started_total",
+                           "phoneagent_calls_completed_total", "phoneagent_bad_signatures_total",
+                           "phoneagent_draining", "phoneagent_media_wakeups_total"})
+    fail_unless(seen.count(want) == 1, "no %s in:\n%s", want, m.body.c_str());
+  fail_unless(samples >= 20, "%d samples", samples);
+  fail_unless_equals_int(f.stat("calls-completed"), 1);
+  fail_unless_equals_int(f.stat("bad-signatures"), 1);
+  fail_unless_equals_int(f.stat("max-calls"), 5);
+  fail_unless_equals_int(f.http("POST", f.url("/metrics"), "a=b").status, 405);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_metrics_path) {
+  {
+    Fixture f(kEcho, 5, [](PaServer *s) { g_object_set(s, "metrics-path", "", nullptr); });
+    fail_unless_equals_int(f.http("GET", f.url("/metrics")).status, 404);
+  }
+  Fixture f(kEcho, 5, [](PaServer *s) { g_object_set(s, "metrics-path", "/internal/m", nullptr); });
+  fail_unless_equals_int(f.http("GET", f.url("/metrics")).status, 404);
+  Http m = f.http("GET", f.url("/internal/m"));
+  fail_unless_equals_int(m.status, 200);
+  fail_unless(m.body.find("\nphoneagent_max_calls 5\n") != std::string::npos, "%s", m.body.c_str());
 }
 GST_END_TEST;
 
@@ -1047,6 +1132,8 @@ static Suite *server_suite(void) {
   tcase_add_test(tc, test_over_limit_turned_away);
   tcase_add_test(tc, test_reservations);
   tcase_add_test(tc, test_call_admit_and_parameters);
+  tcase_add_test(tc, test_metrics);
+  tcase_add_test(tc, test_metrics_path);
   tcase_add_test(tc, test_stream_without_start);
   tcase_add_test(tc, test_failing_pipeline_ends_one_call);
   tcase_add_test(tc, test_stuck_pipeline_does_not_stall_others);

@@ -32,6 +32,7 @@ struct Args {
   gchar *auth_token = nullptr;
   gchar *auth_token_file = nullptr;
   gchar *webhook_path = nullptr;
+  gchar *metrics_path = nullptr;
   gchar *stream_path = nullptr;
   gint max_calls = 100;
   gint grace_period = 30;
@@ -46,7 +47,7 @@ struct Args {
 
   ~Args() {
     for (gchar *s : {pipeline, address, public_url, auth_token, auth_token_file, webhook_path, stream_path,
-                     log_level, out_dir, greeting, busy_message})
+                     metrics_path, log_level, out_dir, greeting, busy_message})
       g_free(s);
   }
 };
@@ -200,6 +201,9 @@ int serve(int argc, char **argv) {
        "PATH"},
       {"stream-path", 0, 0, G_OPTION_ARG_STRING, &a.stream_path, "Media Streams path (default /twilio/media)",
        "PATH"},
+      {"metrics-path", 0, 0, G_OPTION_ARG_STRING, &a.metrics_path,
+       "Path where GET answers the server's statistics in Prometheus' text format (default /metrics; \"\": none)",
+       "PATH"},
       {"max-calls", 0, 0, G_OPTION_ARG_INT, &a.max_calls, "Most calls at once; more hear the busy message "
        "(default 100, 0: no limit)", "N"},
       {"grace-period", 0, 0, G_OPTION_ARG_INT, &a.grace_period,
@@ -281,6 +285,8 @@ int serve(int argc, char **argv) {
     g_object_set(server, "public-url", a.public_url, nullptr);
   if (a.webhook_path)
     g_object_set(server, "webhook-path", a.webhook_path, nullptr);
+  if (a.metrics_path)
+    g_object_set(server, "metrics-path", a.metrics_path, nullptr);
   if (a.stream_path)
     g_object_set(server, "stream-path", a.stream_path, nullptr);
   if (a.out_dir)
