@@ -112,7 +112,7 @@ run_once() {
     printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime %s ! twiliosink %s\n' \
       "$mport" "${MODEL_OPTS:-}" "${SINK_OPTS:-}" > "$TMP/agent.pipeline"
     timeout --foreground -s KILL "$KILL_S" "$SERVER" serve --pipeline "$TMP/agent.pipeline" --address 127.0.0.1 --port 0 \
-      --max-calls 0 --grace-period 5 --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
+      --max-calls 0 --grace-period 5 --out-dir "$TMP" --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
     SERVER_PID=$!
     if ! port=$(server_port "$TMP/server.out"); then
       echo "run.sh: the server did not start:" >&2; cat "$TMP/server.out" "$TMP/server.err" >&2; exit 1

@@ -59,7 +59,7 @@ callgrind_calls() {
   : > "$_tmp/server.out" # read below before the server may have opened it
   timeout -s KILL 600 valgrind --tool=callgrind --callgrind-out-file="$_out" "$_server" serve \
     --pipeline "$_template" --address 127.0.0.1 --port 0 --max-calls 0 --media-threads 1 \
-    --log-level error > "$_tmp/server.out" 2> "$_tmp/server.err" &
+    --out-dir "$_tmp" --log-level error > "$_tmp/server.out" 2> "$_tmp/server.err" &
   VP=$!
   _port=$(server_port "$_tmp/server.out" 60) ||
     { echo "callgrind: the server did not start:" >&2; cat "$_tmp/server.err" >&2; return 1; }

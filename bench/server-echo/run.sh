@@ -96,7 +96,7 @@ run_once() {
   n=$1
   : > "$TMP/server.out"
   nice -n "${NICE:-0}" "$SERVER" serve --pipeline "$TEMPLATE" --address 127.0.0.1 --port 0 --max-calls 0 --grace-period 5 \
-    --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
+    --out-dir "$TMP" --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
   SERVER_PID=$!
   if ! port=$(server_port "$TMP/server.out"); then
     echo "run.sh: the server did not start:" >&2

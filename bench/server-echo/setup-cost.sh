@@ -58,7 +58,7 @@ fi
 
 : > "$TMP/server.out"
 timeout -s KILL "$((LIMIT_S + 30))" "$SERVER" serve --pipeline "$TEMPLATE" --address 127.0.0.1 --port 0 \
-  --max-calls 0 --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
+  --max-calls 0 --out-dir "$TMP" --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
 PID=$!
 port=$(server_port "$TMP/server.out") || { echo "setup-cost.sh: the server did not start:" >&2; cat "$TMP/server.err" >&2; exit 1; }
 SPID=$(pgrep -P "$PID" | head -n 1) # the server under timeout

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "pa-call.h"
+#include "pa-calllog.h"
 #include "pa-listener.h"
 #include "twilio-protocol.h"
 
@@ -76,6 +77,8 @@ const struct {
     {"media-ready", "Sockets ready at those wake-ups."},
     {"media-threads-busy", "Media threads that have calls now."},
     {"bad-signatures", "Webhooks and stream upgrades refused for a missing or invalid X-Twilio-Signature."},
+    {"call-log-pending", "Call log writes queued and not done yet."},
+    {"call-log-errors", "Call log writes that failed (each also logged)."},
 };
 
 gboolean append_metric(GQuark field, const GValue *value, gpointer user_data) {
@@ -338,6 +341,37 @@ struct Reservation {
   gint64 deadline_us = 0;
 };
 
+/* A call's bus messages go to the server's context through a sync handler
+ * and an ordered queue, not a bus watch: a watch would add one more file
+ * descriptor per call to the server's poll set, scanned on every wake-up. */
+struct BusRelay {
+  std::mutex lock;
+  std::deque<GstMessage *> queue;
+  bool scheduled = false;
+  GWeakRef server;
+  guint64 id = 0;
+  GMainContext *context = nullptr;
+  PaCall *call = nullptr;
+  /* with a call log: what it records of the call's messages, gathered here
+   * on the thread that posts them (under lock), so that they need not wake
+   * the server's context */
+  const bool logging;
+  pa::CallLogEntry gathered;
+
+  BusRelay(PaServer *s, guint64 call_id, GMainContext *ctx, PaCall *c, bool log)
+      : id(call_id), context(g_main_context_ref(ctx)), call(PA_CALL(g_object_ref(c))), logging(log) {
+    g_weak_ref_init(&server, s);
+  }
+  ~BusRelay() {
+    for (GstMessage *m : queue)
+      gst_message_unref(m);
+    g_weak_ref_clear(&server);
+    g_main_context_unref(context);
+    g_object_unref(call);
+  }
+};
+using BusRelayRef = std::shared_ptr<BusRelay>;
+
 struct CallEntry {
   guint64 id = 0;
   PaCall *call = nullptr;                 /* ref */
@@ -360,6 +394,8 @@ struct CallEntry {
   std::string final_reason;               /* reason of call-ended */
   std::string call_sid;                   /* for logs: CallSid once started */
   gint64 started_us = 0;
+  std::unique_ptr<pa::CallLogEntry> log;  /* with a call log: what it will say of this call */
+  std::shared_ptr<BusRelay> relay;        /* the pipeline's bus relay: what it gathered for the log */
 };
 
 /* Live pipelines and call objects, counted by weak references; shared with
@@ -377,6 +413,7 @@ struct Settings {
   std::string webhook_path = DEFAULT_WEBHOOK_PATH;
   std::string stream_path = DEFAULT_STREAM_PATH;
   std::string metrics_path = DEFAULT_METRICS_PATH;
+  std::string call_log; /* SQLite file; empty: none */
   std::string auth_token;
   std::string busy_message = DEFAULT_BUSY_MESSAGE;
   std::string greeting;
@@ -409,6 +446,7 @@ struct PaServerPrivate {
 
   /* below: only on the server's context */
   std::unique_ptr<pa::Listener> listener;
+  std::unique_ptr<pa::CallLog> call_log;
   std::map<guint64, std::unique_ptr<CallEntry>> calls;
   std::deque<Reservation> reservations;
   pa::twilio::Params pending_parameters; /* from admit to stream_parameters, same webhook */
@@ -443,6 +481,7 @@ enum {
   PROP_WEBHOOK_PATH,
   PROP_STREAM_PATH,
   PROP_METRICS_PATH,
+  PROP_CALL_LOG,
   PROP_AUTH_TOKEN,
   PROP_BUSY_MESSAGE,
   PROP_GREETING,
@@ -666,6 +705,109 @@ static void submit(PaServer *server, CallEntry *e, TaskKind kind, std::string de
   g_thread_pool_push(server->priv->workers, t, nullptr);
 }
 
+/* ------------------------------------------------------------ the call log */
+
+/* The call's row, as its stream starts. */
+static void log_call_started(PaServer *server, CallEntry *e, const pa::twilio::StartInfo &si) {
+  PaServerPrivate *p = server->priv;
+  if (!p->call_log)
+    return;
+  e->log = std::make_unique<pa::CallLogEntry>();
+  pa::CallLogEntry &l = *e->log;
+  l.call_sid = e->call_sid;
+  l.account_sid = si.account_sid;
+  l.stream_sid = si.stream_sid;
+  l.parameters = si.custom_parameters;
+  for (const auto &[k, v] : si.custom_parameters) {
+    if (k == "from")
+      l.from = v;
+    else if (k == "to")
+      l.to = v;
+  }
+  l.started_us = g_get_real_time();
+  p->call_log->started(l);
+}
+
+/* An element message the call log records: everything an element posts but
+ * the transcripts' deltas (it keeps the final ones). */
+static bool logged_message(GstMessage *msg) {
+  if (GST_MESSAGE_TYPE(msg) != GST_MESSAGE_ELEMENT)
+    return false;
+  const GstStructure *st = gst_message_get_structure(msg);
+  if (!st)
+    return false;
+  gboolean final = TRUE;
+  return !gst_structure_has_name(st, "realtime-transcript") || !gst_structure_get_boolean(st, "final", &final) ||
+         final;
+}
+
+const size_t kMaxLoggedEvents = 2000; /* per call: a runaway element cannot fill the disk */
+
+/* On the thread that posts @msg, under its bus relay's lock. */
+static void log_message(pa::CallLogEntry &l, GstMessage *msg) {
+  if (!logged_message(msg))
+    return;
+  const GstStructure *st = gst_message_get_structure(msg);
+  const char *name = gst_structure_get_name(st);
+  guint64 rt = 0;
+  double t = gst_structure_get_uint64(st, "running-time", &rt) ? static_cast<double>(rt) / GST_SECOND : -1.0;
+  if (gst_structure_has_name(st, "realtime-transcript")) {
+    const char *role = gst_structure_get_string(st, "role");
+    const char *text = gst_structure_get_string(st, "text");
+    if (text && l.transcript.size() < kMaxLoggedEvents)
+      l.transcript.push_back({t, role ? role : "", text});
+    return;
+  }
+  if (gst_structure_has_name(st, "realtime-latency")) {
+    l.turns++;
+    double ms = -1;
+    if (gst_structure_get_double(st, "latency-ms", &ms) && ms >= 0) /* -1: not known */
+      l.latencies_ms.push_back(ms);
+  } else if (gst_structure_has_name(st, "realtime-usage")) {
+    gint64 tokens = 0;
+    if (gst_structure_get_int64(st, "total-tokens", &tokens))
+      l.total_tokens += tokens;
+  } else if (gst_structure_has_name(st, "realtime-barge-in")) {
+    l.barge_ins++;
+  } else if (gst_structure_has_name(st, "realtime-function-call")) {
+    l.function_calls++;
+  }
+  if (l.events.size() >= kMaxLoggedEvents)
+    return;
+  gchar *detail = gst_structure_to_string(st);
+  l.events.push_back({t, name, detail});
+  g_free(detail);
+}
+
+/* The row completed, with the transcript and the events, as the call ends. */
+static void log_call_ended(PaServer *server, CallEntry *e, const std::string &reason) {
+  PaServerPrivate *p = server->priv;
+  std::unique_ptr<pa::CallLogEntry> l = std::move(e->log);
+  if (!l || !p->call_log)
+    return;
+  l->ended_us = g_get_real_time();
+  l->end_reason = reason;
+  if (e->relay) { /* the pipeline is back in NULL: nothing posts any more */
+    std::lock_guard<std::mutex> g(e->relay->lock);
+    pa::CallLogEntry &got = e->relay->gathered;
+    l->transcript = std::move(got.transcript);
+    l->events = std::move(got.events);
+    l->turns = got.turns;
+    l->latencies_ms = std::move(got.latencies_ms);
+    l->barge_ins = got.barge_ins;
+    l->function_calls = got.function_calls;
+    l->total_tokens = got.total_tokens;
+  }
+  GstStructure *cs = pa_call_get_stats(e->call);
+  guint64 in = 0, out = 0;
+  gst_structure_get_uint64(cs, "media-bytes-received", &in);
+  gst_structure_get_uint64(cs, "media-bytes-sent", &out);
+  gst_structure_free(cs);
+  l->caller_audio_s = static_cast<double>(in) / 8000.0;
+  l->agent_audio_s = static_cast<double>(out) / 8000.0;
+  p->call_log->ended(std::move(*l));
+}
+
 /* ------------------------------------------------------------ the end of a call */
 
 static void maybe_release(PaServer *server, CallEntry *e) {
@@ -694,6 +836,7 @@ static void pipeline_finished(PaServer *server, CallEntry *e) {
     GST_INFO("call %s ended (%s) after %.1f s", e->call_sid.c_str(), e->final_reason.c_str(), secs);
     guint64 id = e->id;
     std::string reason = e->final_reason;
+    log_call_ended(server, e, reason);
     g_signal_emit(server, signals[SIGNAL_CALL_ENDED], 0, e->pipeline, e->call, reason.c_str());
     if (!(e = find_entry(server, id))) /* the application stopped the server */
       return;
@@ -745,6 +888,8 @@ static void release_entry(PaServer *server, guint64 id) {
     return;
   std::unique_ptr<CallEntry> e = std::move(it->second);
   p->calls.erase(it);
+  if (e->log) /* dropped before its pipeline finished (the server stopped) */
+    log_call_ended(server, e.get(), e->final_reason.empty() ? "dropped" : e->final_reason);
   clear_source(e->timer);
   if (e->pipeline) /* only when the server stops without waiting: a worker may still hold it */
     gst_object_unref(e->pipeline);
@@ -828,6 +973,8 @@ static void on_bus_message(PaServer *server, guint64 id, GstMessage *msg) {
     gst_message_parse_error(msg, &err, &dbg);
     GST_ERROR("call %s: pipeline error from %s: %s (%s); ending this call", e->call_sid.c_str(),
               GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)), err ? err->message : "?", dbg ? dbg : "no details");
+    if (e->log && e->log->error.empty())
+      e->log->error = std::string(GST_OBJECT_NAME(GST_MESSAGE_SRC(msg))) + ": " + (err ? err->message : "?");
     g_clear_error(&err);
     g_free(dbg);
     {
@@ -856,31 +1003,6 @@ static void on_bus_message(PaServer *server, guint64 id, GstMessage *msg) {
   g_object_unref(call);
 }
 
-/* A call's bus messages go to the server's context through a sync handler
- * and an ordered queue, not a bus watch: a watch would add one more file
- * descriptor per call to the server's poll set, scanned on every wake-up. */
-struct BusRelay {
-  std::mutex lock;
-  std::deque<GstMessage *> queue;
-  bool scheduled = false;
-  GWeakRef server;
-  guint64 id = 0;
-  GMainContext *context = nullptr;
-  PaCall *call = nullptr;
-
-  BusRelay(PaServer *s, guint64 call_id, GMainContext *ctx, PaCall *c)
-      : id(call_id), context(g_main_context_ref(ctx)), call(PA_CALL(g_object_ref(c))) {
-    g_weak_ref_init(&server, s);
-  }
-  ~BusRelay() {
-    for (GstMessage *m : queue)
-      gst_message_unref(m);
-    g_weak_ref_clear(&server);
-    g_main_context_unref(context);
-    g_object_unref(call);
-  }
-};
-using BusRelayRef = std::shared_ptr<BusRelay>;
 
 static gboolean relay_dispatch(gpointer data) {
   BusRelayRef relay = *static_cast<BusRelayRef *>(data);
@@ -915,6 +1037,10 @@ static GstBusSyncReply on_bus_sync(GstBus *, GstMessage *msg, gpointer data) {
   case GST_MESSAGE_WARNING:
     break;
   default: {
+    if (relay->logging) {
+      std::lock_guard<std::mutex> g(relay->lock);
+      log_message(relay->gathered, msg);
+    }
     /* only "call-message" wants the rest (an agent's transcripts, turn and
      * usage messages: several per call-second): without a handler, drop it
      * here rather than wake the server's context for nothing */
@@ -974,6 +1100,8 @@ static void build_pipeline(PaServer *server, CallEntry *e) {
   GError *err = nullptr;
   if (!expand(tmpl.c_str(), lookup, desc, &err)) {
     GST_ERROR("call %s: the pipeline did not build: %s; ending this call", e->call_sid.c_str(), err->message);
+    if (e->log)
+      e->log->error = std::string("the pipeline did not build: ") + err->message;
     g_clear_error(&err);
     {
       std::lock_guard<std::mutex> g(p->lock);
@@ -1000,6 +1128,8 @@ static void pipeline_built(PaServer *server, CallEntry *e, Task *t) {
   if (!t->pipeline) {
     GST_ERROR("call %s: the pipeline did not build: %s; ending this call", e->call_sid.c_str(),
               t->error ? t->error->message : "unknown error");
+    if (e->log)
+      e->log->error = std::string("the pipeline did not build: ") + (t->error ? t->error->message : "unknown error");
     {
       std::lock_guard<std::mutex> g(p->lock);
       p->c.calls_failed++;
@@ -1024,8 +1154,8 @@ static void pipeline_built(PaServer *server, CallEntry *e, Task *t) {
   gst_element_set_context(pipeline, ctx);
   gst_context_unref(ctx);
   GstBus *bus = gst_element_get_bus(pipeline);
-  gst_bus_set_sync_handler(bus, on_bus_sync,
-                           new BusRelayRef(std::make_shared<BusRelay>(server, e->id, p->context, e->call)),
+  e->relay = std::make_shared<BusRelay>(server, e->id, p->context, e->call, e->log != nullptr);
+  gst_bus_set_sync_handler(bus, on_bus_sync, new BusRelayRef(e->relay),
                            [](gpointer d) { delete static_cast<BusRelayRef *>(d); });
   gst_object_unref(bus);
   g_signal_emit(server, signals[SIGNAL_CALL_CONFIGURE], 0, pipeline, e->call);
@@ -1101,6 +1231,7 @@ static void on_started_deferred(PaServer *server, guint64 id) {
   e->started = true;
   e->started_us = g_get_monotonic_time();
   e->call_sid = si.call_sid.empty() ? pa_call_get_name(e->call) : si.call_sid;
+  log_call_started(server, e, si);
   /* the stream took the oldest reservation; if it belongs to another
    * reservation of ours (streams arrived out of order), swap them */
   if (e->claimed && e->reservation.call_sid != si.call_sid) {
@@ -1400,6 +1531,7 @@ gboolean pa_server_start(PaServer *server, GError **error) {
     return FALSE;
   }
   pa::ListenerConfig lc;
+  std::string call_log_path;
   {
     std::lock_guard<std::mutex> g(p->lock);
     const Settings &s = p->settings;
@@ -1413,6 +1545,7 @@ gboolean pa_server_start(PaServer *server, GError **error) {
     lc.webhook_path = s.webhook_path;
     lc.stream_path = s.stream_path;
     lc.metrics_path = s.metrics_path;
+    call_log_path = s.call_log;
     lc.auth_token = s.auth_token;
     lc.busy_message = s.busy_message;
     lc.greeting = s.greeting;
@@ -1452,6 +1585,23 @@ gboolean pa_server_start(PaServer *server, GError **error) {
     g_clear_error(&err);
     p->listener.reset();
     return FALSE;
+  }
+  /* after the listener, so that a server that cannot listen leaves no
+   * file; no call can come before this returns (same context) */
+  if (!call_log_path.empty()) {
+    std::string why;
+    std::unique_ptr<pa::CallLog> opened = pa::CallLog::open(call_log_path, why);
+    if (!opened) {
+      g_set_error(error, PA_SERVER_ERROR, PA_SERVER_ERROR_CALL_LOG, "%s", why.c_str());
+      g_main_context_push_thread_default(p->context);
+      p->listener->stop();
+      p->listener.reset();
+      g_main_context_pop_thread_default(p->context);
+      return FALSE;
+    }
+    GST_INFO("call log: %s", call_log_path.c_str());
+    std::lock_guard<std::mutex> g(p->lock);
+    p->call_log = std::move(opened);
   }
   p->started = true;
   p->stopping = p->draining = p->grace_over = p->drained_emitted = false;
@@ -1493,6 +1643,12 @@ void pa_server_stop(PaServer *server) {
     p->listener.reset();
     g_main_context_pop_thread_default(p->context);
   }
+  std::unique_ptr<pa::CallLog> log; /* closed (what is queued written first) outside the lock */
+  {
+    std::lock_guard<std::mutex> g(p->lock);
+    log = std::move(p->call_log);
+  }
+  log.reset();
   p->started = false;
   update_gauges(server);
   GST_INFO("stopped");
@@ -1528,6 +1684,9 @@ GstStructure *pa_server_get_stats(PaServer *server) {
         "calls-failed", G_TYPE_UINT64, c.calls_failed,
         "calls-forced", G_TYPE_UINT64, c.calls_forced,
         nullptr);
+    if (p->call_log) /* replaced under the lock */
+      gst_structure_set(s, "call-log-pending", G_TYPE_UINT, p->call_log->pending(), "call-log-errors",
+                        G_TYPE_UINT64, p->call_log->errors(), nullptr);
   }
   gst_structure_set(s, "draining", G_TYPE_BOOLEAN, p->draining.load(), nullptr);
   if (p->listener) {
@@ -1671,6 +1830,7 @@ static void pa_server_set_property(GObject *object, guint prop_id, const GValue 
   case PROP_WEBHOOK_PATH: s.webhook_path = str(); break;
   case PROP_STREAM_PATH: s.stream_path = str(); break;
   case PROP_METRICS_PATH: s.metrics_path = str(); break;
+  case PROP_CALL_LOG: s.call_log = str(); break;
   case PROP_AUTH_TOKEN: s.auth_token = str(); break;
   case PROP_BUSY_MESSAGE: s.busy_message = str(); break;
   case PROP_GREETING: s.greeting = str(); break;
@@ -1707,6 +1867,7 @@ static void pa_server_get_property(GObject *object, guint prop_id, GValue *value
   case PROP_WEBHOOK_PATH: g_value_set_string(value, s.webhook_path.c_str()); break;
   case PROP_STREAM_PATH: g_value_set_string(value, s.stream_path.c_str()); break;
   case PROP_METRICS_PATH: g_value_set_string(value, s.metrics_path.c_str()); break;
+  case PROP_CALL_LOG: g_value_set_string(value, s.call_log.c_str()); break;
   case PROP_BUSY_MESSAGE: g_value_set_string(value, s.busy_message.c_str()); break;
   case PROP_GREETING: g_value_set_string(value, nullable(s.greeting)); break;
   case PROP_MAX_CALLS: g_value_set_uint(value, s.max_calls); break;
@@ -1785,6 +1946,11 @@ static void pa_server_class_init(PaServerClass *klass) {
                           "HTTP path where GET answers the server's statistics in Prometheus' text format (empty: "
                           "none)",
                           DEFAULT_METRICS_PATH, rw));
+  g_object_class_install_property(gobject_class, PROP_CALL_LOG,
+      g_param_spec_string("call-log", "Call log",
+                          "SQLite database where each call, its transcript and its events are recorded (created "
+                          "if missing; see docs/server.md; empty: none)",
+                          nullptr, rw));
   g_object_class_install_property(gobject_class, PROP_AUTH_TOKEN,
       g_param_spec_string("auth-token", "Auth token",
                           "Twilio auth token for X-Twilio-Signature checks (write-only, never logged; empty: no "

@@ -69,6 +69,7 @@ typedef enum {
   PA_SERVER_ERROR_TEMPLATE,  /* the launch template is unreadable, has a bad variable, or does not parse */
   PA_SERVER_ERROR_LISTEN,    /* cannot listen (address, port in use) */
   PA_SERVER_ERROR_STATE,     /* already started, or no template */
+  PA_SERVER_ERROR_CALL_LOG,  /* the call log cannot be opened or created */
 } PaServerError;
 
 /* Properties (set before pa_server_start() unless noted):

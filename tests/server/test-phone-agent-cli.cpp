@@ -9,6 +9,7 @@
 #include <csignal>
 
 #include "../common/pa-e2e.h"
+#include "../common/pa-calllog-query.h"
 #include "pa-audio.h"
 
 using namespace pa_e2e;
@@ -101,6 +102,11 @@ GST_START_TEST(test_usage_and_startup_errors) {
                       -1, nullptr);
   fail_unless_equals_int(run(serve({"--pipeline", tmp.file("var.pipeline")}), &out), 1);
   fail_unless(out.find("unknown variable ${callsid}") != std::string::npos, "%s", out.c_str());
+  /* the call log cannot be created */
+  fail_unless_equals_int(run(serve({"--pipeline", echo_template(), "--call-log", tmp.file("no/such/dir/calls.sqlite")}),
+                             &out), 1);
+  fail_unless(out.find("cannot open the call log " + tmp.file("no/such/dir/calls.sqlite")) != std::string::npos, "%s",
+              out.c_str());
   fail_unless_equals_int(run(serve({"--pipeline", echo_template(), "--check"}), &out), 0);
   fail_unless(out.find("is a valid template: twiliosrc ! twiliosink") != std::string::npos, "%s", out.c_str());
 
@@ -129,7 +135,7 @@ GST_START_TEST(test_sigterm_graceful) {
   write_caller(tmp.file("caller.wav"), 20000);
   const char *token = "s3cret-t0ken-XYZ";
   Background server(serve({"--pipeline", echo_template(), "--grace-period", "1", "--auth-token", token,
-                           "--log-level", "debug"}),
+                           "--log-level", "debug", "--out-dir", tmp.path}),
                     tmp.file("server.log"));
   int port = wait_for_listening(server);
   std::string base = "http://127.0.0.1:" + std::to_string(port);
@@ -165,6 +171,13 @@ GST_START_TEST(test_sigterm_graceful) {
   fail_unless(out.find("ended: shutdown") != std::string::npos, "%s", out.c_str());
   fail_unless(out.find("phone-agent: stopped (1 calls, 0 failed") != std::string::npos, "%s", out.c_str());
   fail_unless(out.find(token) == std::string::npos, "the auth token appeared in the output");
+  /* the call log, by default in --out-dir: the call, ended by the shutdown */
+  fail_unless(out.find("phone-agent: call log: " + tmp.file("calls.sqlite") + "\n") != std::string::npos, "%s",
+              out.c_str());
+  auto rows = query(tmp.file("calls.sqlite"), "SELECT call_sid, end_reason FROM calls");
+  fail_unless_equals_int(rows.size(), 1);
+  assert_str(rows[0][0], json_object_get_string_member(r.call(0), "call_sid"));
+  assert_str(rows[0][1], "shutdown");
 }
 GST_END_TEST;
 
@@ -172,7 +185,8 @@ GST_END_TEST;
 GST_START_TEST(test_second_signal_ends_calls_now) {
   TempDir tmp;
   write_caller(tmp.file("caller.wav"), 20000);
-  Background server(serve({"--pipeline", echo_template(), "--grace-period", "60", "--metrics-path", "/m"}),
+  Background server(serve({"--pipeline", echo_template(), "--grace-period", "60", "--metrics-path", "/m",
+                           "--call-log", ""}),
                     tmp.file("server.log"));
   int port = wait_for_listening(server);
   std::string base = "http://127.0.0.1:" + std::to_string(port);
@@ -192,6 +206,7 @@ GST_START_TEST(test_second_signal_ends_calls_now) {
   assert_str(json_object_get_string_member(r.call(0), "closed_by"), "server");
   fail_unless_equals_int(json_object_get_int_member(r.call(0), "close_code"), 1001);
   fail_unless(server.output().find("ended: server-stopped") != std::string::npos, "%s", server.output().c_str());
+  fail_unless(server.output().find("call log:") == std::string::npos, "--call-log \"\" kept a call log");
 }
 GST_END_TEST;
 

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "../common/pa-e2e.h"
+#include "../common/pa-calllog-query.h"
 #include "pa-audio.h"
 #include "pa-call.h"
 #include "pa-server.h"
@@ -146,6 +147,7 @@ struct Http {
   std::string body;
   std::string content_type;
 };
+
 
 /* The server in this process, on a context of its own. */
 struct Fixture {
@@ -672,6 +674,42 @@ GST_START_TEST(test_metrics_path) {
 }
 GST_END_TEST;
 
+/* Another process holds the call log's lock (a report, a backup): the
+ * call goes on, the write that could not wait is counted, and the row is
+ * whole once the lock is free again (the end writes what the start could
+ * not). */
+GST_START_TEST(test_call_log_locked) {
+  TempDir tmp;
+  std::string log = tmp.file("calls.sqlite");
+  Fixture f(kEcho, 5, [&log](PaServer *s) { g_object_set(s, "call-log", log.c_str(), nullptr); });
+  sqlite3 *other = nullptr;
+  fail_unless(sqlite3_open(log.c_str(), &other) == SQLITE_OK);
+  fail_unless(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  std::vector<uint8_t> sent = write_caller(tmp.file("caller.wav"), 1500, 3);
+  std::vector<std::unique_ptr<Process>> procs;
+  procs.push_back(std::make_unique<Process>(
+      f.emulator({"--audio", tmp.file("caller.wav"), "--tail-ms", "300", "--out-dir", tmp.path, "--report",
+                  tmp.file("report.json")}),
+      tmp.file("emulator.log")));
+  /* the start's write gives up after its 2 s wait for the lock */
+  fail_unless(f.run_until([&] { return f.stat("call-log-errors") == 1; }, 10000), "no failed write counted");
+  fail_unless(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(other);
+  f.wait_processes(procs, 30000);
+  check_echo(tmp.path, sent, "the call while the log was locked");
+  f.wait_idle();
+  fail_unless(f.run_until([&] { return f.stat("call-log-pending") == 0; }, 10000), "the call log is not written");
+  fail_unless_equals_int(f.stat("call-log-errors"), 1);
+  auto rows = query(log, "SELECT call_sid, end_reason, started_at <= ended_at, from_number, instance != '' FROM calls");
+  fail_unless_equals_int(rows.size(), 1);
+  assert_str(rows[0][0], json_object_get_string_member(Report(tmp.file("report.json")).call(0), "call_sid"));
+  assert_str(rows[0][1], "eos");
+  assert_str(rows[0][2], "1");
+  assert_str(rows[0][3], "+14155551212");
+  assert_str(rows[0][4], "1");
+}
+GST_END_TEST;
+
 /* A stream that connects but never says start is closed (1008); a stream
  * that closes before its start leaves nothing behind. */
 GST_START_TEST(test_stream_without_start) {
@@ -699,7 +737,9 @@ GST_END_TEST;
  * ${param.error_after} comes from the webhook URL's query. */
 GST_START_TEST(test_failing_pipeline_ends_one_call) {
   TempDir tmp;
-  Fixture f("twiliosrc ! identity error-after=${param.error_after:--1} ! twiliosink", 10);
+  std::string log = tmp.file("calls.sqlite");
+  Fixture f("twiliosrc ! identity error-after=${param.error_after:--1} ! twiliosink", 10,
+            [&log](PaServer *s) { g_object_set(s, "call-log", log.c_str(), nullptr); });
   std::vector<uint8_t> good = write_caller(tmp.file("good.wav"), 2000, 1);
   write_caller(tmp.file("bad.wav"), 2000, 2);
   std::vector<std::unique_ptr<Process>> procs;
@@ -736,6 +776,43 @@ GST_START_TEST(test_failing_pipeline_ends_one_call) {
   assert_str(f.ended_reasons[0], "build-failed");
   assert_str(f.ended_reasons[1], "eos");
   assert_str(f.ended_reasons[2], "error");
+  /* the call log says the same of each call, and why the two failed (its
+   * writes run on a thread of their own) */
+  fail_unless(f.run_until([&] { return f.stat("call-log-pending") == 0; }, 10000), "the call log is not written");
+  fail_unless_equals_int(f.stat("call-log-errors"), 0);
+  auto rows = query(log, "SELECT end_reason, error, caller_audio_s, parameters, from_number, call_sid, "
+                         "duration_s >= 0, ended_at >= started_at, instance FROM calls ORDER BY end_reason");
+  fail_unless_equals_int(rows.size(), 3);
+  assert_str(rows[0][0], "build-failed");
+  fail_unless(rows[0][1].find("did not build") != std::string::npos, "%s", rows[0][1].c_str());
+  fail_unless(rows[0][3].find("\"error_after\":\"many\"") != std::string::npos, "%s", rows[0][3].c_str());
+  assert_str(rows[1][0], "eos");
+  assert_str(rows[1][1], "");
+  /* every frame the emulator sent (2 s of speech, 1 s of tail) */
+  double sent_s = 0.02 * static_cast<double>(json_object_get_int_member(Report(tmp.file("report.json")).call(0),
+                                                                        "frames_sent"));
+  fail_unless(sent_s > 2.9 && std::fabs(std::stod(rows[1][2]) - sent_s) < 0.001, "the good call's caller audio: %s s",
+              rows[1][2].c_str());
+  assert_str(rows[2][0], "error");
+  fail_unless(rows[2][1].find("identity") != std::string::npos, "%s", rows[2][1].c_str());
+  fail_unless(std::stod(rows[2][2]) <= 25 * 0.02 + 0.001, "%s s", rows[2][2].c_str());
+  for (auto &r : rows) {
+    assert_str(r[4], "+14155551212");
+    fail_unless(r[5].rfind("CA", 0) == 0, "%s", r[5].c_str());
+    assert_str(r[6], "1");
+    assert_str(r[7], "1");
+    fail_unless(r[8].find(':') != std::string::npos, "%s", r[8].c_str());
+  }
+  /* the reports' calls are the log's */
+  std::set<std::string> logged, reported;
+  for (auto &r : rows)
+    logged.insert(r[5]);
+  for (const char *rep : {"report.json", "mid.json", "build.json"})
+    reported.insert(json_object_get_string_member(Report(tmp.file(rep)).call(0), "call_sid"));
+  fail_unless(logged == reported, "the log's calls are not the emulator's");
+  /* what twiliosrc posted is among each started call's events */
+  auto ev = query(log, "SELECT count(*) FROM events WHERE name = 'twilio-call-started'");
+  assert_str(ev[0][0], "2");
 
   /* and the server takes the next call */
   std::vector<std::unique_ptr<Process>> again;
@@ -912,7 +989,10 @@ static void agent_call(int media_threads) {
     return v;
   };
   std::string tmpl = "twiliosrc ! realtimemodel location=" + engine.url() + " ! twiliosink";
-  Fixture f(tmpl.c_str(), 10, [media_threads](PaServer *s) { g_object_set(s, "media-threads", media_threads, nullptr); });
+  std::string log = tmp.file("calls.sqlite");
+  Fixture f(tmpl.c_str(), 10, [media_threads, &log](PaServer *s) {
+    g_object_set(s, "media-threads", media_threads, "call-log", log.c_str(), nullptr);
+  });
   GstElement *model = nullptr; /* ref */
   g_signal_connect(f.server, "call-configure", G_CALLBACK(+[](PaServer *, GstElement *pipeline, PaCall *, gpointer d) {
                      GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(pipeline), "realtimemodel");
@@ -991,6 +1071,53 @@ static void agent_call(int media_threads) {
               "the model session is still open after the call");
   fail_unless_equals_int(engine_stat("sessions-total"), 1);
   engine.stop();
+
+  /* the call log: the turns, their latency, the barge-ins and what the
+   * agent said, as realtimemodel posted them */
+  fail_unless(f.run_until([&] { return f.stat("call-log-pending") == 0; }, 10000), "the call log is not written");
+  auto row = query(log, "SELECT end_reason, turns, latency_p50_ms, latency_max_ms, barge_ins, agent_audio_s > 0.5 "
+                        "FROM calls");
+  fail_unless_equals_int(row.size(), 1);
+  assert_str(row[0][0], "eos");
+  fail_unless(std::stoi(row[0][1]) >= 1, "%s turns", row[0][1].c_str());
+  assert_str(row[0][4], std::to_string(barge_ins).c_str());
+  assert_str(row[0][5], "1");
+  /* the median and the largest of the turns' latencies that were known */
+  std::vector<double> known;
+  for (auto &ev : query(log, "SELECT detail FROM events WHERE name = 'realtime-latency'")) {
+    const char *at = strstr(ev[0].c_str(), "latency-ms=(double)");
+    fail_unless(at != nullptr, "%s", ev[0].c_str());
+    double ms = g_ascii_strtod(at + strlen("latency-ms=(double)"), nullptr);
+    if (ms >= 0)
+      known.push_back(ms);
+  }
+  std::sort(known.begin(), known.end());
+  if (known.empty()) {
+    assert_str(row[0][2], "");
+    assert_str(row[0][3], "");
+  } else {
+    size_t n = known.size();
+    double median = n % 2 ? known[n / 2] : (known[n / 2 - 1] + known[n / 2]) / 2;
+    fail_unless(std::fabs(std::stod(row[0][2]) - median) < 0.01, "p50 %s, want %f", row[0][2].c_str(), median);
+    fail_unless(std::fabs(std::stod(row[0][3]) - known.back()) < 0.01, "max %s, want %f", row[0][3].c_str(),
+                known.back());
+  }
+  auto counted = query(log, "SELECT (SELECT count(*) FROM events WHERE name = 'realtime-latency'), "
+                            "(SELECT count(*) FROM events WHERE name = 'realtime-barge-in')");
+  assert_str(counted[0][0], row[0][1].c_str());
+  assert_str(counted[0][1], row[0][4].c_str());
+  auto said = query(log, "SELECT role, text, running_time_s FROM transcript ORDER BY seq");
+  fail_unless(!said.empty(), "no transcript in the call log");
+  double last = 0;
+  for (auto &line : said) {
+    assert_str(line[0], "assistant");
+    fail_unless(!line[1].empty());
+    fail_unless(std::stod(line[2]) >= last, "the transcript is out of order");
+    last = std::stod(line[2]);
+  }
+  /* deltas are not kept */
+  auto deltas = query(log, "SELECT count(*) FROM events WHERE name = 'realtime-transcript'");
+  assert_str(deltas[0][0], "0");
 }
 
 GST_START_TEST(test_agent_call_model_socket_on_media_thread) { agent_call(1); }
@@ -1134,6 +1261,7 @@ static Suite *server_suite(void) {
   tcase_add_test(tc, test_call_admit_and_parameters);
   tcase_add_test(tc, test_metrics);
   tcase_add_test(tc, test_metrics_path);
+  tcase_add_test(tc, test_call_log_locked);
   tcase_add_test(tc, test_stream_without_start);
   tcase_add_test(tc, test_failing_pipeline_ends_one_call);
   tcase_add_test(tc, test_stuck_pipeline_does_not_stall_others);

@@ -33,6 +33,7 @@ struct Args {
   gchar *auth_token_file = nullptr;
   gchar *webhook_path = nullptr;
   gchar *metrics_path = nullptr;
+  gchar *call_log = nullptr;
   gchar *stream_path = nullptr;
   gint max_calls = 100;
   gint grace_period = 30;
@@ -47,7 +48,7 @@ struct Args {
 
   ~Args() {
     for (gchar *s : {pipeline, address, public_url, auth_token, auth_token_file, webhook_path, stream_path,
-                     metrics_path, log_level, out_dir, greeting, busy_message})
+                     metrics_path, call_log, log_level, out_dir, greeting, busy_message})
       g_free(s);
   }
 };
@@ -222,6 +223,10 @@ int serve(int argc, char **argv) {
        "LEVEL"},
       {"out-dir", 'o', 0, G_OPTION_ARG_FILENAME, &a.out_dir,
        "Directory for ${out_dir} / ${recordings_dir} (default .; created if missing)", "DIR"},
+      {"call-log", 0, 0, G_OPTION_ARG_FILENAME, &a.call_log,
+       "SQLite database recording each call, its transcript and events (default OUT-DIR/calls.sqlite; "
+       "\"\": none)",
+       "FILE"},
       {"greeting", 0, 0, G_OPTION_ARG_STRING, &a.greeting, "Text Twilio says before connecting the stream", "TEXT"},
       {"busy-message", 0, 0, G_OPTION_ARG_STRING, &a.busy_message,
        "What callers hear when the server is full or shutting down", "TEXT"},
@@ -291,6 +296,8 @@ int serve(int argc, char **argv) {
     g_object_set(server, "stream-path", a.stream_path, nullptr);
   if (a.out_dir)
     g_object_set(server, "out-dir", a.out_dir, nullptr);
+  std::string call_log = a.call_log ? a.call_log : std::string(a.out_dir ? a.out_dir : ".") + "/calls.sqlite";
+  g_object_set(server, "call-log", call_log.c_str(), nullptr);
   if (a.greeting)
     g_object_set(server, "greeting", a.greeting, nullptr);
   if (a.busy_message)
@@ -348,6 +355,8 @@ int serve(int argc, char **argv) {
     g_print("phone-agent: set the number's voice webhook to https://YOUR-PUBLIC-HOST%s (and pass --public-url)\n",
             webhook_path);
   g_free(webhook_path);
+  if (!call_log.empty())
+    g_print("phone-agent: call log: %s\n", call_log.c_str());
 
   guint sigint = g_unix_signal_add(SIGINT, on_signal, &app);
   guint sigterm = g_unix_signal_add(SIGTERM, on_signal, &app);
