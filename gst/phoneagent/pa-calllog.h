@@ -46,6 +46,7 @@ struct CallLogEntry {
     std::string a, b; /* transcript: role, text; events: message name, its fields */
   };
   std::vector<Line> transcript, events;
+  guint lines_dropped = 0; /* over the limit of lines kept per call */
 };
 
 class PA_API CallLog {

@@ -756,6 +756,8 @@ static void log_message(pa::CallLogEntry &l, GstMessage *msg) {
     const char *text = gst_structure_get_string(st, "text");
     if (text && l.transcript.size() < kMaxLoggedEvents)
       l.transcript.push_back({t, role ? role : "", text});
+    else if (text)
+      l.lines_dropped++;
     return;
   }
   if (gst_structure_has_name(st, "realtime-latency")) {
@@ -772,8 +774,10 @@ static void log_message(pa::CallLogEntry &l, GstMessage *msg) {
   } else if (gst_structure_has_name(st, "realtime-function-call")) {
     l.function_calls++;
   }
-  if (l.events.size() >= kMaxLoggedEvents)
+  if (l.events.size() >= kMaxLoggedEvents) {
+    l.lines_dropped++;
     return;
+  }
   gchar *detail = gst_structure_to_string(st);
   l.events.push_back({t, name, detail});
   g_free(detail);
@@ -797,6 +801,11 @@ static void log_call_ended(PaServer *server, CallEntry *e, const std::string &re
     l->barge_ins = got.barge_ins;
     l->function_calls = got.function_calls;
     l->total_tokens = got.total_tokens;
+    /* said, so that a short log is not taken for a quiet call */
+    if (got.lines_dropped)
+      l->events.push_back({-1.0, "call-log-truncated",
+                           std::to_string(got.lines_dropped) + " messages over the limit of " +
+                               std::to_string(kMaxLoggedEvents) + " per call were not kept"});
   }
   GstStructure *cs = pa_call_get_stats(e->call);
   guint64 in = 0, out = 0;
@@ -1002,7 +1011,6 @@ static void on_bus_message(PaServer *server, guint64 id, GstMessage *msg) {
   gst_object_unref(pipeline);
   g_object_unref(call);
 }
-
 
 static gboolean relay_dispatch(gpointer data) {
   BusRelayRef relay = *static_cast<BusRelayRef *>(data);

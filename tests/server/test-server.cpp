@@ -710,6 +710,33 @@ GST_START_TEST(test_call_log_locked) {
 }
 GST_END_TEST;
 
+/* An element that posts without end (level, every millisecond of audio):
+ * the call log keeps 2,000 of its messages, says that it dropped the rest,
+ * and the call is not affected. */
+GST_START_TEST(test_call_log_limit) {
+  TempDir tmp;
+  std::string log = tmp.file("calls.sqlite");
+  Fixture f("twiliosrc ! audio/x-raw,format=S16LE,rate=8000 ! level interval=1000000 ! twiliosink", 5,
+            [&log](PaServer *s) { g_object_set(s, "call-log", log.c_str(), nullptr); });
+  std::vector<std::unique_ptr<Process>> procs;
+  procs.push_back(std::make_unique<Process>(
+      f.emulator({"--audio", "synth:2500", "--tail-ms", "300", "--report", tmp.file("report.json")}),
+      tmp.file("emulator.log")));
+  f.wait_processes(procs, 30000);
+  assert_str(Report(tmp.file("report.json")).outcome(0), "completed");
+  f.wait_idle();
+  fail_unless(f.run_until([&] { return f.stat("call-log-pending") == 0; }, 10000), "the call log is not written");
+  auto n = query(log, "SELECT (SELECT count(*) FROM events WHERE name != 'call-log-truncated'), "
+                      "(SELECT detail FROM events WHERE name = 'call-log-truncated'), (SELECT end_reason FROM calls)");
+  assert_str(n[0][0], "2000");
+  /* 2.8 s of audio, a message a millisecond: about 800 over */
+  guint dropped = static_cast<guint>(g_ascii_strtoull(n[0][1].c_str(), nullptr, 10));
+  fail_unless(dropped > 500 && n[0][1].find(" messages over the limit of 2000 per call were not kept") !=
+                                   std::string::npos, "%s", n[0][1].c_str());
+  assert_str(n[0][2], "eos");
+}
+GST_END_TEST;
+
 /* A stream that connects but never says start is closed (1008); a stream
  * that closes before its start leaves nothing behind. */
 GST_START_TEST(test_stream_without_start) {
@@ -1262,6 +1289,7 @@ static Suite *server_suite(void) {
   tcase_add_test(tc, test_metrics);
   tcase_add_test(tc, test_metrics_path);
   tcase_add_test(tc, test_call_log_locked);
+  tcase_add_test(tc, test_call_log_limit);
   tcase_add_test(tc, test_stream_without_start);
   tcase_add_test(tc, test_failing_pipeline_ends_one_call);
   tcase_add_test(tc, test_stuck_pipeline_does_not_stall_others);
