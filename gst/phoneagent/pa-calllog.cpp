@@ -208,20 +208,11 @@ void CallLog::run() {
       break;
     std::function<void()> job = std::move(jobs_.front());
     jobs_.pop_front();
-    busy_ = true;
     l.unlock();
     job();
     pending_--;
     l.lock();
-    busy_ = false;
-    if (jobs_.empty())
-      idle_.notify_all();
   }
-}
-
-void CallLog::flush() {
-  std::unique_lock<std::mutex> l(mu_);
-  idle_.wait(l, [this] { return jobs_.empty() && !busy_; });
 }
 
 void CallLog::queue_write(CallLogEntry e, bool end) {

@@ -63,8 +63,6 @@ public:
   void started(const CallLogEntry &e);
   /* The row completed, and the call's transcript and events, at once. */
   void ended(CallLogEntry e);
-  /* Blocks until everything queued so far is written. */
-  void flush();
 
   const std::string &path() const { return path_; }
   /* Writes queued and not done yet; writes that failed (each also logged). */
@@ -86,10 +84,9 @@ private:
   std::string path_;
   std::string instance_; /* host:pid */
   std::mutex mu_;
-  std::condition_variable wake_, idle_;
+  std::condition_variable wake_;
   std::deque<std::function<void()>> jobs_;
   bool stop_ = false;
-  bool busy_ = false;
   std::atomic<guint> pending_{0};
   std::atomic<guint64> errors_{0};
   std::thread thread_;
