@@ -75,7 +75,9 @@ typedef enum {
 /* Properties (set before pa_server_start() unless noted):
  *   address (string, "0.0.0.0"), port (int, 8080; 0 picks a free port),
  *   bound-port (int, read-only), public-url (string), webhook-path
- *   ("/twilio/voice"), stream-path ("/twilio/media"), auth-token (string,
+ *   ("/twilio/voice"), stream-path ("/twilio/media"), metrics-path
+ *   ("/metrics"; empty: none), call-log (string: an SQLite file, created if
+ *   missing; empty, the default: none), auth-token (string,
  *   write-only, never logged; empty: no signature checks), busy-message,
  *   greeting, max-calls (uint, 0 = no limit), reservation-timeout (uint ms),
  *   start-timeout (uint ms), end-timeout (uint ms), close-timeout (uint ms),
