@@ -149,6 +149,11 @@ struct Http {
 };
 
 
+/* A Fixture's set-up: a call log at @path. */
+std::function<void(PaServer *)> call_log_at(const std::string &path) {
+  return [path](PaServer *s) { g_object_set(s, "call-log", path.c_str(), nullptr); };
+}
+
 /* The server in this process, on a context of its own. */
 struct Fixture {
   GMainContext *ctx = nullptr;
@@ -239,6 +244,11 @@ struct Fixture {
                 " call objects",
                 stat("calls-active"), stat("calls-connecting"), stat("calls-closing"), stat("pipelines-live"),
                 stat("call-objects-live"));
+  }
+
+  /* Until the call log has written what it was given (its own thread). */
+  void wait_call_log() {
+    fail_unless(run_until([this] { return stat("call-log-pending") == 0; }, 10000), "the call log is not written");
   }
 
   /* @each runs at every poll while waiting (e.g. to sample stats). */
@@ -681,7 +691,7 @@ GST_END_TEST;
 GST_START_TEST(test_call_log_locked) {
   TempDir tmp;
   std::string log = tmp.file("calls.sqlite");
-  Fixture f(kEcho, 5, [&log](PaServer *s) { g_object_set(s, "call-log", log.c_str(), nullptr); });
+  Fixture f(kEcho, 5, call_log_at(log));
   sqlite3 *other = nullptr;
   fail_unless(sqlite3_open(log.c_str(), &other) == SQLITE_OK);
   fail_unless(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
@@ -698,7 +708,7 @@ GST_START_TEST(test_call_log_locked) {
   f.wait_processes(procs, 30000);
   check_echo(tmp.path, sent, "the call while the log was locked");
   f.wait_idle();
-  fail_unless(f.run_until([&] { return f.stat("call-log-pending") == 0; }, 10000), "the call log is not written");
+  f.wait_call_log();
   fail_unless_equals_int(f.stat("call-log-errors"), 1);
   auto rows = query(log, "SELECT call_sid, end_reason, started_at <= ended_at, from_number, instance != '' FROM calls");
   fail_unless_equals_int(rows.size(), 1);
@@ -717,7 +727,7 @@ GST_START_TEST(test_call_log_limit) {
   TempDir tmp;
   std::string log = tmp.file("calls.sqlite");
   Fixture f("twiliosrc ! audio/x-raw,format=S16LE,rate=8000 ! level interval=1000000 ! twiliosink", 5,
-            [&log](PaServer *s) { g_object_set(s, "call-log", log.c_str(), nullptr); });
+            call_log_at(log));
   std::vector<std::unique_ptr<Process>> procs;
   procs.push_back(std::make_unique<Process>(
       f.emulator({"--audio", "synth:2500", "--tail-ms", "300", "--report", tmp.file("report.json")}),
@@ -725,7 +735,7 @@ GST_START_TEST(test_call_log_limit) {
   f.wait_processes(procs, 30000);
   assert_str(Report(tmp.file("report.json")).outcome(0), "completed");
   f.wait_idle();
-  fail_unless(f.run_until([&] { return f.stat("call-log-pending") == 0; }, 10000), "the call log is not written");
+  f.wait_call_log();
   auto n = query(log, "SELECT (SELECT count(*) FROM events WHERE name != 'call-log-truncated'), "
                       "(SELECT detail FROM events WHERE name = 'call-log-truncated'), (SELECT end_reason FROM calls)");
   assert_str(n[0][0], "2000");
@@ -766,7 +776,7 @@ GST_START_TEST(test_failing_pipeline_ends_one_call) {
   TempDir tmp;
   std::string log = tmp.file("calls.sqlite");
   Fixture f("twiliosrc ! identity error-after=${param.error_after:--1} ! twiliosink", 10,
-            [&log](PaServer *s) { g_object_set(s, "call-log", log.c_str(), nullptr); });
+            call_log_at(log));
   std::vector<uint8_t> good = write_caller(tmp.file("good.wav"), 2000, 1);
   write_caller(tmp.file("bad.wav"), 2000, 2);
   std::vector<std::unique_ptr<Process>> procs;
@@ -805,7 +815,7 @@ GST_START_TEST(test_failing_pipeline_ends_one_call) {
   assert_str(f.ended_reasons[2], "error");
   /* the call log says the same of each call, and why the two failed (its
    * writes run on a thread of their own) */
-  fail_unless(f.run_until([&] { return f.stat("call-log-pending") == 0; }, 10000), "the call log is not written");
+  f.wait_call_log();
   fail_unless_equals_int(f.stat("call-log-errors"), 0);
   auto rows = query(log, "SELECT end_reason, error, caller_audio_s, parameters, from_number, call_sid, "
                          "duration_s >= 0, ended_at >= started_at, instance FROM calls ORDER BY end_reason");
@@ -1101,7 +1111,7 @@ static void agent_call(int media_threads) {
 
   /* the call log: the turns, their latency, the barge-ins and what the
    * agent said, as realtimemodel posted them */
-  fail_unless(f.run_until([&] { return f.stat("call-log-pending") == 0; }, 10000), "the call log is not written");
+  f.wait_call_log();
   auto row = query(log, "SELECT end_reason, turns, latency_p50_ms, latency_max_ms, barge_ins, agent_audio_s > 0.5 "
                         "FROM calls");
   fail_unless_equals_int(row.size(), 1);
