@@ -64,7 +64,6 @@ public:
   /* The row completed, and the call's transcript and events, at once. */
   void ended(CallLogEntry e);
 
-  const std::string &path() const { return path_; }
   /* Writes queued and not done yet; writes that failed (each also logged). */
   guint pending() const { return pending_; }
   guint64 errors() const { return errors_; }
