@@ -257,6 +257,7 @@ bool CallLog::write_started(const CallLogEntry &e, std::string &error) {
 bool CallLog::write_ended(const CallLogEntry &e, std::string &error) {
   if (!db_->exec("BEGIN", error))
     return false;
+  const CallLogMessages &m = e.messages;
   bool ok = true;
   {
     /* the whole row: if its start could not be written (the database was
@@ -280,27 +281,22 @@ bool CallLog::write_ended(const CallLogEntry &e, std::string &error) {
           .opt_text(12, e.error)
           .real(13, e.caller_audio_s)
           .real(14, e.agent_audio_s)
-          .integer(15, e.turns);
-      if (e.latencies_ms.empty()) {
+          .integer(15, m.turns);
+      if (m.latencies_ms.empty()) {
         sqlite3_bind_null(up.s, 16);
         sqlite3_bind_null(up.s, 17);
       } else {
-        std::vector<double> l = e.latencies_ms;
+        std::vector<double> l = m.latencies_ms;
         std::sort(l.begin(), l.end());
         size_t n = l.size();
         up.real(16, n % 2 ? l[n / 2] : (l[n / 2 - 1] + l[n / 2]) / 2).real(17, l.back());
       }
-      up.integer(18, e.barge_ins).integer(19, e.function_calls).integer(20, e.total_tokens);
+      up.integer(18, m.barge_ins).integer(19, m.function_calls).integer(20, m.total_tokens);
       ok = up.run();
     }
   }
-  for (const char *table : {"transcript", "events"}) {
-    const bool tr = table[0] == 't';
-    const auto &lines = tr ? e.transcript : e.events;
-    Stmt ins(db_->db, tr ? "INSERT OR REPLACE INTO transcript (call_sid, seq, running_time_s, role, text) "
-                           "VALUES (?, ?, ?, ?, ?)"
-                         : "INSERT OR REPLACE INTO events (call_sid, seq, running_time_s, name, detail) "
-                           "VALUES (?, ?, ?, ?, ?)");
+  auto insert_lines = [&](const char *sql, const std::vector<CallLogMessages::Line> &lines) {
+    Stmt ins(db_->db, sql);
     ok = ok && static_cast<bool>(ins);
     for (size_t i = 0; ok && i < lines.size(); i++)
       ok = ins.text(1, e.call_sid)
@@ -309,7 +305,11 @@ bool CallLog::write_ended(const CallLogEntry &e, std::string &error) {
                .text(4, lines[i].a)
                .text(5, lines[i].b)
                .run();
-  }
+  };
+  insert_lines("INSERT OR REPLACE INTO transcript (call_sid, seq, running_time_s, role, text) VALUES (?, ?, ?, ?, ?)",
+               m.transcript);
+  insert_lines("INSERT OR REPLACE INTO events (call_sid, seq, running_time_s, name, detail) VALUES (?, ?, ?, ?, ?)",
+               m.events);
   if (!ok) {
     error = db_->why();
     std::string ignored;

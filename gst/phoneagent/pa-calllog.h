@@ -28,15 +28,8 @@
 
 namespace pa {
 
-/* What the server knows of one call. */
-struct CallLogEntry {
-  std::string call_sid, account_sid, stream_sid, from, to;
-  twilio::Params parameters; /* the stream's custom parameters */
-  gint64 started_us = 0;     /* wall clock (g_get_real_time()) */
-  gint64 ended_us = 0;
-  std::string end_reason; /* as in the server's call-ended signal */
-  std::string error;      /* the pipeline's error message, if any */
-  double caller_audio_s = 0, agent_audio_s = 0;
+/* What a call's element messages said, gathered as they are posted. */
+struct CallLogMessages {
   guint turns = 0;                  /* realtime-latency messages: turns the agent answered */
   std::vector<double> latencies_ms; /* their latency-ms, where known (not -1) */
   guint barge_ins = 0, function_calls = 0;
@@ -47,6 +40,18 @@ struct CallLogEntry {
   };
   std::vector<Line> transcript, events;
   guint lines_dropped = 0; /* over the limit of lines kept per call */
+};
+
+/* What the server knows of one call. */
+struct CallLogEntry {
+  std::string call_sid, account_sid, stream_sid, from, to;
+  twilio::Params parameters; /* the stream's custom parameters */
+  gint64 started_us = 0;     /* wall clock (g_get_real_time()) */
+  gint64 ended_us = 0;
+  std::string end_reason; /* as in the server's call-ended signal */
+  std::string error;      /* the pipeline's error message, if any */
+  double caller_audio_s = 0, agent_audio_s = 0;
+  CallLogMessages messages;
 };
 
 class PA_API CallLog {

@@ -356,7 +356,7 @@ struct BusRelay {
    * on the thread that posts them (under lock), so that they need not wake
    * the server's context */
   const bool logging;
-  pa::CallLogEntry gathered;
+  pa::CallLogMessages gathered;
 
   BusRelay(PaServer *s, guint64 call_id, GMainContext *ctx, PaCall *c, bool log)
       : id(call_id), context(g_main_context_ref(ctx)), call(PA_CALL(g_object_ref(c))), logging(log) {
@@ -744,7 +744,7 @@ static bool logged_message(GstMessage *msg) {
 const size_t kMaxLoggedEvents = 2000; /* per call: a runaway element cannot fill the disk */
 
 /* On the thread that posts @msg, under its bus relay's lock. */
-static void log_message(pa::CallLogEntry &l, GstMessage *msg) {
+static void log_message(pa::CallLogMessages &l, GstMessage *msg) {
   if (!logged_message(msg))
     return;
   const GstStructure *st = gst_message_get_structure(msg);
@@ -793,20 +793,13 @@ static void log_call_ended(PaServer *server, CallEntry *e, const std::string &re
   l->end_reason = reason;
   if (e->relay) { /* the pipeline is back in NULL: nothing posts any more */
     std::lock_guard<std::mutex> g(e->relay->lock);
-    pa::CallLogEntry &got = e->relay->gathered;
-    l->transcript = std::move(got.transcript);
-    l->events = std::move(got.events);
-    l->turns = got.turns;
-    l->latencies_ms = std::move(got.latencies_ms);
-    l->barge_ins = got.barge_ins;
-    l->function_calls = got.function_calls;
-    l->total_tokens = got.total_tokens;
-    /* said, so that a short log is not taken for a quiet call */
-    if (got.lines_dropped)
-      l->events.push_back({-1.0, "call-log-truncated",
-                           std::to_string(got.lines_dropped) + " messages over the limit of " +
-                               std::to_string(kMaxLoggedEvents) + " per call were not kept"});
+    l->messages = std::move(e->relay->gathered);
   }
+  /* said, so that a short log is not taken for a quiet call */
+  if (l->messages.lines_dropped)
+    l->messages.events.push_back({-1.0, "call-log-truncated",
+                                  std::to_string(l->messages.lines_dropped) + " messages over the limit of " +
+                                      std::to_string(kMaxLoggedEvents) + " per call were not kept"});
   GstStructure *cs = pa_call_get_stats(e->call);
   guint64 in = 0, out = 0;
   gst_structure_get_uint64(cs, "media-bytes-received", &in);
