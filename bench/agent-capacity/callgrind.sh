@@ -5,6 +5,7 @@
 #
 # usage: bench/agent-capacity/callgrind.sh [BUILD_DIR] [OUT_FILE]   (default ./build, a temp file)
 # env:   CALLS=3 AUDIO_MS=20000   the emulator's calls (one media thread serves them)
+#        SERVER_OPTS=             more phone-agent options (e.g. --call-log= for none)
 #
 # The server (tools/phone-agent, one media thread) runs under callgrind with
 #   twiliosrc ! realtimemodel location=ws://127.0.0.1:PORT/v1/realtime ! twiliosink

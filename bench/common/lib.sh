@@ -52,6 +52,7 @@ kill_wrapped() {
 # pipeline TEMPLATE on one media thread, places CALLS calls of AUDIO_MS of
 # synthetic speech with EMU (tools/twilio-emulator; more options after),
 # then stops the server with SIGINT so that callgrind writes its profile.
+# SERVER_OPTS (environment) adds phone-agent options, e.g. --call-log= (no call log).
 # VP is the valgrind process while it runs (for the caller's exit trap).
 callgrind_calls() {
   _server=$1 _emu=$2 _template=$3 _out=$4 _calls=$5 _audio=$6 _tmp=$7
@@ -59,7 +60,7 @@ callgrind_calls() {
   : > "$_tmp/server.out" # read below before the server may have opened it
   timeout -s KILL 600 valgrind --tool=callgrind --callgrind-out-file="$_out" "$_server" serve \
     --pipeline "$_template" --address 127.0.0.1 --port 0 --max-calls 0 --media-threads 1 \
-    --out-dir "$_tmp" --log-level error > "$_tmp/server.out" 2> "$_tmp/server.err" &
+    --out-dir "$_tmp" --log-level error ${SERVER_OPTS:-} > "$_tmp/server.out" 2> "$_tmp/server.err" &
   VP=$!
   _port=$(server_port "$_tmp/server.out" 60) ||
     { echo "callgrind: the server did not start:" >&2; cat "$_tmp/server.err" >&2; return 1; }

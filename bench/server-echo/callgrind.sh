@@ -5,6 +5,7 @@
 #
 # usage: bench/server-echo/callgrind.sh [BUILD_DIR] [OUT_FILE]   (default ./build, a temp file)
 # env:   CALLS=3 AUDIO_MS=8000   the emulator's calls (one media thread serves them)
+#        SERVER_OPTS=            more phone-agent options
 #
 # Prints the program total and the inclusive instructions of the
 # per-frame functions: the media thread's loop, the inbound handling,
