@@ -309,6 +309,12 @@ struct Fixture {
     return http("POST", url("/twilio/voice") + query, pa::twilio::form_encode(form));
   }
 
+  /* Starts the emulator among @procs (for wait_processes()), its output in @log. */
+  void place_call(std::vector<std::unique_ptr<Process>> &procs, const std::string &log,
+                  const std::vector<std::string> &extra, const std::string &query = "") const {
+    procs.push_back(std::make_unique<Process>(emulator(extra, query), log));
+  }
+
   std::vector<std::string> emulator(const std::vector<std::string> &extra, const std::string &query = "") const {
     std::vector<std::string> argv = {emulator_path(), "--url", url("/twilio/voice") + query, "--quiet",
                                      "--max-duration-s", "60"};
@@ -413,10 +419,8 @@ void twenty_concurrent_calls(int media_threads, PushCount &pushes) {
     std::string dir = tmp.file("c" + std::to_string(i));
     g_mkdir(dir.c_str(), 0755);
     sent.push_back(write_caller(dir + "/caller.wav", 1500, i));
-    procs.push_back(std::make_unique<Process>(
-        f.emulator({"--audio", dir + "/caller.wav", "--tail-ms", "1000", "--out-dir", dir, "--report",
-                    dir + "/report.json"}),
-        dir + "/emulator.log"));
+    f.place_call(procs, dir + "/emulator.log", {"--audio", dir + "/caller.wav", "--tail-ms", "1000", "--out-dir", dir,
+        "--report", dir + "/report.json"});
   }
   /* how many calls were up at once, and on how many media threads */
   guint64 most_active = 0, most_busy = 0;
@@ -488,10 +492,8 @@ GST_START_TEST(test_recording_template) {
   });
   std::vector<uint8_t> sent = write_caller(tmp.file("caller.wav"), 1500, 3);
   std::vector<std::unique_ptr<Process>> procs;
-  procs.push_back(std::make_unique<Process>(
-      f.emulator({"--audio", tmp.file("caller.wav"), "--tail-ms", "1000", "--out-dir", tmp.path, "--report",
-                  tmp.file("report.json")}),
-      tmp.file("emulator.log")));
+  f.place_call(procs, tmp.file("emulator.log"), {"--audio", tmp.file("caller.wav"), "--tail-ms", "1000", "--out-dir",
+      tmp.path, "--report", tmp.file("report.json")});
   f.wait_processes(procs, 30000);
   check_echo(tmp.path, sent, "the recorded call");
   f.wait_idle();
@@ -519,10 +521,8 @@ GST_START_TEST(test_over_limit_turned_away) {
   Fixture f(kEcho, 2);
   write_caller(tmp.file("caller.wav"), 1500, 0);
   std::vector<std::unique_ptr<Process>> procs;
-  procs.push_back(std::make_unique<Process>(
-      f.emulator({"--audio", tmp.file("caller.wav"), "--tail-ms", "300", "--calls", "3", "--report",
-                  tmp.file("report.json")}),
-      tmp.file("emulator.log")));
+  f.place_call(procs, tmp.file("emulator.log"), {"--audio", tmp.file("caller.wav"), "--tail-ms", "300", "--calls", "3",
+      "--report", tmp.file("report.json")});
   /* while the two admitted calls run, one more stream comes without a webhook */
   fail_unless(f.run_until([&] { return f.stat("calls-active") == 2; }, 10000));
   {
@@ -613,9 +613,8 @@ GST_START_TEST(test_metrics) {
   fail_unless_equals_int(f.webhook("CA0001").status, 403);
   write_caller(tmp.file("caller.wav"), 600, 0);
   std::vector<std::unique_ptr<Process>> procs;
-  procs.push_back(std::make_unique<Process>(
-      f.emulator({"--audio", tmp.file("caller.wav"), "--tail-ms", "200", "--auth-token", "s3cret"}),
-      tmp.file("emulator.log")));
+  f.place_call(procs, tmp.file("emulator.log"), {"--audio", tmp.file("caller.wav"), "--tail-ms", "200", "--auth-token",
+      "s3cret"});
   f.wait_processes(procs, 30000);
   f.wait_idle();
 
@@ -697,10 +696,8 @@ GST_START_TEST(test_call_log_locked) {
   fail_unless(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
   std::vector<uint8_t> sent = write_caller(tmp.file("caller.wav"), 1500, 3);
   std::vector<std::unique_ptr<Process>> procs;
-  procs.push_back(std::make_unique<Process>(
-      f.emulator({"--audio", tmp.file("caller.wav"), "--tail-ms", "300", "--out-dir", tmp.path, "--report",
-                  tmp.file("report.json")}),
-      tmp.file("emulator.log")));
+  f.place_call(procs, tmp.file("emulator.log"), {"--audio", tmp.file("caller.wav"), "--tail-ms", "300", "--out-dir",
+      tmp.path, "--report", tmp.file("report.json")});
   /* the start's write gives up after its 2 s wait for the lock */
   fail_unless(f.run_until([&] { return f.stat("call-log-errors") == 1; }, 10000), "no failed write counted");
   fail_unless(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
@@ -729,9 +726,8 @@ GST_START_TEST(test_call_log_limit) {
   Fixture f("twiliosrc ! audio/x-raw,format=S16LE,rate=8000 ! level interval=1000000 ! twiliosink", 5,
             call_log_at(log));
   std::vector<std::unique_ptr<Process>> procs;
-  procs.push_back(std::make_unique<Process>(
-      f.emulator({"--audio", "synth:2500", "--tail-ms", "300", "--report", tmp.file("report.json")}),
-      tmp.file("emulator.log")));
+  f.place_call(procs, tmp.file("emulator.log"), {"--audio", "synth:2500", "--tail-ms", "300", "--report",
+      tmp.file("report.json")});
   f.wait_processes(procs, 30000);
   assert_str(Report(tmp.file("report.json")).outcome(0), "completed");
   f.wait_idle();
@@ -780,18 +776,12 @@ GST_START_TEST(test_failing_pipeline_ends_one_call) {
   std::vector<uint8_t> good = write_caller(tmp.file("good.wav"), 2000, 1);
   write_caller(tmp.file("bad.wav"), 2000, 2);
   std::vector<std::unique_ptr<Process>> procs;
-  procs.push_back(std::make_unique<Process>(
-      f.emulator({"--audio", tmp.file("good.wav"), "--tail-ms", "1000", "--out-dir", tmp.path, "--report",
-                  tmp.file("report.json")}),
-      tmp.file("good.log")));
-  procs.push_back(std::make_unique<Process>(
-      f.emulator({"--audio", tmp.file("bad.wav"), "--tail-ms", "300", "--report", tmp.file("mid.json")},
-                 "?error_after=25"),
-      tmp.file("mid.log")));
-  procs.push_back(std::make_unique<Process>(
-      f.emulator({"--audio", tmp.file("bad.wav"), "--tail-ms", "300", "--report", tmp.file("build.json")},
-                 "?error_after=many"),
-      tmp.file("build.log")));
+  f.place_call(procs, tmp.file("good.log"), {"--audio", tmp.file("good.wav"), "--tail-ms", "1000", "--out-dir",
+      tmp.path, "--report", tmp.file("report.json")});
+  f.place_call(procs, tmp.file("mid.log"), {"--audio", tmp.file("bad.wav"), "--tail-ms", "300", "--report",
+      tmp.file("mid.json")}, "?error_after=25");
+  f.place_call(procs, tmp.file("build.log"), {"--audio", tmp.file("bad.wav"), "--tail-ms", "300", "--report",
+      tmp.file("build.json")}, "?error_after=many");
   f.wait_processes(procs, 30000);
   check_echo(tmp.path, good, "the good call");
   /* mid-call error: closed by the server after some audio */
@@ -853,10 +843,8 @@ GST_START_TEST(test_failing_pipeline_ends_one_call) {
 
   /* and the server takes the next call */
   std::vector<std::unique_ptr<Process>> again;
-  again.push_back(std::make_unique<Process>(
-      f.emulator({"--audio", tmp.file("good.wav"), "--tail-ms", "1000", "--out-dir", tmp.path, "--report",
-                  tmp.file("report.json")}),
-      tmp.file("again.log")));
+  f.place_call(again, tmp.file("again.log"), {"--audio", tmp.file("good.wav"), "--tail-ms", "1000", "--out-dir",
+      tmp.path, "--report", tmp.file("report.json")});
   f.wait_processes(again, 30000);
   check_echo(tmp.path, good, "the call after the failures");
   f.wait_idle();
@@ -956,16 +944,12 @@ static void stuck_pipeline_does_not_stall_others(const char *tmpl, int media_thr
   write_caller(tmp.file("stuck.wav"), 2000, 5);
   std::vector<uint8_t> good = write_caller(tmp.file("good.wav"), 3000, 6);
   std::vector<std::unique_ptr<Process>> procs;
-  procs.push_back(std::make_unique<Process>(
-      f.emulator({"--audio", tmp.file("good.wav"), "--tail-ms", "1000", "--out-dir", tmp.path, "--report",
-                  tmp.file("report.json")}),
-      tmp.file("good.log")));
+  f.place_call(procs, tmp.file("good.log"), {"--audio", tmp.file("good.wav"), "--tail-ms", "1000", "--out-dir",
+      tmp.path, "--report", tmp.file("report.json")});
   /* hangs up before 1 s of its audio (a queue's max-size-time) could wait
    * behind a held gate */
-  procs.push_back(std::make_unique<Process>(
-      f.emulator({"--audio", tmp.file("stuck.wav"), "--hangup-ms", "600", "--report", tmp.file("stuck.json")},
-                 "?gate=gate"),
-      tmp.file("stuck.log")));
+  f.place_call(procs, tmp.file("stuck.log"), {"--audio", tmp.file("stuck.wav"), "--hangup-ms", "600", "--report",
+      tmp.file("stuck.json")}, "?gate=gate");
   /* the stuck call hung up, its EOS waits at the gate, the end timeout
    * fired: the server is stopping that pipeline now */
   fail_unless(f.run_until([&] { return f.stat("calls-forced") == 1; }, 10000), "the end timeout did not fire");
@@ -1041,9 +1025,8 @@ static void agent_call(int media_threads) {
                    }),
                    &model);
   std::vector<std::unique_ptr<Process>> procs;
-  procs.push_back(std::make_unique<Process>(
-      f.emulator({"--audio", "synth:5000", "--tail-ms", "2000", "--report", tmp.file("report.json")}),
-      tmp.file("agent.log")));
+  f.place_call(procs, tmp.file("agent.log"), {"--audio", "synth:5000", "--tail-ms", "2000", "--report",
+      tmp.file("report.json")});
   /* the model socket, once open and answering, and who reads it */
   gboolean on_media_thread = FALSE;
   fail_unless(f.run_until(
@@ -1175,10 +1158,8 @@ GST_START_TEST(test_drain_lets_calls_finish) {
     std::string dir = tmp.file("c" + std::to_string(i));
     g_mkdir(dir.c_str(), 0755);
     sent.push_back(write_caller(dir + "/caller.wav", 1500, i));
-    procs.push_back(std::make_unique<Process>(
-        f.emulator({"--audio", dir + "/caller.wav", "--tail-ms", "1000", "--out-dir", dir, "--report",
-                    dir + "/report.json"}),
-        dir + "/emulator.log"));
+    f.place_call(procs, dir + "/emulator.log", {"--audio", dir + "/caller.wav", "--tail-ms", "1000", "--out-dir", dir,
+        "--report", dir + "/report.json"});
   }
   fail_unless(f.run_until([&] { return f.configured == 2; }, 10000));
   pa_server_drain(f.server, 20000);
@@ -1210,9 +1191,8 @@ GST_START_TEST(test_drain_ends_long_calls_cleanly) {
     std::string dir = tmp.file("c" + std::to_string(i));
     g_mkdir(dir.c_str(), 0755);
     sent.push_back(write_caller(dir + "/caller.wav", 20000, i));
-    procs.push_back(std::make_unique<Process>(
-        f.emulator({"--audio", dir + "/caller.wav", "--out-dir", dir, "--report", dir + "/report.json"}),
-        dir + "/emulator.log"));
+    f.place_call(procs, dir + "/emulator.log", {"--audio", dir + "/caller.wav", "--out-dir", dir, "--report",
+        dir + "/report.json"});
   }
   fail_unless(f.run_until([&] { return f.configured == 3; }, 10000));
   gint64 t0 = now_ms();
@@ -1249,10 +1229,9 @@ GST_START_TEST(test_no_leaks_after_200_calls) {
   auto run_lanes = [&](int lanes, int calls_each, const char *tag) {
     std::vector<std::unique_ptr<Process>> procs;
     for (int l = 0; l < lanes; l++)
-      procs.push_back(std::make_unique<Process>(
-          f.emulator({"--audio", tmp.file("caller.wav"), "--tail-ms", "0", "--calls", std::to_string(calls_each),
-                      "--sequential", "--report", tmp.file(std::string(tag) + std::to_string(l) + ".json")}),
-          tmp.file(std::string(tag) + std::to_string(l) + ".log")));
+      f.place_call(procs, tmp.file(std::string(tag) + std::to_string(l) + ".log"), {"--audio", tmp.file("caller.wav"),
+          "--tail-ms", "0", "--calls", std::to_string(calls_each), "--sequential", "--report",
+          tmp.file(std::string(tag) + std::to_string(l) + ".json")});
     f.wait_processes(procs, 120000);
     for (int l = 0; l < lanes; l++) {
       Report r(tmp.file(std::string(tag) + std::to_string(l) + ".json"));
