@@ -310,13 +310,17 @@ bool CallLog::write_ended(const CallLogEntry &e, std::string &error) {
                m.transcript);
   insert_lines("INSERT OR REPLACE INTO events (call_sid, seq, running_time_s, name, detail) VALUES (?, ?, ?, ?, ?)",
                m.events);
-  if (!ok) {
+  if (ok && db_->exec("COMMIT", error))
+    return true;
+  if (!ok)
     error = db_->why();
+  /* a COMMIT that failed (busy, disk full) may leave the transaction
+   * open: every later BEGIN would fail with it */
+  if (!sqlite3_get_autocommit(db_->db)) {
     std::string ignored;
     db_->exec("ROLLBACK", ignored);
-    return false;
   }
-  return db_->exec("COMMIT", error);
+  return false;
 }
 
 } // namespace pa
