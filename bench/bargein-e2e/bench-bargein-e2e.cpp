@@ -33,7 +33,7 @@
  *
  * usage: bench-bargein-e2e EMULATOR [--calls N] [--cycles K] [--noise-calls N]
  *            [--noise-s S] [--lead MS] [--bargein "PROP=VALUE ..."] [--sink "PROP=VALUE ..."]
- *            [--agent FILE]
+ *            [--model "PROP=VALUE ..."] [--agent FILE]
  *            [--sets speech,noise] [--keep DIR]
  */
 #include <gst/gst.h>
@@ -64,6 +64,7 @@ struct Args {
   std::string keep;    /* keep the files here */
   std::string bargein_props; /* more bargein properties, e.g. "onset-ms=10" */
   std::string sink_props;    /* more twiliosink properties, e.g. "pause-clears=true" */
+  std::string model_props;   /* more realtimemodel properties, e.g. "idle-append-ms=0" */
   std::string agent;   /* the local model's agent JSON (long replies) */
 };
 
@@ -244,12 +245,13 @@ void drive(Call &c) {
 }
 
 bool start_call(Call &c, const std::string &url, int lead, const std::string &bargein_props,
-                const std::string &sink_props, const std::string &emulator) {
+                const std::string &sink_props, const std::string &model_props, const std::string &emulator) {
   std::string desc = "twiliosrc name=src port=0 address=127.0.0.1 ! bargein name=b " + bargein_props + " mode=" +
                      std::string(c.mode == Mode::Local ? "local-vad" : "model") +
                      " ! realtimemodel name=m location=" + url +
                      (c.mode == Mode::Local ? " interrupt-response=false turn-detection=none"
                                             : (c.noise_set ? " create-response=false" : " create-response=true")) +
+                     (model_props.empty() ? std::string() : " " + model_props) +
                      " ! twiliosink name=sink " + sink_props +
                      (lead > 0 ? " lead=" + std::to_string(lead) : std::string());
   GError *err = nullptr;
@@ -512,6 +514,7 @@ int main(int argc, char **argv) {
     else if (k == "--keep") a.keep = val();
     else if (k == "--bargein") a.bargein_props = val();
     else if (k == "--sink") a.sink_props = val();
+    else if (k == "--model") a.model_props = val();
     else if (k == "--agent") a.agent = val();
     else if (k == "--sets") {
       auto sets = split(val());
@@ -520,7 +523,7 @@ int main(int argc, char **argv) {
     } else if (a.emulator.empty() && k[0] != '-') a.emulator = k;
     else {
       g_printerr("usage: bench-bargein-e2e EMULATOR [--calls N] [--cycles K] [--noise-calls N] [--noise-s S] [--lead MS] "
-                 "[--bargein PROPS] [--sink PROPS] [--agent FILE] [--sets speech,noise] [--keep DIR]\n");
+                 "[--bargein PROPS] [--sink PROPS] [--model PROPS] [--agent FILE] [--sets speech,noise] [--keep DIR]\n");
       return 2;
     }
   }
@@ -557,10 +560,10 @@ int main(int argc, char **argv) {
     gst_object_unref(s);
   }
   printf("bargein end-to-end benchmark: speech set %d calls per mode, %d interruptions each; noise set %d calls per "
-         "mode, %d s each; twiliosink lead %d ms%s%s%s%s\n",
+         "mode, %d s each; twiliosink lead %d ms%s%s%s%s%s%s\n",
          a.calls, a.cycles, a.noise_calls, a.noise_s, a.lead > 0 ? a.lead : static_cast<int>(lead_default),
          a.bargein_props.empty() ? "" : "; bargein ", a.bargein_props.c_str(), a.sink_props.empty() ? "" : "; twiliosink ",
-         a.sink_props.c_str());
+         a.sink_props.c_str(), a.model_props.empty() ? "" : "; realtimemodel ", a.model_props.c_str());
   double load0[3];
   getloadavg(load0, 3);
 
@@ -631,7 +634,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
     gint64 started = g_get_monotonic_time();
     for (auto &c : calls)
-      if (!start_call(*c, engine.url(), a.lead, a.bargein_props, a.sink_props, a.emulator))
+      if (!start_call(*c, engine.url(), a.lead, a.bargein_props, a.sink_props, a.model_props, a.emulator))
         return 1;
     /* bounded: the emulators stop themselves within --max-duration-s */
     gint64 deadline = started + 180 * G_USEC_PER_SEC;

@@ -3,7 +3,8 @@
 #
 # usage: bench/bargein-e2e/run.sh [BUILD_DIR] [bench options]
 #        (default ./build; options: --calls N --cycles K --noise-calls N
-#         --noise-s S --lead MS --bargein "PROP=VALUE" --sets speech,noise
+#         --noise-s S --lead MS --bargein "PROP=VALUE" --sink "PROP=VALUE"
+#         --model "PROP=VALUE" --sets speech,noise
 #         --keep DIR)
 #
 # Builds nothing: run `ninja -C BUILD_DIR` first. Talks to 127.0.0.1 only;

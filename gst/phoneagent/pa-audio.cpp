@@ -3,7 +3,12 @@
 
 #include <gst/audio/audio.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -80,6 +85,41 @@ double mulaw_mean_square(const uint8_t *in, size_t n) {
   for (; i < n; i++)
     e[0] += t.power[in[i]];
   return (e[0] + e[1] + e[2] + e[3]) / static_cast<double>(n);
+}
+
+int mulaw_peak(const uint8_t *in, size_t n) {
+  /* a byte's magnitude falls as its low seven bits grow (the code is sent
+   * inverted), so the loudest byte is the one whose low bits are least:
+   * found without decoding, 16 bytes at a time where SSE2 is there */
+  uint8_t least = 0x7F;
+  size_t i = 0;
+#ifdef __SSE2__
+  if (n >= 16) {
+    const __m128i bits = _mm_set1_epi8(0x7F);
+    __m128i m = bits;
+    for (; i + 16 <= n; i += 16)
+      m = _mm_min_epu8(m, _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i *>(in + i)), bits));
+    m = _mm_min_epu8(m, _mm_srli_si128(m, 8));
+    m = _mm_min_epu8(m, _mm_srli_si128(m, 4));
+    m = _mm_min_epu8(m, _mm_srli_si128(m, 2));
+    m = _mm_min_epu8(m, _mm_srli_si128(m, 1));
+    least = static_cast<uint8_t>(_mm_cvtsi128_si32(m) & 0x7F);
+  }
+#endif
+  for (; i < n; i++) {
+    uint8_t b = in[i] & 0x7F;
+    least = b < least ? b : least;
+  }
+  return std::abs(static_cast<int>(tables().decode[least])); /* 0x7F: 0, for no bytes too */
+}
+
+int s16le_peak(const uint8_t *in, size_t bytes) {
+  int top = 0;
+  for (size_t i = 0; i + 1 < bytes; i += 2) {
+    int v = std::abs(static_cast<int>(static_cast<int16_t>(in[i] | (in[i + 1] << 8))));
+    top = v > top ? v : top;
+  }
+  return top;
 }
 
 void mulaw_encode_block(const int16_t *in, uint8_t *out, size_t n) {

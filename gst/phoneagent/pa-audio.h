@@ -27,6 +27,11 @@ PA_API void mulaw_decode_block(const uint8_t *in, int16_t *out, size_t n);
 PA_API void mulaw_encode_block(const int16_t *in, uint8_t *out, size_t n);
 /* Mean of the squared samples of @n μ-law bytes, full scale = 1.0. */
 PA_API double mulaw_mean_square(const uint8_t *in, size_t n);
+/* The largest magnitude on the S16 scale (0 for no samples): of @n μ-law
+ * bytes, decoded; of the S16LE samples in @bytes bytes (32768 for -32768;
+ * an odd last byte is ignored). */
+PA_API int mulaw_peak(const uint8_t *in, size_t n);
+PA_API int s16le_peak(const uint8_t *in, size_t bytes);
 
 /* ---- base64 (RFC 4648, standard alphabet, padded) ---- */
 PA_API std::string base64_encode(const uint8_t *data, size_t len);

@@ -18,7 +18,12 @@
  * The model session opens when the element goes to PAUSED, before the caller
  * speaks. Caller audio never waits for the connection: what arrives before the
  * session is configured is kept (up to #GstRealtimeModel:max-pending-input-ms)
- * and sent once it is.
+ * and sent once it is. Each buffer is an `input_audio_buffer.append`, except
+ * while the model's turn detection has the caller silent (from the session's
+ * start and each turn's commit to the next `speech_started`): then buffers
+ * with no sound in them (peak under -50 dBFS) are gathered into appends of
+ * #GstRealtimeModel:idle-append-ms, and one with sound goes at once with
+ * them, so that neither the start nor the end of a turn waits.
  *
  * ## Audio
  *
@@ -324,6 +329,7 @@ GType gst_realtime_model_noise_reduction_get_type(void) {
 #define DEFAULT_MAX_QUEUE_MS 30000
 #define DEFAULT_MAX_PENDING_INPUT_MS 10000
 #define DEFAULT_APPEND_MS 0
+#define DEFAULT_IDLE_APPEND_MS 100
 #define DEFAULT_PARTIAL_TRANSCRIPTS TRUE
 #define DEFAULT_DTMF_TO_MODEL TRUE
 
@@ -370,6 +376,7 @@ enum {
   PROP_MAX_QUEUE_MS,
   PROP_MAX_PENDING_INPUT_MS,
   PROP_APPEND_MS,
+  PROP_IDLE_APPEND_MS,
   PROP_PARTIAL_TRANSCRIPTS,
   PROP_DTMF_TO_MODEL,
   PROP_STATS,
@@ -392,6 +399,9 @@ static constexpr size_t kMaxHistoryChars = 4000;
 static constexpr guint kHeardPollMs = 40;
 static constexpr guint kSessionCreatedWaitMs = 1500;
 static constexpr size_t kMaxSocketBacklog = 2 * 1024 * 1024; /* bytes waiting to be written to the model */
+/* idle-append-ms: a frame whose peak stays under -50 dBFS (104 of 32768) has
+ * no sound in it that could start a turn */
+static constexpr int kQuietPeak = 104;
 
 namespace {
 
@@ -437,6 +447,7 @@ struct Settings {
   guint max_queue_ms = DEFAULT_MAX_QUEUE_MS;
   guint max_pending_input_ms = DEFAULT_MAX_PENDING_INPUT_MS;
   guint append_ms = DEFAULT_APPEND_MS;
+  guint idle_append_ms = DEFAULT_IDLE_APPEND_MS;
   bool partial_transcripts = DEFAULT_PARTIAL_TRANSCRIPTS;
   bool dtmf_to_model = DEFAULT_DTMF_TO_MODEL;
 };
@@ -485,7 +496,7 @@ struct Action {
 
 struct Stats {
   guint64 events_in = 0, malformed = 0, unknown = 0, errors = 0;
-  guint64 appended_bytes = 0, pending_dropped_bytes = 0, send_failed = 0;
+  guint64 appended_bytes = 0, appends = 0, pending_dropped_bytes = 0, send_failed = 0;
   guint64 audio_in_bytes = 0, pushed_bytes = 0, dropped_cancelled_bytes = 0, dropped_queue_bytes = 0,
           padded_bytes = 0, pushed_direct_bytes = 0;
   guint64 responses = 0, cancelled_responses = 0, barge_ins = 0, truncates = 0;
@@ -523,7 +534,11 @@ struct Runtime {
   /* caller audio before the session is configured */
   std::deque<std::vector<uint8_t>> pending;
   size_t pending_bytes = 0;
-  std::vector<uint8_t> append_held; /* caller audio for the next append (append-ms) */
+  std::vector<uint8_t> append_held; /* caller audio for the next append (append-ms, idle-append-ms) */
+  /* the model's turn detection has the caller silent: since the session was
+   * configured or the last input_audio_buffer.committed, until speech_started
+   * (never without turn detection) */
+  bool caller_idle = false;
   guint64 session_appended = 0; /* bytes appended on the current socket */
   GstClockTime last_input_end = GST_CLOCK_TIME_NONE;
 
@@ -771,6 +786,7 @@ static void gst_realtime_model_set_property(GObject *object, guint prop_id, cons
   case PROP_MAX_QUEUE_MS: s.max_queue_ms = g_value_get_uint(value); break;
   case PROP_MAX_PENDING_INPUT_MS: s.max_pending_input_ms = g_value_get_uint(value); break;
   case PROP_APPEND_MS: s.append_ms = g_value_get_uint(value); break;
+  case PROP_IDLE_APPEND_MS: s.idle_append_ms = g_value_get_uint(value); break;
   case PROP_PARTIAL_TRANSCRIPTS: s.partial_transcripts = g_value_get_boolean(value); break;
   case PROP_DTMF_TO_MODEL: s.dtmf_to_model = g_value_get_boolean(value); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
@@ -830,6 +846,7 @@ static void gst_realtime_model_get_property(GObject *object, guint prop_id, GVal
   case PROP_MAX_QUEUE_MS: g_value_set_uint(value, s.max_queue_ms); break;
   case PROP_MAX_PENDING_INPUT_MS: g_value_set_uint(value, s.max_pending_input_ms); break;
   case PROP_APPEND_MS: g_value_set_uint(value, s.append_ms); break;
+  case PROP_IDLE_APPEND_MS: g_value_set_uint(value, s.idle_append_ms); break;
   case PROP_PARTIAL_TRANSCRIPTS: g_value_set_boolean(value, s.partial_transcripts); break;
   case PROP_DTMF_TO_MODEL: g_value_set_boolean(value, s.dtmf_to_model); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
@@ -863,7 +880,8 @@ static GstStructure *gst_realtime_model_stats(GstRealtimeModel *self) {
         pa::rt::audio_format_name(rt.out_fmt), "sessions", G_TYPE_UINT64, st.sessions, "reconnects", G_TYPE_UINT64,
         st.reconnects, "events-received", G_TYPE_UINT64, st.events_in, "malformed-events", G_TYPE_UINT64,
         st.malformed, "unknown-events", G_TYPE_UINT64, st.unknown, "provider-errors", G_TYPE_UINT64, st.errors,
-        "input-sent-ms", G_TYPE_UINT64, st.appended_bytes / in_bpm, "input-pending-ms", G_TYPE_UINT64,
+        "input-sent-ms", G_TYPE_UINT64, st.appended_bytes / in_bpm, "input-appends", G_TYPE_UINT64, st.appends,
+        "input-pending-ms", G_TYPE_UINT64,
         static_cast<guint64>(rt.pending_bytes / in_bpm), "input-dropped-ms", G_TYPE_UINT64,
         st.pending_dropped_bytes / in_bpm, "output-received-ms", G_TYPE_UINT64, st.audio_in_bytes / out_bpm,
         "output-pushed-ms", G_TYPE_UINT64, st.pushed_bytes / out_bpm, "output-pushed-on-media-thread-ms",
@@ -1066,6 +1084,7 @@ static void flush_append_locked(GstRealtimeModel *self) {
   std::string msg = pa::rt::build_input_audio_append(rt.append_held.data(), rt.append_held.size());
   if (rt.ws && rt.ws->send(std::move(msg))) {
     rt.st.appended_bytes += rt.append_held.size();
+    rt.st.appends++;
     rt.session_appended += rt.append_held.size();
   } else {
     rt.st.send_failed++;
@@ -1140,6 +1159,7 @@ static void flush_pending_locked(GstRealtimeModel *self) {
     const auto &chunk = rt.pending.front();
     if (send_locked(self, pa::rt::build_input_audio_append(chunk.data(), chunk.size()))) {
       rt.st.appended_bytes += chunk.size();
+      rt.st.appends++;
       rt.session_appended += chunk.size();
     }
     rt.pending_bytes -= chunk.size();
@@ -1178,6 +1198,7 @@ static void configure_locked(GstRealtimeModel *self, Outbox &out) {
   }
   rt.phase = Phase::Configured;
   rt.session_appended = 0;
+  rt.caller_idle = rt.config.turn_detection != pa::rt::TurnDetection::None;
   flush_pending_locked(self);
   (void)out;
 }
@@ -1396,6 +1417,7 @@ static void handle_event_locked(GstRealtimeModel *self, pa::rt::ServerEvent &ev,
     out.post(gst_structure_new("realtime-speech-started", "item-id", G_TYPE_STRING, ev.item_id.c_str(),
                                "audio-start-ms", G_TYPE_INT64, static_cast<gint64>(ev.audio_start_ms), nullptr));
     rt.turn_open = false;
+    rt.caller_idle = false;
     /* with interrupt-response off, the model's VAD does not interrupt the
      * agent: only phoneagent/barge-in does (bargein's local VAD alone) */
     if (s.interrupt_response)
@@ -1412,6 +1434,11 @@ static void handle_event_locked(GstRealtimeModel *self, pa::rt::ServerEvent &ev,
     rt.speech_stopped_us = arrival_us;
     rt.first_delta_us = 0;
     rt.turn_response.clear();
+    break;
+  case EventKind::InputCommitted:
+    /* the turn detection has ended the caller's turn (semantic VAD may wait
+     * past speech_stopped; without turn detection the commit was ours) */
+    rt.caller_idle = rt.config.turn_detection != pa::rt::TurnDetection::None;
     break;
   case EventKind::InputTranscriptionDelta:
   case EventKind::InputTranscriptionSegment:
@@ -2737,16 +2764,23 @@ static GstFlowReturn sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buf) 
         GST_WARNING_OBJECT(self, "the model socket is not draining: dropping caller audio");
         rt.backlog_warned = true;
       }
-    } else if (rt.phase == Phase::Configured && rt.ws && p->settings.append_ms) {
-      /* append-ms: collect, and send once there is that much */
-      rt.backlog_warned = false;
-      rt.append_held.insert(rt.append_held.end(), map.data, map.data + map.size);
-      if (rt.append_held.size() >= p->settings.append_ms * pa::rt::bytes_per_ms(rt.in_fmt))
-        flush_append_locked(self);
     } else if (rt.phase == Phase::Configured && rt.ws) {
       rt.backlog_warned = false;
-      if (send_locked(self, pa::rt::build_input_audio_append(map.data, map.size))) {
+      /* append-ms, and idle-append-ms for a quiet frame while the caller is
+       * silent: collect, and send once there is that much; a frame with
+       * sound in it goes at once, with the quiet audio held before it */
+      guint hold_ms = p->settings.append_ms;
+      if (rt.caller_idle && p->settings.idle_append_ms > hold_ms &&
+          (rt.in_fmt == AudioFormat::PCMU ? pa::mulaw_peak(map.data, map.size)
+                                          : pa::s16le_peak(map.data, map.size)) < kQuietPeak)
+        hold_ms = p->settings.idle_append_ms;
+      if (hold_ms || !rt.append_held.empty()) {
+        rt.append_held.insert(rt.append_held.end(), map.data, map.data + map.size);
+        if (rt.append_held.size() >= hold_ms * pa::rt::bytes_per_ms(rt.in_fmt))
+          flush_append_locked(self);
+      } else if (send_locked(self, pa::rt::build_input_audio_append(map.data, map.size))) {
         rt.st.appended_bytes += map.size;
+        rt.st.appends++;
         rt.session_appended += map.size;
       }
     } else {
@@ -3305,6 +3339,13 @@ static void gst_realtime_model_class_init(GstRealtimeModelClass *klass) {
                         "as it comes, 20 ms from Twilio). Larger appends cost less CPU per call and add up to this "
                         "much latency to the model's turn detection",
                         0, 1000, DEFAULT_APPEND_MS, rw));
+  g_object_class_install_property(gobject_class, PROP_IDLE_APPEND_MS,
+      g_param_spec_uint("idle-append-ms", "Idle append size",
+                        "While the model's turn detection has the caller silent (before the first speech_started, and "
+                        "from each turn's input_audio_buffer.committed to the next speech_started), send caller "
+                        "audio with no sound in it (peak under -50 dBFS) in appends of this many ms; a buffer with "
+                        "sound goes at once, with what was held. 0: off. Never with turn-detection=none",
+                        0, 1000, DEFAULT_IDLE_APPEND_MS, rw));
   g_object_class_install_property(gobject_class, PROP_PARTIAL_TRANSCRIPTS,
       g_param_spec_boolean("partial-transcripts", "Partial transcripts",
                            "Post realtime-transcript messages for deltas too, not only final texts",

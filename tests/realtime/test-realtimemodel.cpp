@@ -213,6 +213,9 @@ struct Fx {
     gst_buffer_memset(b, 0, fill, bytes);
     fail_unless_equals_int(gst_harness_push(h, b), GST_FLOW_OK);
   }
+  void push_bytes(const std::vector<uint8_t> &bytes) {
+    fail_unless_equals_int(gst_harness_push(h, gst_buffer_new_memdup(bytes.data(), bytes.size())), GST_FLOW_OK);
+  }
   void push_oob(GstStructure *s) {
     fail_unless(gst_harness_push_event(h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_OOB, s)));
   }
@@ -379,6 +382,110 @@ GST_START_TEST(test_append_ms_collects) {
   for (int i = 0; i < 12; i++)
     for (int j = 0; j < 160; j++)
       fail_unless_equals_int(all[i * 160 + j], 0x10 + i);
+}
+GST_END_TEST;
+
+/* The audio of every append received, in order. */
+static std::vector<std::vector<uint8_t>> appended_audio(rtmock::MockServer &m) {
+  std::vector<std::vector<uint8_t>> out;
+  for (auto &r : m.received("input_audio_buffer.append")) {
+    out.emplace_back();
+    fail_unless(pa::base64_decode(Doc(r.text).str("audio"), out.back()));
+  }
+  return out;
+}
+
+/* idle-append-ms (100 by default): while the model's turn detection has the
+ * caller silent, quiet frames (peak under -50 dBFS: μ-law 96 is quiet, 104
+ * is a sound) are held for appends of 100 ms and a frame with a sound goes
+ * at once with them; from speech_started to the turn's commit every frame
+ * goes as it comes. Bit-exact and in order throughout. */
+GST_START_TEST(test_idle_append_holds_quiet_audio) {
+  Fx f;
+  f.configured();
+  std::vector<uint8_t> sent;
+  auto push = [&](std::vector<uint8_t> frame) {
+    sent.insert(sent.end(), frame.begin(), frame.end());
+    f.push_bytes(frame);
+  };
+  auto quiet = [](uint8_t fill) { return std::vector<uint8_t>(160, fill); }; /* 0xF3..0xFF, 0x73..0x7F */
+  for (uint8_t fill : {0xFF, 0xFE, 0xF3}) /* 0, 8, 96 */
+    push(quiet(fill));
+  std::vector<uint8_t> sound = quiet(0x7F); /* 0 */
+  sound[80] = 0xF2; /* 104: one sample at -50 dBFS */
+  push(sound);      /* the three quiet frames and this one, in one append */
+  for (uint8_t fill : {0xFD, 0xFC, 0xFB, 0xFA, 0xF9, 0xF8, 0xF7})
+    push(quiet(fill)); /* 100 ms: one append; 40 ms held */
+  fail_unless(f.mock->wait_for("input_audio_buffer.append", 5000, nullptr, 1));
+  f.mock->send(f.mock->speech_started(1000, "item_u"));
+  fail_unless(f.message("realtime-speech-started") != nullptr);
+  push(quiet(0xF6)); /* the caller's turn: what is held, and this, at once */
+  push(quiet(0xF5));
+  fail_unless(f.mock->wait_for("input_audio_buffer.append", 5000, nullptr, 3));
+  /* the turn is committed (the transcript's message says the event before it was read) */
+  f.mock->send(R"({"type":"input_audio_buffer.committed","event_id":"ev_c","previous_item_id":null,"item_id":"item_u"})");
+  f.mock->send(f.mock->input_transcript("item_u", "Hello."));
+  fail_unless(f.message("realtime-transcript") != nullptr);
+  for (uint8_t fill : {0xF4, 0x7E, 0x7D, 0x7C, 0x7B})
+    push(quiet(fill));
+  fail_unless(f.mock->wait_for("input_audio_buffer.append", 5000, nullptr, 4));
+  auto appends = appended_audio(*f.mock);
+  std::vector<size_t> sizes;
+  std::vector<uint8_t> all;
+  for (auto &a : appends) {
+    sizes.push_back(a.size());
+    all.insert(all.end(), a.begin(), a.end());
+  }
+  fail_unless(sizes == (std::vector<size_t>{640, 800, 480, 160, 800}), "append sizes %zu %zu %zu ...", sizes[0],
+              sizes[1], sizes.size() > 2 ? sizes[2] : 0);
+  fail_unless(all == sent, "the caller's audio changed or moved");
+  fail_unless_equals_uint64(f.stat("input-appends"), 5);
+  fail_unless_equals_uint64(f.stat("input-sent-ms"), 18 * 20); /* every frame pushed */
+}
+GST_END_TEST;
+
+/* PCM16 24 kHz: the same rule on S16LE samples (103 quiet, -104 a sound) */
+GST_START_TEST(test_idle_append_pcm) {
+  Fx f;
+  f.configured(true);
+  auto frame = [](int16_t v, int16_t last) { /* 20 ms at 24 kHz */
+    std::vector<uint8_t> b;
+    for (int i = 0; i < 480; i++) {
+      int16_t s = i == 479 ? last : (i % 2 ? v : static_cast<int16_t>(-v));
+      b.push_back(static_cast<uint8_t>(s & 0xFF));
+      b.push_back(static_cast<uint8_t>((s >> 8) & 0xFF));
+    }
+    return b;
+  };
+  f.push_bytes(frame(103, 0));
+  f.push_bytes(frame(50, -103));
+  f.push_bytes(frame(0, -104));
+  f.push_bytes(frame(0, 0));
+  fail_unless(f.mock->wait_for("input_audio_buffer.append", 5000));
+  auto appends = appended_audio(*f.mock);
+  fail_unless_equals_int(appends.size(), 1);
+  fail_unless_equals_int(appends[0].size(), 3 * 960);
+  fail_unless_equals_uint64(f.stat("input-appends"), 1);
+}
+GST_END_TEST;
+
+/* Without the model's turn detection, or with idle-append-ms=0, every
+ * frame goes as it comes, quiet or not. */
+GST_START_TEST(test_idle_append_off) {
+  for (int variant = 0; variant < 2; variant++) {
+    Fx f;
+    if (variant == 0)
+      gst_util_set_object_arg(G_OBJECT(f.el), "turn-detection", "none");
+    else
+      g_object_set(f.el, "idle-append-ms", 0u, nullptr);
+    f.configured();
+    for (int i = 0; i < 3; i++)
+      f.push_audio(160, pa::kMulawSilence);
+    fail_unless(f.mock->wait_for("input_audio_buffer.append", 5000, nullptr, 2), "variant %d", variant);
+    for (auto &a : appended_audio(*f.mock))
+      fail_unless_equals_int(a.size(), 160);
+    fail_unless_equals_uint64(f.stat("input-appends"), 3);
+  }
 }
 GST_END_TEST;
 
@@ -1102,7 +1209,7 @@ GST_START_TEST(test_session_expired_reconnects) {
   f.mock->close(1001, "session expired");
   fail_unless(f.mock->wait_connections(2, 5000));
   fail_unless(f.mock->wait_for("session.update", 5000, nullptr, 1));
-  f.push_audio(160, 0x77); /* kept or sent, never lost */
+  f.push_audio(160, 0x10); /* kept or sent, never lost (a sound: not held as quiet audio) */
   fail_unless(wait_until([&] { return f.mock->appended_bytes(2) == 160; }));
   auto updates = f.mock->received("session.update");
   fail_unless_equals_int(updates[1].conn, 2);
@@ -1423,6 +1530,9 @@ static Suite *realtimemodel_suite(void) {
   tcase_add_test(tc, test_wss_ca_file_and_extra_headers);
   tcase_add_test(tc, test_audio_before_session_is_kept);
   tcase_add_test(tc, test_append_ms_collects);
+  tcase_add_test(tc, test_idle_append_holds_quiet_audio);
+  tcase_add_test(tc, test_idle_append_pcm);
+  tcase_add_test(tc, test_idle_append_off);
   tcase_add_test(tc, test_no_session_created_assumes_ga);
   tcase_add_test(tc, test_model_audio_framed_with_item_start);
   tcase_add_test(tc, test_model_audio_pushed_as_lists);

@@ -5,6 +5,7 @@
 #include <glib/gstdio.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <random>
 
 #include "pa-audio.h"
@@ -294,6 +295,45 @@ GST_START_TEST(test_mulaw_mean_square) {
 }
 GST_END_TEST;
 
+/* the peak without decoding: every byte alone, and the loudest of a block
+ * wherever it sits; S16LE by bytes, -32768 included, an odd byte ignored */
+GST_START_TEST(test_audio_peak) {
+  fail_unless_equals_int(mulaw_peak(nullptr, 0), 0);
+  for (int b = 0; b < 256; b++) {
+    uint8_t u = static_cast<uint8_t>(b);
+    fail_unless_equals_int(mulaw_peak(&u, 1), std::abs(static_cast<int>(mulaw_decode(u))));
+  }
+  const int loud = std::abs(static_cast<int>(mulaw_decode(mulaw_encode(-1000))));
+  for (size_t n : {size_t{7}, size_t{160}, size_t{171}}) { /* blocks of 16 and the bytes after them */
+    std::vector<uint8_t> block(n, kMulawSilence);
+    fail_unless_equals_int(mulaw_peak(block.data(), block.size()), 0);
+    for (size_t at : {size_t{0}, size_t{5}, size_t{77}, size_t{159}, size_t{170}}) {
+      if (at >= n)
+        continue;
+      std::vector<uint8_t> u = block;
+      u[at] = mulaw_encode(-1000);
+      u[(at + 1) % n] = mulaw_encode(300);
+      u[(at + 2) % n] = 0x7F; /* -0 */
+      fail_unless_equals_int(mulaw_peak(u.data(), u.size()), loud);
+      u[at] = mulaw_encode(1000);
+      fail_unless_equals_int(mulaw_peak(u.data(), u.size()), loud);
+    }
+  }
+  const int16_t samples[] = {0, 103, -104, 12, -32768, 32767};
+  std::vector<uint8_t> le;
+  for (int16_t v : samples) {
+    le.push_back(static_cast<uint8_t>(v & 0xFF));
+    le.push_back(static_cast<uint8_t>((v >> 8) & 0xFF));
+  }
+  fail_unless_equals_int(s16le_peak(le.data(), 0), 0);
+  fail_unless_equals_int(s16le_peak(le.data(), 4), 103);
+  fail_unless_equals_int(s16le_peak(le.data(), 6), 104);
+  fail_unless_equals_int(s16le_peak(le.data(), 9), 104); /* the 5th sample's first byte alone is not a sample */
+  fail_unless_equals_int(s16le_peak(le.data(), 10), 32768);
+  fail_unless_equals_int(s16le_peak(le.data() + 10, 2), 32767);
+}
+GST_END_TEST;
+
 /* Names go through JSON escaping intact: plain text (the fast path), then
  * quotes, backslashes and control characters anywhere in it. */
 GST_START_TEST(test_json_escaping_roundtrip) {
@@ -541,6 +581,7 @@ static Suite *twilio_lib_suite(void) {
   tcase_add_test(tc, test_twiml);
   tcase_add_test(tc, test_mulaw);
   tcase_add_test(tc, test_mulaw_mean_square);
+  tcase_add_test(tc, test_audio_peak);
   tcase_add_test(tc, test_json_escaping_roundtrip);
   tcase_add_test(tc, test_base64);
   tcase_add_test(tc, test_base64_codecs);
