@@ -332,6 +332,16 @@ GST_START_TEST(test_wss_ca_file_and_extra_headers) {
 }
 GST_END_TEST;
 
+/* The audio of every append received, in order. */
+static std::vector<std::vector<uint8_t>> appended_audio(rtmock::MockServer &m) {
+  std::vector<std::vector<uint8_t>> out;
+  for (auto &r : m.received("input_audio_buffer.append")) {
+    out.emplace_back();
+    fail_unless(pa::base64_decode(Doc(r.text).str("audio"), out.back()));
+  }
+  return out;
+}
+
 GST_START_TEST(test_audio_before_session_is_kept) {
   rtmock::Options o;
   o.send_session_created = false; /* the session is slow to come up */
@@ -345,12 +355,9 @@ GST_START_TEST(test_audio_before_session_is_kept) {
   f.mock->send(f.mock->session_created());
   fail_unless(f.mock->wait_for("input_audio_buffer.append", 5000, nullptr, 4));
   fail_unless(index_of(*f.mock, "session.update") < index_of(*f.mock, "input_audio_buffer.append"));
-  auto appends = f.mock->received("input_audio_buffer.append");
-  for (int i = 0; i < 5; i++) {
-    std::vector<uint8_t> bytes;
-    fail_unless(pa::base64_decode(Doc(appends[i].text).str("audio"), bytes));
-    fail_unless(bytes == std::vector<uint8_t>(160, static_cast<uint8_t>(0x10 + i)), "chunk %d out of order", i);
-  }
+  auto appends = appended_audio(*f.mock);
+  for (int i = 0; i < 5; i++)
+    fail_unless(appends[i] == std::vector<uint8_t>(160, static_cast<uint8_t>(0x10 + i)), "chunk %d out of order", i);
 }
 GST_END_TEST;
 
@@ -370,30 +377,18 @@ GST_START_TEST(test_append_ms_collects) {
   fail_unless_equals_int(f.mock->count("input_audio_buffer.append"), 2);
   fail_unless(gst_harness_push_event(f.h, gst_event_new_eos()));
   fail_unless(f.mock->wait_closed(1, 2000, nullptr));
-  auto appends = f.mock->received("input_audio_buffer.append");
+  auto appends = appended_audio(*f.mock);
   fail_unless_equals_int(appends.size(), 3);
   std::vector<uint8_t> all;
   for (size_t k = 0; k < appends.size(); k++) {
-    std::vector<uint8_t> bytes;
-    fail_unless(pa::base64_decode(Doc(appends[k].text).str("audio"), bytes));
-    fail_unless_equals_int(bytes.size(), k < 2 ? 800 : 320);
-    all.insert(all.end(), bytes.begin(), bytes.end());
+    fail_unless_equals_int(appends[k].size(), k < 2 ? 800 : 320);
+    all.insert(all.end(), appends[k].begin(), appends[k].end());
   }
   for (int i = 0; i < 12; i++)
     for (int j = 0; j < 160; j++)
       fail_unless_equals_int(all[i * 160 + j], 0x10 + i);
 }
 GST_END_TEST;
-
-/* The audio of every append received, in order. */
-static std::vector<std::vector<uint8_t>> appended_audio(rtmock::MockServer &m) {
-  std::vector<std::vector<uint8_t>> out;
-  for (auto &r : m.received("input_audio_buffer.append")) {
-    out.emplace_back();
-    fail_unless(pa::base64_decode(Doc(r.text).str("audio"), out.back()));
-  }
-  return out;
-}
 
 /* idle-append-ms (100 by default): while the model's turn detection has the
  * caller silent, quiet frames (peak under -50 dBFS: μ-law 96 is quiet, 104
