@@ -18,12 +18,16 @@
  * The model session opens when the element goes to PAUSED, before the caller
  * speaks. Caller audio never waits for the connection: what arrives before the
  * session is configured is kept (up to #GstRealtimeModel:max-pending-input-ms)
- * and sent once it is. Each buffer is an `input_audio_buffer.append`, except
- * while the model's turn detection has the caller silent (from the session's
- * start and each turn's commit to the next `speech_started`): then buffers
- * with no sound in them (peak under -50 dBFS) are gathered into appends of
- * #GstRealtimeModel:idle-append-ms, and one with sound goes at once with
- * them, so that neither the start nor the end of a turn waits.
+ * and sent once it is. With the model's turn detection, buffers are gathered
+ * into larger `input_audio_buffer.append`s where that delays nothing the
+ * model decides on. While it has the caller silent (from the session's start
+ * and each turn's commit to the next `speech_started`), buffers with no sound
+ * in them (peak under -50 dBFS) go in appends of
+ * #GstRealtimeModel:idle-append-ms and one with sound goes at once with them;
+ * in the caller's turn, buffers with sound go in appends of
+ * #GstRealtimeModel:turn-append-ms and one as quiet as the line between words
+ * goes at once with them. So neither the start nor the end of a turn waits.
+ * Without turn detection each buffer is an append.
  *
  * ## Audio
  *
@@ -330,6 +334,7 @@ GType gst_realtime_model_noise_reduction_get_type(void) {
 #define DEFAULT_MAX_PENDING_INPUT_MS 10000
 #define DEFAULT_APPEND_MS 0
 #define DEFAULT_IDLE_APPEND_MS 100
+#define DEFAULT_TURN_APPEND_MS 40
 #define DEFAULT_PARTIAL_TRANSCRIPTS TRUE
 #define DEFAULT_DTMF_TO_MODEL TRUE
 
@@ -377,6 +382,7 @@ enum {
   PROP_MAX_PENDING_INPUT_MS,
   PROP_APPEND_MS,
   PROP_IDLE_APPEND_MS,
+  PROP_TURN_APPEND_MS,
   PROP_PARTIAL_TRANSCRIPTS,
   PROP_DTMF_TO_MODEL,
   PROP_STATS,
@@ -402,6 +408,10 @@ static constexpr size_t kMaxSocketBacklog = 2 * 1024 * 1024; /* bytes waiting to
 /* idle-append-ms: a frame whose peak stays under -50 dBFS (104 of 32768) has
  * no sound in it that could start a turn */
 static constexpr int kQuietPeak = 104;
+/* turn-append-ms: inside a turn, a frame whose peak is under four times the
+ * line's noise floor (the lowest recent frame peak; at least kQuietPeak, at
+ * most -26 dBFS) is the silence that may end the turn: it goes at once */
+static constexpr int kTurnQuietMax = 1660;
 
 namespace {
 
@@ -448,6 +458,7 @@ struct Settings {
   guint max_pending_input_ms = DEFAULT_MAX_PENDING_INPUT_MS;
   guint append_ms = DEFAULT_APPEND_MS;
   guint idle_append_ms = DEFAULT_IDLE_APPEND_MS;
+  guint turn_append_ms = DEFAULT_TURN_APPEND_MS;
   bool partial_transcripts = DEFAULT_PARTIAL_TRANSCRIPTS;
   bool dtmf_to_model = DEFAULT_DTMF_TO_MODEL;
 };
@@ -534,7 +545,10 @@ struct Runtime {
   /* caller audio before the session is configured */
   std::deque<std::vector<uint8_t>> pending;
   size_t pending_bytes = 0;
-  std::vector<uint8_t> append_held; /* caller audio for the next append (append-ms, idle-append-ms) */
+  std::vector<uint8_t> append_held; /* caller audio for the next append (append-ms, idle/turn-append-ms) */
+  /* the line's noise floor: the lowest recent frame peak, rising by 1/64 a
+   * frame while frames are louder (turn-append-ms) */
+  int line_floor = kQuietPeak;
   /* the model's turn detection has the caller silent: since the session was
    * configured or the last input_audio_buffer.committed, until speech_started
    * (never without turn detection) */
@@ -787,6 +801,7 @@ static void gst_realtime_model_set_property(GObject *object, guint prop_id, cons
   case PROP_MAX_PENDING_INPUT_MS: s.max_pending_input_ms = g_value_get_uint(value); break;
   case PROP_APPEND_MS: s.append_ms = g_value_get_uint(value); break;
   case PROP_IDLE_APPEND_MS: s.idle_append_ms = g_value_get_uint(value); break;
+  case PROP_TURN_APPEND_MS: s.turn_append_ms = g_value_get_uint(value); break;
   case PROP_PARTIAL_TRANSCRIPTS: s.partial_transcripts = g_value_get_boolean(value); break;
   case PROP_DTMF_TO_MODEL: s.dtmf_to_model = g_value_get_boolean(value); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
@@ -847,6 +862,7 @@ static void gst_realtime_model_get_property(GObject *object, guint prop_id, GVal
   case PROP_MAX_PENDING_INPUT_MS: g_value_set_uint(value, s.max_pending_input_ms); break;
   case PROP_APPEND_MS: g_value_set_uint(value, s.append_ms); break;
   case PROP_IDLE_APPEND_MS: g_value_set_uint(value, s.idle_append_ms); break;
+  case PROP_TURN_APPEND_MS: g_value_set_uint(value, s.turn_append_ms); break;
   case PROP_PARTIAL_TRANSCRIPTS: g_value_set_boolean(value, s.partial_transcripts); break;
   case PROP_DTMF_TO_MODEL: g_value_set_boolean(value, s.dtmf_to_model); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
@@ -1437,8 +1453,11 @@ static void handle_event_locked(GstRealtimeModel *self, pa::rt::ServerEvent &ev,
     break;
   case EventKind::InputCommitted:
     /* the turn detection has ended the caller's turn (semantic VAD may wait
-     * past speech_stopped; without turn detection the commit was ours) */
+     * past speech_stopped; without turn detection the commit was ours).
+     * What the turn's gathering held goes now, not with the next sound */
     rt.caller_idle = rt.config.turn_detection != pa::rt::TurnDetection::None;
+    if (rt.phase == Phase::Configured)
+      flush_append_locked(self);
     break;
   case EventKind::InputTranscriptionDelta:
   case EventKind::InputTranscriptionSegment:
@@ -2766,14 +2785,25 @@ static GstFlowReturn sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buf) 
       }
     } else if (rt.phase == Phase::Configured && rt.ws) {
       rt.backlog_warned = false;
-      /* append-ms, and idle-append-ms for a quiet frame while the caller is
-       * silent: collect, and send once there is that much; a frame with
-       * sound in it goes at once, with the quiet audio held before it */
+      /* append-ms; with the model's turn detection, idle-append-ms for a
+       * quiet frame while the caller is silent and turn-append-ms for a frame
+       * with sound in the caller's turn: collect, and send once there is that
+       * much. A frame that ends the gathering (a sound while idle, the line's
+       * silence in a turn) goes at once, with what was held before it */
       guint hold_ms = p->settings.append_ms;
-      if (rt.caller_idle && p->settings.idle_append_ms > hold_ms &&
-          (rt.in_fmt == AudioFormat::PCMU ? pa::mulaw_peak(map.data, map.size)
-                                          : pa::s16le_peak(map.data, map.size)) < kQuietPeak)
-        hold_ms = p->settings.idle_append_ms;
+      const Settings &s = p->settings;
+      if (rt.config.turn_detection != pa::rt::TurnDetection::None &&
+          std::max(s.idle_append_ms, s.turn_append_ms) > hold_ms) {
+        int peak = rt.in_fmt == AudioFormat::PCMU ? pa::mulaw_peak(map.data, map.size)
+                                                  : pa::s16le_peak(map.data, map.size);
+        rt.line_floor = peak < rt.line_floor ? peak : rt.line_floor + (rt.line_floor >> 6) + 1;
+        if (rt.caller_idle) {
+          if (peak < kQuietPeak)
+            hold_ms = std::max(hold_ms, s.idle_append_ms);
+        } else if (peak >= std::clamp(4 * rt.line_floor, kQuietPeak, kTurnQuietMax)) {
+          hold_ms = std::max(hold_ms, s.turn_append_ms);
+        }
+      }
       if (hold_ms || !rt.append_held.empty()) {
         rt.append_held.insert(rt.append_held.end(), map.data, map.data + map.size);
         if (rt.append_held.size() >= hold_ms * pa::rt::bytes_per_ms(rt.in_fmt))
@@ -3346,6 +3376,14 @@ static void gst_realtime_model_class_init(GstRealtimeModelClass *klass) {
                         "audio with no sound in it (peak under -50 dBFS) in appends of this many ms; a buffer with "
                         "sound goes at once, with what was held. 0: off. Never with turn-detection=none",
                         0, 1000, DEFAULT_IDLE_APPEND_MS, rw));
+  g_object_class_install_property(gobject_class, PROP_TURN_APPEND_MS,
+      g_param_spec_uint("turn-append-ms", "Turn append size",
+                        "In the caller's turn, as the model's turn detection has it (from speech_started to "
+                        "input_audio_buffer.committed), send caller audio with sound in it in appends of this many "
+                        "ms; a buffer as quiet as the line is between words (peak under four times the line's noise "
+                        "floor, at least -50 and at most -26 dBFS) goes at once with what was held, so the silence "
+                        "that ends a turn is never held. 0: off. Never with turn-detection=none",
+                        0, 1000, DEFAULT_TURN_APPEND_MS, rw));
   g_object_class_install_property(gobject_class, PROP_PARTIAL_TRANSCRIPTS,
       g_param_spec_boolean("partial-transcripts", "Partial transcripts",
                            "Post realtime-transcript messages for deltas too, not only final texts",

@@ -464,22 +464,108 @@ GST_START_TEST(test_idle_append_pcm) {
 }
 GST_END_TEST;
 
-/* Without the model's turn detection, or with idle-append-ms=0, every
- * frame goes as it comes, quiet or not. */
-GST_START_TEST(test_idle_append_off) {
-  for (int variant = 0; variant < 2; variant++) {
+/* A 20 ms μ-law frame whose samples alternate +v and -v (peak about v). */
+static std::vector<uint8_t> mulaw_level(int16_t v) {
+  std::vector<uint8_t> b(160);
+  for (size_t i = 0; i < b.size(); i++)
+    b[i] = pa::mulaw_encode(static_cast<int16_t>(i % 2 ? -v : v));
+  return b;
+}
+
+/* turn-append-ms (40 by default): from speech_started to the commit, frames
+ * with sound go in appends of 40 ms, and a frame as quiet as the line
+ * between words goes at once with what was held, so the silence that ends
+ * the turn is never held; what is held at the commit goes then. */
+GST_START_TEST(test_turn_append_pairs_sound) {
+  Fx f;
+  f.configured();
+  std::vector<uint8_t> sent;
+  auto push = [&](int16_t v) {
+    std::vector<uint8_t> frame = mulaw_level(v);
+    sent.insert(sent.end(), frame.begin(), frame.end());
+    f.push_bytes(frame);
+  };
+  for (int i = 0; i < 5; i++)
+    push(32); /* the line, -60 dBFS: one idle append of 100 ms */
+  fail_unless(f.mock->wait_for("input_audio_buffer.append", 5000, nullptr, 0));
+  f.mock->send(f.mock->speech_started(100, "item_u"));
+  fail_unless(f.message("realtime-speech-started") != nullptr);
+  push(8000);
+  push(8000); /* 40 ms of speech: one append */
+  push(8000);
+  push(20); /* a pause: at once, with the speech held */
+  push(20);
+  fail_unless(f.mock->wait_for("input_audio_buffer.append", 5000, nullptr, 3));
+  push(8000); /* held at the commit */
+  f.mock->send(R"({"type":"input_audio_buffer.committed","event_id":"ev_c","previous_item_id":null,"item_id":"item_u"})");
+  fail_unless(f.mock->wait_for("input_audio_buffer.append", 5000, nullptr, 4));
+  push(20); /* idle again: quiet frames held, a sound sends them */
+  push(20);
+  push(8000);
+  fail_unless(f.mock->wait_for("input_audio_buffer.append", 5000, nullptr, 5));
+  std::vector<size_t> sizes;
+  std::vector<uint8_t> all;
+  for (auto &a : appended_audio(*f.mock)) {
+    sizes.push_back(a.size());
+    all.insert(all.end(), a.begin(), a.end());
+  }
+  fail_unless(sizes == (std::vector<size_t>{800, 320, 320, 160, 160, 480}), "%zu appends: %zu %zu %zu %zu ...",
+              sizes.size(), sizes[0], sizes[1], sizes.size() > 2 ? sizes[2] : 0, sizes.size() > 3 ? sizes[3] : 0);
+  fail_unless(all == sent, "the caller's audio changed or moved");
+  fail_unless_equals_uint64(f.stat("input-appends"), 6);
+}
+GST_END_TEST;
+
+/* On a noisy line (noise at -35 dBFS, louder than the -50 dBFS the idle
+ * gathering takes for quiet), the quiet level in a turn follows the line's
+ * noise floor: until the floor has risen to it the noise is gathered like
+ * speech, then each frame of it goes at once, while speech is still
+ * gathered. */
+GST_START_TEST(test_turn_append_noisy_line) {
+  Fx f;
+  f.configured();
+  f.mock->send(f.mock->speech_started(0, "item_u"));
+  fail_unless(f.message("realtime-speech-started") != nullptr);
+  for (int i = 0; i < 60; i++)
+    f.push_bytes(mulaw_level(600));
+  f.push_bytes(mulaw_level(8000));
+  f.push_bytes(mulaw_level(8000));
+  fail_unless(wait_until([&] { return f.mock->appended_bytes(1) == 62 * 160; }));
+  auto appends = appended_audio(*f.mock);
+  fail_unless(appends.size() >= 12);
+  fail_unless_equals_int(appends.front().size(), 320); /* the floor starts at -50 dBFS */
+  for (size_t k = appends.size() - 11; k < appends.size() - 1; k++)
+    fail_unless_equals_int(appends[k].size(), 160); /* the noise, once the floor has learned it */
+  fail_unless_equals_int(appends.back().size(), 320);   /* speech */
+  fail_unless(appends.size() > 40, "%zu appends: the noise was gathered like speech", appends.size());
+}
+GST_END_TEST;
+
+/* Without the model's turn detection, or with idle-append-ms=0 (quiet
+ * frames while the caller is silent) or turn-append-ms=0 (frames with sound
+ * in a turn), every frame goes as it comes. */
+GST_START_TEST(test_append_gathering_off) {
+  for (int variant = 0; variant < 3; variant++) {
     Fx f;
     if (variant == 0)
       gst_util_set_object_arg(G_OBJECT(f.el), "turn-detection", "none");
     else
-      g_object_set(f.el, "idle-append-ms", 0u, nullptr);
+      g_object_set(f.el, variant == 1 ? "idle-append-ms" : "turn-append-ms", 0u, nullptr);
     f.configured();
+    if (variant == 2) {
+      f.mock->send(f.mock->speech_started(0, "item_u"));
+      fail_unless(f.message("realtime-speech-started") != nullptr);
+    }
     for (int i = 0; i < 3; i++)
-      f.push_audio(160, pa::kMulawSilence);
-    fail_unless(f.mock->wait_for("input_audio_buffer.append", 5000, nullptr, 2), "variant %d", variant);
+      f.push_bytes(mulaw_level(variant == 1 ? 0 : 8000));
+    if (variant == 0)
+      for (int i = 0; i < 3; i++)
+        f.push_audio(160, pa::kMulawSilence);
+    size_t n = variant == 0 ? 6 : 3;
+    fail_unless(f.mock->wait_for("input_audio_buffer.append", 5000, nullptr, n - 1), "variant %d", variant);
     for (auto &a : appended_audio(*f.mock))
       fail_unless_equals_int(a.size(), 160);
-    fail_unless_equals_uint64(f.stat("input-appends"), 3);
+    fail_unless_equals_uint64(f.stat("input-appends"), n);
   }
 }
 GST_END_TEST;
@@ -1527,7 +1613,9 @@ static Suite *realtimemodel_suite(void) {
   tcase_add_test(tc, test_append_ms_collects);
   tcase_add_test(tc, test_idle_append_holds_quiet_audio);
   tcase_add_test(tc, test_idle_append_pcm);
-  tcase_add_test(tc, test_idle_append_off);
+  tcase_add_test(tc, test_turn_append_pairs_sound);
+  tcase_add_test(tc, test_turn_append_noisy_line);
+  tcase_add_test(tc, test_append_gathering_off);
   tcase_add_test(tc, test_no_session_created_assumes_ga);
   tcase_add_test(tc, test_model_audio_framed_with_item_start);
   tcase_add_test(tc, test_model_audio_pushed_as_lists);
