@@ -1092,19 +1092,41 @@ static void queue_eos_locked(GstRealtimeModelPrivate *p) {
 
 /* ------------------------------------------------------------ sending (lock held) */
 
-/* Sends the caller audio held for append-ms, if any. */
+/* Sends @len bytes of caller audio as one input_audio_buffer.append, unless
+ * the model has stopped reading (more than kMaxSocketBacklog waiting on its
+ * socket): then the audio is dropped and counted, with one warning until the
+ * socket drains, so that the caller's audio does not pile up. Checked when
+ * audio is sent, not for each buffer that is held. */
+static void append_audio_locked(GstRealtimeModel *self, const uint8_t *data, size_t len) {
+  Runtime &rt = self->priv->rt;
+  if (!rt.ws) {
+    rt.st.send_failed++;
+    return;
+  }
+  if (rt.ws->queued_bytes() > kMaxSocketBacklog) {
+    rt.st.pending_dropped_bytes += len;
+    if (!rt.backlog_warned) {
+      GST_WARNING_OBJECT(self, "the model socket is not draining: dropping caller audio");
+      rt.backlog_warned = true;
+    }
+    return;
+  }
+  rt.backlog_warned = false;
+  if (rt.ws->send(pa::rt::build_input_audio_append(data, len))) {
+    rt.st.appended_bytes += len;
+    rt.st.appends++;
+    rt.session_appended += len;
+  } else {
+    rt.st.send_failed++;
+  }
+}
+
+/* Sends the caller audio held for append-ms, idle- or turn-append-ms, if any. */
 static void flush_append_locked(GstRealtimeModel *self) {
   Runtime &rt = self->priv->rt;
   if (rt.append_held.empty())
     return;
-  std::string msg = pa::rt::build_input_audio_append(rt.append_held.data(), rt.append_held.size());
-  if (rt.ws && rt.ws->send(std::move(msg))) {
-    rt.st.appended_bytes += rt.append_held.size();
-    rt.st.appends++;
-    rt.session_appended += rt.append_held.size();
-  } else {
-    rt.st.send_failed++;
-  }
+  append_audio_locked(self, rt.append_held.data(), rt.append_held.size());
   rt.append_held.clear();
 }
 
@@ -1171,13 +1193,10 @@ static void add_history_locked(Runtime &rt, const char *who, const std::string &
 
 static void flush_pending_locked(GstRealtimeModel *self) {
   Runtime &rt = self->priv->rt;
+  flush_append_locked(self);
   while (!rt.pending.empty()) {
     const auto &chunk = rt.pending.front();
-    if (send_locked(self, pa::rt::build_input_audio_append(chunk.data(), chunk.size()))) {
-      rt.st.appended_bytes += chunk.size();
-      rt.st.appends++;
-      rt.session_appended += chunk.size();
-    }
+    append_audio_locked(self, chunk.data(), chunk.size());
     rt.pending_bytes -= chunk.size();
     rt.pending.pop_front();
   }
@@ -2776,15 +2795,7 @@ static GstFlowReturn sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buf) 
     }
     if (rt.ended || rt.stopping) {
       /* the call is over for the model: drop */
-    } else if (rt.phase == Phase::Configured && rt.ws && rt.ws->queued_bytes() > kMaxSocketBacklog) {
-      /* the model is not reading: do not pile the caller's audio up */
-      rt.st.pending_dropped_bytes += map.size;
-      if (!rt.backlog_warned) {
-        GST_WARNING_OBJECT(self, "the model socket is not draining: dropping caller audio");
-        rt.backlog_warned = true;
-      }
     } else if (rt.phase == Phase::Configured && rt.ws) {
-      rt.backlog_warned = false;
       /* append-ms; with the model's turn detection, idle-append-ms for a
        * quiet frame while the caller is silent and turn-append-ms for a frame
        * with sound in the caller's turn: collect, and send once there is that
@@ -2808,10 +2819,8 @@ static GstFlowReturn sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buf) 
         rt.append_held.insert(rt.append_held.end(), map.data, map.data + map.size);
         if (rt.append_held.size() >= hold_ms * pa::rt::bytes_per_ms(rt.in_fmt))
           flush_append_locked(self);
-      } else if (send_locked(self, pa::rt::build_input_audio_append(map.data, map.size))) {
-        rt.st.appended_bytes += map.size;
-        rt.st.appends++;
-        rt.session_appended += map.size;
+      } else {
+        append_audio_locked(self, map.data, map.size);
       }
     } else {
       if (!rt.append_held.empty()) {

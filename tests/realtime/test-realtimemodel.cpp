@@ -4,6 +4,8 @@
 #include <gst/check/gstharness.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -538,6 +540,54 @@ GST_START_TEST(test_turn_append_noisy_line) {
     fail_unless_equals_int(appends[k].size(), 160); /* the noise, once the floor has learned it */
   fail_unless_equals_int(appends.back().size(), 320);   /* speech */
   fail_unless(appends.size() > 40, "%zu appends: the noise was gathered like speech", appends.size());
+}
+GST_END_TEST;
+
+/* A model that stops reading: once more than 2 MiB wait on its socket the
+ * caller's audio is dropped and counted (input-dropped-ms), never piled up
+ * without bound; when it reads again the audio flows again, and everything
+ * counted as sent arrives, in order. */
+GST_START_TEST(test_stalled_model_drops_caller_audio) {
+  Fx f;
+  f.configured();
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stalled = false, release = false;
+  f.mock->run([&] { /* the server's thread stops reading until released */
+    std::unique_lock<std::mutex> g(mu);
+    stalled = true;
+    cv.notify_all();
+    cv.wait_for(g, std::chrono::seconds(30), [&] { return release; });
+  });
+  {
+    std::unique_lock<std::mutex> g(mu);
+    fail_unless(cv.wait_for(g, std::chrono::seconds(5), [&] { return stalled; }));
+  }
+  /* 8 s buffers of μ-law codes 0x80 + k % 100, all loud: the caller is
+   * silent for the model's turn detection, so each goes as it comes */
+  auto code = [](int k) { return static_cast<uint8_t>(0x80 + k % 100); };
+  int pushed = 0;
+  for (; pushed < 600 && f.stat("input-dropped-ms") == 0; pushed++)
+    f.push_audio(64000, code(pushed));
+  guint64 dropped = f.stat("input-dropped-ms");
+  fail_unless(dropped > 0, "nothing dropped after %d buffers of 8 s", pushed);
+  fail_unless_equals_uint64(dropped, 8000); /* the buffer that found the backlog full, alone */
+  fail_unless_equals_uint64(f.stat("input-sent-ms"), (pushed - 1) * 8000ull);
+  {
+    std::lock_guard<std::mutex> g(mu);
+    release = true;
+  }
+  cv.notify_all();
+  fail_unless(wait_until([&] { return f.mock->appended_bytes(1) == (pushed - 1) * 64000ull; }, 20000),
+              "the model did not get what was counted as sent");
+  f.push_audio(160, 0x10); /* drained: the call goes on */
+  fail_unless(wait_until([&] { return f.mock->appended_bytes(1) == (pushed - 1) * 64000ull + 160; }, 5000));
+  fail_unless_equals_uint64(f.stat("input-dropped-ms"), 8000);
+  auto appends = appended_audio(*f.mock);
+  fail_unless_equals_int(appends.size(), pushed);
+  for (int k = 0; k + 1 < pushed; k++) /* in order, whole */
+    fail_unless(appends[k] == std::vector<uint8_t>(64000, code(k)), "append %d is not buffer %d", k, k);
+  fail_unless(appends.back() == std::vector<uint8_t>(160, 0x10));
 }
 GST_END_TEST;
 
@@ -1616,6 +1666,7 @@ static Suite *realtimemodel_suite(void) {
   tcase_add_test(tc, test_turn_append_pairs_sound);
   tcase_add_test(tc, test_turn_append_noisy_line);
   tcase_add_test(tc, test_append_gathering_off);
+  tcase_add_test(tc, test_stalled_model_drops_caller_audio);
   tcase_add_test(tc, test_no_session_created_assumes_ga);
   tcase_add_test(tc, test_model_audio_framed_with_item_start);
   tcase_add_test(tc, test_model_audio_pushed_as_lists);
