@@ -482,6 +482,26 @@ void collect(Call &c, ModeFigures &f) {
         }
       }
       found ? f.detected++ : f.missed++;
+      if (g_getenv("BENCH_VERBOSE_MISSED") && (!found || num(first, "audio_stop_since_onset_ms") > 1000)) {
+        printf("%s call %d turn at %.0f ms %s\n", mode_name(c.mode), c.index, onset, found ? "LATE" : "MISSED");
+        for (guint k = 0; k < nclears; k++) {
+          JsonObject *cl = json_array_get_object_element(clears, k);
+          double tc = num(cl, "t_ms");
+          if (tc > onset - 3000 && tc < onset + 8000)
+            printf("   clear at %.0f since_onset %.0f\n", tc, num(cl, "since_onset_ms"));
+        }
+        for (const GstStructure *x : c.barge_ins)
+          if (onset_ms(x) > onset - 3000 && onset_ms(x) < onset + 8000) {
+            gchar *str = gst_structure_to_string(x);
+            printf("   barge-in onset %.0f: %s\n", onset_ms(x), str);
+            g_free(str);
+          }
+        for (guint t2 = 0; t2 < json_array_get_length(turns); t2++) {
+          double o2 = num(json_array_get_object_element(turns, t2), "onset_ms");
+          if (o2 > onset - 6000 && o2 < onset + 8000)
+            printf("   turn onset %.0f\n", o2);
+        }
+      }
     }
     for (guint k = 0; k < nclears; k++)
       f.extra_clears += !used[k];
