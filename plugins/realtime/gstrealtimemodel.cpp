@@ -1092,6 +1092,12 @@ static void queue_eos_locked(GstRealtimeModelPrivate *p) {
 
 /* ------------------------------------------------------------ sending (lock held) */
 
+/* The model's turn detection says when the caller speaks (speech_started,
+ * input_audio_buffer.committed): the idle and turn gatherings follow it. */
+static bool model_detects_turns(const Runtime &rt) {
+  return rt.config.turn_detection != pa::rt::TurnDetection::None;
+}
+
 /* Sends @len bytes of caller audio as one input_audio_buffer.append, unless
  * the model has stopped reading (more than kMaxSocketBacklog waiting on its
  * socket): then the audio is dropped and counted, with one warning until the
@@ -1233,7 +1239,7 @@ static void configure_locked(GstRealtimeModel *self, Outbox &out) {
   }
   rt.phase = Phase::Configured;
   rt.session_appended = 0;
-  rt.caller_idle = rt.config.turn_detection != pa::rt::TurnDetection::None;
+  rt.caller_idle = model_detects_turns(rt);
   flush_pending_locked(self);
   (void)out;
 }
@@ -1474,7 +1480,7 @@ static void handle_event_locked(GstRealtimeModel *self, pa::rt::ServerEvent &ev,
     /* the turn detection has ended the caller's turn (semantic VAD may wait
      * past speech_stopped; without turn detection the commit was ours).
      * What the turn's gathering held goes now, not with the next sound */
-    rt.caller_idle = rt.config.turn_detection != pa::rt::TurnDetection::None;
+    rt.caller_idle = model_detects_turns(rt);
     if (rt.phase == Phase::Configured)
       flush_append_locked(self);
     break;
@@ -2803,7 +2809,7 @@ static GstFlowReturn sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buf) 
        * silence in a turn) goes at once, with what was held before it */
       guint hold_ms = p->settings.append_ms;
       const Settings &s = p->settings;
-      if (rt.config.turn_detection != pa::rt::TurnDetection::None &&
+      if (model_detects_turns(rt) &&
           std::max(s.idle_append_ms, s.turn_append_ms) > hold_ms) {
         int peak = rt.in_fmt == AudioFormat::PCMU ? pa::mulaw_peak(map.data, map.size)
                                                   : pa::s16le_peak(map.data, map.size);
