@@ -6,6 +6,7 @@
 # usage: bench/agent-capacity/callgrind.sh [BUILD_DIR] [OUT_FILE]   (default ./build, a temp file)
 # env:   CALLS=3 AUDIO_MS=20000   the emulator's calls (one media thread serves them)
 #        SERVER_OPTS=             more phone-agent options (e.g. --call-log= for none)
+#        MODEL_OPTS=              more realtimemodel properties (e.g. turn-append-ms=0)
 #
 # The server (tools/phone-agent, one media thread) runs under callgrind with
 #   twiliosrc ! realtimemodel location=ws://127.0.0.1:PORT/v1/realtime ! twiliosink
@@ -48,7 +49,7 @@ timeout -s KILL 600 "$MODEL" --address 127.0.0.1 --port 0 --canned > "$TMP/model
 MP=$!
 MPORT=$(model_port "$TMP/model.out") ||
   { echo "callgrind.sh: the model did not start:" >&2; cat "$TMP/model.err" >&2; exit 1; }
-printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime ! twiliosink\n' "$MPORT" > "$TMP/agent.pipeline"
+printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime %s ! twiliosink\n' "$MPORT" "${MODEL_OPTS:-}" > "$TMP/agent.pipeline"
 
 callgrind_calls "$SERVER" "$EMU" "$TMP/agent.pipeline" "$OUT" "$CALLS" "$AUDIO_MS" "$TMP" --report "$TMP/report.json" ||
   exit 1

@@ -796,9 +796,13 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
     return handle(events, n);
   }
 
+  /* The sockets of one round are handled through the pointer epoll gives
+   * back, with no lookup: a socket leaves `sockets` only in reap(), which
+   * runs as a task, and tasks run after the round. */
   int handle(struct epoll_event *events, int n) {
     int io = 0;
-    for (int i = 0; i < n; i++) {
+    bool tasks = false;
+    for (int i = 0; i < n && !closing; i++) {
       if (events[i].data.u64 & 1u) {
         /* a hosted loop: alive while registered (end_hosting() runs after
          * this thread has stopped) */
@@ -811,16 +815,14 @@ struct SocketLoop::Impl : MediaThread, std::enable_shared_from_this<SocketLoop::
         if (::read(evfd, &v, sizeof v) < 0) {
           /* nothing to drain */
         }
-        run_tasks();
+        tasks = true;
         continue;
       }
-      auto it = sockets.find(static_cast<MediaSocket *>(events[i].data.ptr));
-      if (it == sockets.end())
-        continue;
-      std::shared_ptr<MediaSocket> s = it->second;
-      s->on_ready(events[i].events, scratch.get(), kScratch);
+      static_cast<MediaSocket *>(events[i].data.ptr)->on_ready(events[i].events, scratch.get(), kScratch);
       io++;
     }
+    if (tasks)
+      run_tasks();
     return io;
   }
 

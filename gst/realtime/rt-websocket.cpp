@@ -187,6 +187,7 @@ struct WsClient::Conn : std::enable_shared_from_this<WsClient::Conn> {
   gint64 close_deadline = 0;
   bool started = false;               /* open() succeeded */
   bool finished = false;              /* socket gone, or never made */
+  bool listed = false;                /* in the loop's conns_ (loop thread) */
   WsStats st;
   std::weak_ptr<Loop> loop;
 
@@ -419,6 +420,10 @@ private:
   std::mutex mu_;
   std::vector<std::function<void()>> posted_;
   std::unordered_map<Conn *, std::shared_ptr<Conn>> conns_; /* loop thread */
+  /* loop thread: connections finished in this round, kept until it is over
+   * so that the pointers epoll gave back stay valid (Conn::listed says
+   * whether one is still ours, with no lookup in conns_) */
+  std::vector<std::shared_ptr<Conn>> retired_;
   std::map<std::string, SSL_CTX *> ssl_ctx_;                /* loop thread */
   gint64 next_scan_ = 0;
 };
@@ -497,8 +502,10 @@ void Loop::end_all() {
     std::lock_guard<std::mutex> g(kv.first->mu);
     kv.first->close_socket_locked();
     kv.first->finished_locked();
+    kv.first->listed = false;
   }
   conns_.clear();
+  retired_.clear();
 }
 
 void Loop::free_all() {
@@ -572,9 +579,10 @@ void Loop::handle(epoll_event *evs, int n) {
       continue;
     }
     auto *c = static_cast<Conn *>(evs[i].data.ptr);
-    if (conns_.count(c)) /* an earlier event of this round may have finished it */
+    if (c->listed) /* an earlier event of this round may have finished it */
       on_ready(c, evs[i].events);
   }
+  retired_.clear();
 }
 
 void Loop::run() {
@@ -650,6 +658,7 @@ void Loop::run_posted() {
   }
   for (auto &fn : todo)
     fn();
+  retired_.clear();
 }
 
 void Loop::scan_timers(gint64 now) {
@@ -658,7 +667,7 @@ void Loop::scan_timers(gint64 now) {
   for (auto &kv : conns_)
     all.push_back(kv.first);
   for (Conn *c : all) {
-    if (!conns_.count(c))
+    if (!c->listed)
       continue;
     State s;
     bool close_sent, write_failed;
@@ -685,6 +694,7 @@ void Loop::scan_timers(gint64 now) {
       c->frame_locked(pa::ws::Opcode::Ping, {});
     }
   }
+  retired_.clear();
 }
 
 SSL_CTX *Loop::ssl_ctx_for(const std::string &ca_file, std::string &error) {
@@ -807,6 +817,7 @@ void Loop::connect(const std::shared_ptr<Conn> &cp) {
     c->events = EPOLLOUT;
   }
   conns_[c] = cp;
+  c->listed = true;
   epoll_event e{};
   e.events = EPOLLOUT | EPOLLET; /* see Conn::watch_locked() */
   e.data.ptr = c;
@@ -815,7 +826,7 @@ void Loop::connect(const std::shared_ptr<Conn> &cp) {
 }
 
 void Loop::abort(Conn *c) {
-  if (conns_.count(c))
+  if (c->listed)
     finish(c, c->http_status, "closed before the connection was made");
 }
 
@@ -858,7 +869,7 @@ void Loop::on_ready(Conn *c, uint32_t ev) {
    * new edge), or four full reads (other sockets get their turn; armed
    * again, the socket is reported again at once) */
   for (int round = 0; round < 4; round++) {
-    if (!read_some(c) || !conns_.count(c))
+    if (!read_some(c) || !c->listed)
       return;
   }
   std::lock_guard<std::mutex> g(c->mu);
@@ -1207,8 +1218,10 @@ void Loop::finish(Conn *c, int status_or_code, const std::string &why) {
   auto it = conns_.find(c);
   if (it == conns_.end())
     return;
-  std::shared_ptr<Conn> hold = std::move(it->second);
+  std::shared_ptr<Conn> hold = it->second;
+  retired_.push_back(std::move(it->second)); /* see retired_ */
   conns_.erase(it);
+  c->listed = false;
   bool was_open;
   {
     std::lock_guard<std::mutex> g(c->mu);
