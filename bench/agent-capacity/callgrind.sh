@@ -7,6 +7,8 @@
 # env:   CALLS=3 AUDIO_MS=20000   the emulator's calls (one media thread serves them)
 #        SERVER_OPTS=             more phone-agent options (e.g. --call-log= for none)
 #        MODEL_OPTS=              more realtimemodel properties (e.g. turn-append-ms=0)
+#        CACHE_KB=                simulate a last-level cache of this many kB (e.g. 128)
+#                                 and print the data lines each function misses per frame
 #
 # The server (tools/phone-agent, one media thread) runs under callgrind with
 #   twiliosrc ! realtimemodel location=ws://127.0.0.1:PORT/v1/realtime ! twiliosink
@@ -69,3 +71,17 @@ callgrind_annotate --inclusive=yes --tree=none "$OUT" 2> /dev/null | awk -v in_f
   BEGIN { f[0] = "SocketLoop::Impl::run()"; d[0] = "in"; f[1] = "pa_call_handle_text("; d[1] = "in";
           f[2] = "gstrealtimemodel.cpp:sink_chain("; d[2] = "in"; f[3] = "gstrealtimemodel.cpp:on_ws_message("; d[3] = "out";
           f[4] = "gsttwiliosink.cpp:send_held("; d[4] = "out" }'
+if [ -n "${CACHE_KB:-}" ]; then
+  # the same functions' data lines missed in the simulated last level (reads + writes)
+  echo "data lines missed in a ${CACHE_KB} kB last-level cache (reads + writes):"
+  callgrind_annotate --inclusive=yes --tree=none --show=DLmr,DLmw "$OUT" 2> /dev/null | awk -v in_f="$IN" -v out_f="$HEARD" '
+    function num(s) { gsub(",", "", s); return s + 0 }
+    # a line: DLmr [(pct)] DLmw [(pct)] file:function; a zero count shows as "." without a percentage
+    { n = 0; for (i = 1; i <= NF && n < 2; i++) if ($i ~ /^[0-9,.]+$/) v[n++] = ($i == "." ? 0 : num($i))
+      for (k = 0; k < 5; k++) if (n == 2 && index($0, f[k]) && !(f[k] in seen)) {
+        seen[f[k]] = 1; per = (d[k] == "in" ? in_f : out_f)
+        printf "%15s  %-38s %8.1f per %s frame\n", v[0] + v[1], f[k], (per > 0 ? (v[0] + v[1]) / per : 0), (d[k] == "in" ? "caller" : "heard") } }
+    BEGIN { f[0] = "SocketLoop::Impl::run()"; d[0] = "in"; f[1] = "pa_call_handle_text("; d[1] = "in";
+            f[2] = "gstrealtimemodel.cpp:sink_chain("; d[2] = "in"; f[3] = "gstrealtimemodel.cpp:on_ws_message("; d[3] = "out";
+            f[4] = "gsttwiliosink.cpp:send_held("; d[4] = "out" }'
+fi

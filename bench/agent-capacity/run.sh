@@ -23,6 +23,10 @@
 #                          exec), listening on 127.0.0.1:$RELAY_PORT and dialling the
 #                          model at $MODEL_URL (both exported to it); see README.md
 #        RELAY_PORT=5050   RELAY_WEBHOOK=/incoming-call   where the emulator calls it
+#        PLACEMENT=        pinned: the server (or RELAY) on CPU 0, the emulator and the
+#                          model on the others; awake: as pinned, with a SCHED_IDLE busy
+#                          loop beside the server that keeps CPU 0 from idling between its
+#                          rounds (what a VM's idle spells cost it; see README.md)
 #
 # Per N it prints: calls completed / N; p99 frame lateness (emulator pacing
 # error) and playout underruns (report totals); response latency p50/p99
@@ -38,7 +42,7 @@
 # Builds nothing: run `ninja -C BUILD_DIR` first. Needs jq. Everything stays
 # on 127.0.0.1; every process runs under timeout and is killed at exit.
 set -eu
-. "$(dirname "$0")/../common/lib.sh" # server_port, model_port, wait_for_listener
+. "$(dirname "$0")/../common/lib.sh" # server_port, model_port, wait_for_listener, placement_*
 
 BUILD=${1:-./build}
 CALLS=${CALLS:-10 25 50}
@@ -60,6 +64,8 @@ for exe in "$SERVER" "$EMU" "$MODEL"; do
   fi
 done
 command -v jq > /dev/null || { echo "run.sh: jq is required" >&2; exit 2; }
+PLACEMENT=${PLACEMENT:-}
+placement_init "$PLACEMENT" || exit 2
 BUILD_ABS=$(cd "$BUILD" && pwd)
 export GST_PLUGIN_PATH="$BUILD_ABS/plugins/twilio:$BUILD_ABS/plugins/realtime${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
 
@@ -72,9 +78,11 @@ MODEL_PID=
 EMU_PID=
 spid=          # the server and model processes themselves
 mpid=
+SPIN_PID=      # PLACEMENT=awake's busy loop
 cleanup() {
   for p in $spid $mpid; do kill -KILL "$p" 2>/dev/null || true; done
   for p in $SERVER_PID $MODEL_PID $EMU_PID; do kill -TERM "$p" 2>/dev/null || true; done
+  [ -z "$SPIN_PID" ] || kill_wrapped "$SPIN_PID"
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -90,7 +98,7 @@ status_kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
 run_once() {
   n=$1
   # the model: one process for all calls, fresh for each N
-  timeout --foreground -s KILL "$KILL_S" "$MODEL" --address 127.0.0.1 --port 0 --canned > "$TMP/model.out" 2> "$TMP/model.err" &
+  $LOAD_ON timeout --foreground -s KILL "$KILL_S" "$MODEL" --address 127.0.0.1 --port 0 --canned > "$TMP/model.out" 2> "$TMP/model.err" &
   MODEL_PID=$!
   if ! mport=$(model_port "$TMP/model.out"); then
     echo "run.sh: the model did not start:" >&2; cat "$TMP/model.out" "$TMP/model.err" >&2; exit 1
@@ -101,7 +109,7 @@ run_once() {
       echo "run.sh: 127.0.0.1:$RELAY_PORT is already in use: stop what listens there or set RELAY_PORT" >&2; exit 1
     fi
     MODEL_URL="ws://127.0.0.1:$mport/v1/realtime" RELAY_PORT=$RELAY_PORT \
-      timeout --foreground -s KILL "$KILL_S" sh -c "$RELAY" > "$TMP/server.out" 2> "$TMP/server.err" &
+      $RELAY_ON timeout --foreground -s KILL "$KILL_S" sh -c "$RELAY" > "$TMP/server.out" 2> "$TMP/server.err" &
     SERVER_PID=$!
     port=$RELAY_PORT
     if ! wait_for_listener "$port" 10; then
@@ -111,7 +119,7 @@ run_once() {
   else
     printf 'twiliosrc ! realtimemodel location=ws://127.0.0.1:%s/v1/realtime %s ! twiliosink %s\n' \
       "$mport" "${MODEL_OPTS:-}" "${SINK_OPTS:-}" > "$TMP/agent.pipeline"
-    timeout --foreground -s KILL "$KILL_S" "$SERVER" serve --pipeline "$TMP/agent.pipeline" --address 127.0.0.1 --port 0 \
+    $RELAY_ON timeout --foreground -s KILL "$KILL_S" "$SERVER" serve --pipeline "$TMP/agent.pipeline" --address 127.0.0.1 --port 0 \
       --max-calls 0 --grace-period 5 --out-dir "$TMP" --log-level error ${SERVER_OPTS:-} > "$TMP/server.out" 2> "$TMP/server.err" &
     SERVER_PID=$!
     if ! port=$(server_port "$TMP/server.out"); then
@@ -129,7 +137,7 @@ run_once() {
   cold=$(status_kb "$spid" VmRSS)
   # one short call first: what the first call loads once (the realtime
   # plugin, libwebsockets, OpenSSL, ...) is not a cost per call
-  timeout --foreground -s KILL 60 "$EMU" --url "$webhook" --audio synth:1000 --tail-ms 500 \
+  $LOAD_ON timeout --foreground -s KILL 60 "$EMU" --url "$webhook" --audio synth:1000 --tail-ms 500 \
     --transport "$TRANSPORT" --max-duration-s 30 --quiet > /dev/null 2>&1 || true
   sleep 0.5
   rss0=$(status_kb "$spid" VmRSS)
@@ -138,7 +146,7 @@ run_once() {
   mt0=$(cpu_ticks "$mpid")
 
   rc=0
-  timeout --foreground -s KILL "$KILL_S" "$EMU" --url "$webhook" --calls "$n" --ramp-ms "$RAMP_MS" \
+  $LOAD_ON timeout --foreground -s KILL "$KILL_S" "$EMU" --url "$webhook" --calls "$n" --ramp-ms "$RAMP_MS" \
     --audio "synth:$AUDIO_MS" --tail-ms "$TAIL_MS" --transport "$TRANSPORT" --phases "$PHASES" --max-duration-s "$LIMIT_S" \
     --report "$TMP/report.json" --quiet > "$TMP/emu.out" 2> "$TMP/emu.err" &
   EMU_PID=$!
@@ -194,7 +202,9 @@ run_once() {
 }
 
 echo "agent-capacity: ${RELAY:+RELAY=\"$RELAY\" (instead of }phone-agent + realtimemodel${RELAY:+)} -> realtime-local --canned, $((AUDIO_MS / 1000)) s of synthetic speech per call," \
-     "starts spread over $RAMP_MS ms, emulator transport $TRANSPORT; $(nproc 2>/dev/null || echo '?') CPUs ($(uname -m))"
+     "starts spread over $RAMP_MS ms, emulator transport $TRANSPORT; $(nproc 2>/dev/null || echo '?') CPUs ($(uname -m)), $PLACEMENT_SAY"
+# bounded by the whole ladder's time
+placement_spin "$PLACEMENT" $(( $(echo "$CALLS" | wc -w) * (KILL_S + 30) ))
 for n in $CALLS; do
   run_once "$n"
 done
