@@ -90,8 +90,8 @@ callgrind_calls() {
 #            on CPU 0 that keeps that CPU from going idle between the
 #            relay's rounds: it runs only when the relay does not, and the
 #            relay's CPU time is counted as before. On a VM each idle spell
-#            of the virtual CPU costs the relay its cache on waking up
-#            (docs/performance.md); this mode shows the relay's own cost
+#            of the virtual CPU adds to what a thread pays for waking up
+#            (docs/performance.md); this mode shows the relay's cost
 #            without that, and `pinned` is its control.
 # Sets RELAY_ON and LOAD_ON (command prefixes, empty unless pinned) and
 # PLACEMENT_SAY (a phrase for the bench's first line). Needs taskset and
