@@ -63,25 +63,27 @@ HEARD=$2
 echo "callgrind: agent server, $CALLS calls x $AUDIO_MS ms on one media thread ($BUILD); profile in $OUT"
 echo "frames: $IN from the caller, $HEARD of the agent heard"
 callgrind_annotate "$OUT" 2> /dev/null | grep "PROGRAM TOTALS"
-callgrind_annotate --inclusive=yes --tree=none "$OUT" 2> /dev/null | awk -v in_f="$IN" -v out_f="$HEARD" '
-  function num(s) { gsub(",", "", s); return s + 0 }
-  { for (i = 0; i < 5; i++) if (index($0, f[i]) && !(f[i] in seen)) {
-      seen[f[i]] = 1; per = (d[i] == "in" ? in_f : out_f)
-      printf "%15s  %-38s %8.0f per %s frame\n", $1, f[i], (per > 0 ? num($1) / per : 0), (d[i] == "in" ? "caller" : "heard") } }
-  BEGIN { f[0] = "SocketLoop::Impl::run()"; d[0] = "in"; f[1] = "pa_call_handle_text("; d[1] = "in";
-          f[2] = "gstrealtimemodel.cpp:sink_chain("; d[2] = "in"; f[3] = "gstrealtimemodel.cpp:on_ws_message("; d[3] = "out";
-          f[4] = "gsttwiliosink.cpp:send_held("; d[4] = "out" }'
-if [ -n "${CACHE_KB:-}" ]; then
-  # the same functions' data lines missed in the simulated last level (reads + writes)
-  echo "data lines missed in a ${CACHE_KB} kB last-level cache (reads + writes):"
-  callgrind_annotate --inclusive=yes --tree=none --show=DLmr,DLmw "$OUT" 2> /dev/null | awk -v in_f="$IN" -v out_f="$HEARD" '
+# per_frame EVENTS DIGITS: the per-frame functions' inclusive counts of
+# callgrind's EVENTS (a comma list, summed; "" for instructions) and the same
+# per frame, with DIGITS decimals. A count is a column of the annotation
+# (with a percentage after it), or "." for none.
+per_frame() {
+  callgrind_annotate --inclusive=yes --tree=none ${1:+--show=$1} "$OUT" 2> /dev/null |
+    awk -v in_f="$IN" -v out_f="$HEARD" -v ncols="$(echo "${1:-Ir}" | awk -F, '{ print NF }')" -v digits="$2" '
     function num(s) { gsub(",", "", s); return s + 0 }
-    # a line: DLmr [(pct)] DLmw [(pct)] file:function; a zero count shows as "." without a percentage
-    { n = 0; for (i = 1; i <= NF && n < 2; i++) if ($i ~ /^[0-9,.]+$/) v[n++] = ($i == "." ? 0 : num($i))
-      for (k = 0; k < 5; k++) if (n == 2 && index($0, f[k]) && !(f[k] in seen)) {
+    { n = 0; t = 0
+      for (i = 1; i <= NF && n < ncols; i++) if ($i ~ /^([0-9,]+|\.)$/) { n++; t += ($i == "." ? 0 : num($i)) }
+      if (n < ncols) next
+      for (k = 0; k < 5; k++) if (index($0, f[k]) && !(f[k] in seen)) {
         seen[f[k]] = 1; per = (d[k] == "in" ? in_f : out_f)
-        printf "%15s  %-38s %8.1f per %s frame\n", v[0] + v[1], f[k], (per > 0 ? (v[0] + v[1]) / per : 0), (d[k] == "in" ? "caller" : "heard") } }
+        printf "%15s  %-38s %8.*f per %s frame\n", (ncols == 1 ? $1 : t), f[k], digits, (per > 0 ? t / per : 0),
+          (d[k] == "in" ? "caller" : "heard") } }
     BEGIN { f[0] = "SocketLoop::Impl::run()"; d[0] = "in"; f[1] = "pa_call_handle_text("; d[1] = "in";
             f[2] = "gstrealtimemodel.cpp:sink_chain("; d[2] = "in"; f[3] = "gstrealtimemodel.cpp:on_ws_message("; d[3] = "out";
             f[4] = "gsttwiliosink.cpp:send_held("; d[4] = "out" }'
+}
+per_frame "" 0
+if [ -n "${CACHE_KB:-}" ]; then
+  echo "data lines missed in a ${CACHE_KB} kB last-level cache (reads + writes):"
+  per_frame DLmr,DLmw 1
 fi

@@ -12,7 +12,6 @@
  * usage: server-echo-wakeup [THREADS=1] [PERIOD_US=10000] [WAKEUPS=500] [TOUCH_KB=0] */
 #include <sys/resource.h>
 
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
