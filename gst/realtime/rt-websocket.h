@@ -35,6 +35,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -74,7 +75,8 @@ struct WsOptions {
 
 struct WsCallbacks {
   std::function<void()> on_open;
-  std::function<void(std::string &&text)> on_message;
+  /* @text lies in the client's read buffer: valid during the call only */
+  std::function<void(std::string_view text)> on_message;
   /* The connection could not be made (or the upgrade was refused).
    * @http_status is the upgrade's HTTP status when there was one, else 0. */
   std::function<void(int http_status, const std::string &why)> on_fail;

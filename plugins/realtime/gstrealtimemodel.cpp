@@ -1662,7 +1662,7 @@ static void on_ws_open(GstRealtimeModel *self, guint serial) {
   }
 }
 
-static void on_ws_message(GstRealtimeModel *self, guint serial, std::string &&text) {
+static void on_ws_message(GstRealtimeModel *self, guint serial, std::string_view text) {
   gint64 arrival = g_get_monotonic_time();
   pa::rt::ServerEvent ev;
   std::string err;
@@ -1675,7 +1675,8 @@ static void on_ws_message(GstRealtimeModel *self, guint serial, std::string &&te
     return;
   if (st != pa::rt::ParseStatus::Ok) {
     rt.st.malformed++;
-    GST_WARNING_OBJECT(self, "ignoring a malformed model event (%s): %.120s", err.c_str(), text.c_str());
+    GST_WARNING_OBJECT(self, "ignoring a malformed model event (%s): %.*s", err.c_str(),
+                       static_cast<int>(std::min<size_t>(text.size(), 120)), text.data());
     return;
   }
   handle_event_locked(self, ev, out, arrival);
@@ -1798,7 +1799,7 @@ static void connect_attempt(GstRealtimeModel *self, guint serial) {
 
   pa::rt::WsCallbacks cb;
   cb.on_open = [self, serial] { on_ws_open(self, serial); };
-  cb.on_message = [self, serial](std::string &&text) { on_ws_message(self, serial, std::move(text)); };
+  cb.on_message = [self, serial](std::string_view text) { on_ws_message(self, serial, text); };
   cb.on_fail = [self, serial](int status, const std::string &why) { on_ws_fail(self, serial, status, why); };
   cb.on_closed = [self, serial](int code, const std::string &reason) { on_ws_closed(self, serial, code, reason); };
   auto ws = std::make_shared<pa::rt::WsClient>(std::move(cb));

@@ -39,9 +39,9 @@ struct Events {
       opened = true;
       cv.notify_all();
     };
-    cb.on_message = [this](std::string &&t) {
+    cb.on_message = [this](std::string_view t) {
       std::lock_guard<std::mutex> g(mu);
-      messages.push_back(std::move(t));
+      messages.emplace_back(t);
       cv.notify_all();
     };
     cb.on_fail = [this](int status, const std::string &why) {
@@ -226,7 +226,8 @@ public:
     }
   }
   /* Accepts the client and answers its upgrade. */
-  void accept_upgrade() {
+  /* ... and @then (frames) in the same write as the answer */
+  void accept_upgrade(const std::string &then = "") {
     accept_only();
     std::string req = buf_.substr(0, buf_.find("\r\n\r\n"));
     buf_.erase(0, req.size() + 4);
@@ -240,7 +241,7 @@ public:
       d[0] ^= 1;
     gchar *acc = g_base64_encode(d, sizeof(d));
     write_all("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              "Sec-WebSocket-Accept: " + std::string(acc) + "\r\n\r\n");
+              "Sec-WebSocket-Accept: " + std::string(acc) + "\r\n\r\n" + then);
     g_free(acc);
   }
   void write_all(const std::string &bytes) {
@@ -427,6 +428,35 @@ GST_START_TEST(test_frames_split_anywhere) {
   fail_unless(ev.messages[0] == m1);
   assert_str(ev.messages[1], "frag-mented");
   fail_unless(ev.messages[2] == m2);
+}
+GST_END_TEST;
+
+/* Frames that come in the same read as the upgrade's answer (a server
+ * that greets at once), the last of them cut short, and its rest in a later
+ * read; then, with nothing held, whole frames and one cut short in the
+ * same read, and its rest: all arrive, in order. */
+GST_START_TEST(test_frames_with_the_upgrade) {
+  RawClient t;
+  std::string cut = RawPeer::frame(0x81, std::string(3000, 'z')), cut2 = RawPeer::frame(0x81, std::string(900, 'w'));
+  t.peer.accept_upgrade(RawPeer::frame(0x81, "first") + RawPeer::frame(0x81, "second") + cut.substr(0, 1000));
+  fail_unless(t.ev.wait([&] { return t.ev.messages.size() >= 2; }));
+  g_usleep(20000); /* the rest in a read of its own */
+  t.peer.write_all(cut.substr(1000) + RawPeer::frame(0x81, "after"));
+  fail_unless(t.ev.wait([&] { return t.ev.messages.size() >= 4; }));
+  t.peer.write_all(RawPeer::frame(0x81, "fifth") + cut2.substr(0, 100));
+  fail_unless(t.ev.wait([&] { return t.ev.messages.size() >= 5; }));
+  g_usleep(20000);
+  t.peer.write_all(cut2.substr(100));
+  fail_unless(t.ev.wait([&] { return t.ev.messages.size() >= 6; }));
+  std::lock_guard<std::mutex> g(t.ev.mu);
+  fail_unless(t.ev.opened);
+  fail_unless_equals_int(t.ev.messages.size(), 6);
+  assert_str(t.ev.messages[0], "first");
+  assert_str(t.ev.messages[1], "second");
+  fail_unless(t.ev.messages[2] == std::string(3000, 'z'));
+  assert_str(t.ev.messages[3], "after");
+  assert_str(t.ev.messages[4], "fifth");
+  fail_unless(t.ev.messages[5] == std::string(900, 'w'));
 }
 GST_END_TEST;
 
@@ -694,9 +724,9 @@ struct ThreadEvents : Events {
       };
     };
     cb.on_open = wrap(cb.on_open);
-    cb.on_message = [this, m = cb.on_message](std::string &&t) {
+    cb.on_message = [this, m = cb.on_message](std::string_view t) {
       record();
-      m(std::move(t));
+      m(t);
     };
     cb.on_closed = wrap(cb.on_closed);
     cb.on_fail = wrap(cb.on_fail);
@@ -787,6 +817,7 @@ static Suite *rt_websocket_suite(void) {
   tcase_add_test(tc, test_masked_server_frame);
   tcase_add_test(tc, test_wrong_accept);
   tcase_add_test(tc, test_frames_split_anywhere);
+  tcase_add_test(tc, test_frames_with_the_upgrade);
   tcase_add_test(tc, test_burst_larger_than_a_turn);
   tcase_add_test(tc, test_silent_server_pinged_then_dropped);
   tcase_add_test(tc, test_upgrade_never_answered);
