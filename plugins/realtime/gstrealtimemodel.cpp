@@ -653,6 +653,15 @@ GstClockTime running_time(GstElement *element) {
 
 static bool push_direct(GstRealtimeModel *self);
 
+/* Names of the messages posted several times a turn (the transcripts) and
+ * of the field every message carries, interned once in class_init, as
+ * GStreamer's own hot paths do (GST_QUARK): a name given as a string is
+ * looked up in GLib's global quark table on each use, and by the next
+ * message that table is cold again (docs/performance.md, "Session 26"). */
+static struct {
+  GQuark transcript, role, item_id, response_id, text, final, running_time;
+} quarks;
+
 namespace {
 
 /* Messages and work collected under the lock, done after it is released. */
@@ -664,7 +673,7 @@ struct Outbox {
   Outbox(const Outbox &) = delete;
   ~Outbox() { flush(); }
   void post(GstStructure *s) {
-    gst_structure_set(s, "running-time", G_TYPE_UINT64, running_time(GST_ELEMENT(self)), nullptr);
+    gst_structure_id_set(s, quarks.running_time, G_TYPE_UINT64, running_time(GST_ELEMENT(self)), nullptr);
     messages.push_back(s);
   }
   void later(std::function<void()> fn) { after.push_back(std::move(fn)); }
@@ -1351,9 +1360,9 @@ static void schedule_reconnect_locked(GstRealtimeModel *self, Outbox &out, const
 
 static GstStructure *transcript(const char *role, const std::string &item, const std::string &response,
                                 const std::string &text, bool final) {
-  return gst_structure_new("realtime-transcript", "role", G_TYPE_STRING, role, "item-id", G_TYPE_STRING, item.c_str(),
-                           "response-id", G_TYPE_STRING, response.c_str(), "text", G_TYPE_STRING, text.c_str(),
-                           "final", G_TYPE_BOOLEAN, final, nullptr);
+  return gst_structure_new_id(quarks.transcript, quarks.role, G_TYPE_STRING, role, quarks.item_id, G_TYPE_STRING,
+                              item.c_str(), quarks.response_id, G_TYPE_STRING, response.c_str(), quarks.text,
+                              G_TYPE_STRING, text.c_str(), quarks.final, G_TYPE_BOOLEAN, final, 0);
 }
 
 /* Running time of the caller audio at session offset @ms (input_audio_buffer
@@ -3227,6 +3236,14 @@ static void gst_realtime_model_class_init(GstRealtimeModelClass *klass) {
   gobject_class->get_property = gst_realtime_model_get_property;
   gobject_class->finalize = gst_realtime_model_finalize;
   element_class->set_context = GST_DEBUG_FUNCPTR(gst_realtime_model_set_context);
+
+  quarks.transcript = g_quark_from_static_string("realtime-transcript");
+  quarks.role = g_quark_from_static_string("role");
+  quarks.item_id = g_quark_from_static_string("item-id");
+  quarks.response_id = g_quark_from_static_string("response-id");
+  quarks.text = g_quark_from_static_string("text");
+  quarks.final = g_quark_from_static_string("final");
+  quarks.running_time = g_quark_from_static_string("running-time");
 
   const auto rw = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   const auto wo = static_cast<GParamFlags>(G_PARAM_WRITABLE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
