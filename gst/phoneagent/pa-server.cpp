@@ -357,6 +357,12 @@ struct BusRelay {
    * the server's context */
   const bool logging;
   pa::CallLogMessages gathered;
+  /* the messages whose fields are gathered.events[index].b: kept (a ref)
+   * and written out as text kWriteOutBatch at a time, and the rest when
+   * the call ends. One at a time, as they were posted,
+   * gst_structure_to_string() found its tables cold on every message
+   * (docs/performance.md, "Session 26") */
+  std::vector<std::pair<size_t, GstMessage *>> unwritten;
 
   BusRelay(PaServer *s, guint64 call_id, GMainContext *ctx, PaCall *c, bool log)
       : id(call_id), context(g_main_context_ref(ctx)), call(PA_CALL(g_object_ref(c))), logging(log) {
@@ -365,6 +371,8 @@ struct BusRelay {
   ~BusRelay() {
     for (GstMessage *m : queue)
       gst_message_unref(m);
+    for (auto &u : unwritten)
+      gst_message_unref(u.second);
     g_weak_ref_clear(&server);
     g_main_context_unref(context);
     g_object_unref(call);
@@ -728,6 +736,20 @@ static void log_call_started(PaServer *server, CallEntry *e, const pa::twilio::S
   p->call_log->started(l);
 }
 
+/* Names of the messages the call log looks into, and of their fields,
+ * interned once in class_init: given as strings, each would be looked up in
+ * GLib's global quark table on every message. */
+static struct {
+  GQuark transcript, latency, usage, barge_in, function_call;
+  GQuark final, running_time, role, text, latency_ms, total_tokens;
+} log_quarks;
+
+/* @st's field @q if it holds a @type, else NULL */
+static const GValue *field_of(const GstStructure *st, GQuark q, GType type) {
+  const GValue *v = gst_structure_id_get_value(st, q);
+  return v && G_VALUE_HOLDS(v, type) ? v : nullptr;
+}
+
 /* An element message the call log records: everything an element posts but
  * the transcripts' deltas (it keeps the final ones). */
 static bool logged_message(GstMessage *msg) {
@@ -736,51 +758,74 @@ static bool logged_message(GstMessage *msg) {
   const GstStructure *st = gst_message_get_structure(msg);
   if (!st)
     return false;
-  gboolean final = TRUE;
-  return !gst_structure_has_name(st, "realtime-transcript") || !gst_structure_get_boolean(st, "final", &final) ||
-         final;
+  const GValue *final = field_of(st, log_quarks.final, G_TYPE_BOOLEAN);
+  return gst_structure_get_name_id(st) != log_quarks.transcript || !final || g_value_get_boolean(final);
 }
 
 const size_t kMaxLoggedEvents = 2000; /* per call: a runaway element cannot fill the disk */
+/* messages kept before their details are written out: a few kB a call, and
+ * the serialiser's tables stay warm after the first of a batch */
+const size_t kWriteOutBatch = 16;
+
+/* Under the relay's lock: the events' details of the messages kept so far
+ * written out as text, and the messages let go. */
+static void write_out_locked(BusRelay &relay) {
+  for (auto &[index, msg] : relay.unwritten) {
+    gchar *detail = gst_structure_to_string(gst_message_get_structure(msg));
+    relay.gathered.events[index].b = detail;
+    g_free(detail);
+    gst_message_unref(msg);
+  }
+  relay.unwritten.clear();
+}
 
 /* On the thread that posts @msg, under its bus relay's lock. */
-static void log_message(pa::CallLogMessages &l, GstMessage *msg) {
+static void log_message(BusRelay &relay, GstMessage *msg) {
   if (!logged_message(msg))
     return;
+  pa::CallLogMessages &l = relay.gathered;
   const GstStructure *st = gst_message_get_structure(msg);
-  const char *name = gst_structure_get_name(st);
-  guint64 rt = 0;
-  double t = gst_structure_get_uint64(st, "running-time", &rt) ? static_cast<double>(rt) / GST_SECOND : -1.0;
-  if (gst_structure_has_name(st, "realtime-transcript")) {
-    const char *role = gst_structure_get_string(st, "role");
-    const char *text = gst_structure_get_string(st, "text");
-    if (text && l.transcript.size() < kMaxLoggedEvents)
-      l.transcript.push_back({t, role ? role : "", text});
-    else if (text)
+  const GQuark name = gst_structure_get_name_id(st);
+  const GValue *rt = field_of(st, log_quarks.running_time, G_TYPE_UINT64);
+  double t = rt ? static_cast<double>(g_value_get_uint64(rt)) / GST_SECOND : -1.0;
+  if (name == log_quarks.transcript) {
+    const GValue *role = field_of(st, log_quarks.role, G_TYPE_STRING);
+    const GValue *text = field_of(st, log_quarks.text, G_TYPE_STRING);
+    const char *r = role ? g_value_get_string(role) : nullptr, *x = text ? g_value_get_string(text) : nullptr;
+    if (x && l.transcript.size() < kMaxLoggedEvents)
+      l.transcript.push_back({t, r ? r : "", x});
+    else if (x)
       l.lines_dropped++;
     return;
   }
-  if (gst_structure_has_name(st, "realtime-latency")) {
+  if (name == log_quarks.latency) {
     l.turns++;
-    double ms = -1;
-    if (gst_structure_get_double(st, "latency-ms", &ms) && ms >= 0) /* -1: not known */
-      l.latencies_ms.push_back(ms);
-  } else if (gst_structure_has_name(st, "realtime-usage")) {
-    gint64 tokens = 0;
-    if (gst_structure_get_int64(st, "total-tokens", &tokens))
-      l.total_tokens += tokens;
-  } else if (gst_structure_has_name(st, "realtime-barge-in")) {
+    const GValue *ms = field_of(st, log_quarks.latency_ms, G_TYPE_DOUBLE);
+    if (ms && g_value_get_double(ms) >= 0) /* -1: not known */
+      l.latencies_ms.push_back(g_value_get_double(ms));
+  } else if (name == log_quarks.usage) {
+    if (const GValue *tokens = field_of(st, log_quarks.total_tokens, G_TYPE_INT64))
+      l.total_tokens += g_value_get_int64(tokens);
+  } else if (name == log_quarks.barge_in) {
     l.barge_ins++;
-  } else if (gst_structure_has_name(st, "realtime-function-call")) {
+  } else if (name == log_quarks.function_call) {
     l.function_calls++;
   }
   if (l.events.size() >= kMaxLoggedEvents) {
     l.lines_dropped++;
     return;
   }
-  gchar *detail = gst_structure_to_string(st);
-  l.events.push_back({t, name, detail});
-  g_free(detail);
+  l.events.push_back({t, g_quark_to_string(name), std::string()});
+  relay.unwritten.emplace_back(l.events.size() - 1, gst_message_ref(msg));
+  if (relay.unwritten.size() >= kWriteOutBatch)
+    write_out_locked(relay);
+}
+
+/* The call's gathered messages for its row, their details written out. */
+static void take_gathered(BusRelay &relay, pa::CallLogMessages &l) {
+  std::lock_guard<std::mutex> g(relay.lock);
+  write_out_locked(relay);
+  l = std::move(relay.gathered);
 }
 
 /* The row completed, with the transcript and the events, as the call ends. */
@@ -791,10 +836,8 @@ static void log_call_ended(PaServer *server, CallEntry *e, const std::string &re
     return;
   l->ended_us = g_get_real_time();
   l->end_reason = reason;
-  if (e->relay) { /* the pipeline is back in NULL: nothing posts any more */
-    std::lock_guard<std::mutex> g(e->relay->lock);
-    l->messages = std::move(e->relay->gathered);
-  }
+  if (e->relay)
+    take_gathered(*e->relay, l->messages);
   /* said, so that a short log is not taken for a quiet call */
   if (l->messages.lines_dropped)
     l->messages.events.push_back({-1.0, "call-log-truncated",
@@ -1040,7 +1083,7 @@ static GstBusSyncReply on_bus_sync(GstBus *, GstMessage *msg, gpointer data) {
   default: {
     if (relay->logging) {
       std::lock_guard<std::mutex> g(relay->lock);
-      log_message(relay->gathered, msg);
+      log_message(*relay, msg);
     }
     /* only "call-message" wants the rest (an agent's transcripts, turn and
      * usage messages: several per call-second): without a handler, drop it
@@ -1921,6 +1964,17 @@ static void pa_server_class_init(PaServerClass *klass) {
   gobject_class->finalize = pa_server_finalize;
 
   GST_DEBUG_CATEGORY_INIT(pa_server_debug, "phoneagentserver", 0, "phone-agent per-call server");
+  log_quarks.transcript = g_quark_from_static_string("realtime-transcript");
+  log_quarks.latency = g_quark_from_static_string("realtime-latency");
+  log_quarks.usage = g_quark_from_static_string("realtime-usage");
+  log_quarks.barge_in = g_quark_from_static_string("realtime-barge-in");
+  log_quarks.function_call = g_quark_from_static_string("realtime-function-call");
+  log_quarks.final = g_quark_from_static_string("final");
+  log_quarks.running_time = g_quark_from_static_string("running-time");
+  log_quarks.role = g_quark_from_static_string("role");
+  log_quarks.text = g_quark_from_static_string("text");
+  log_quarks.latency_ms = g_quark_from_static_string("latency-ms");
+  log_quarks.total_tokens = g_quark_from_static_string("total-tokens");
 
   const auto rw = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
   const auto ro = static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);

@@ -740,6 +740,21 @@ GST_START_TEST(test_call_log_limit) {
   fail_unless(dropped > 500 && n[0][1].find(" messages over the limit of 2000 per call were not kept") !=
                                    std::string::npos, "%s", n[0][1].c_str());
   assert_str(n[0][2], "eos");
+  /* each kept message's fields, written out as text (16 at a time, the
+   * rest as the call ends), on the row of its own message: level's
+   * running-time grows with seq */
+  auto details = query(log, "SELECT detail FROM events WHERE name = 'level' ORDER BY seq");
+  fail_unless(details.size() > 1990, "%zu level messages kept", details.size());
+  gint64 last = -1;
+  for (auto &d : details) {
+    fail_unless(g_str_has_prefix(d[0].c_str(), "level, ") && d[0].find("rms=") != std::string::npos, "%s",
+                d[0].c_str());
+    const char *rt = strstr(d[0].c_str(), "running-time=(guint64)");
+    fail_unless(rt != nullptr, "%s", d[0].c_str());
+    gint64 t = g_ascii_strtoll(rt + strlen("running-time=(guint64)"), nullptr, 10);
+    fail_unless(t > last, "out of order: %s", d[0].c_str());
+    last = t;
+  }
 }
 GST_END_TEST;
 
