@@ -1104,9 +1104,8 @@ bool Loop::consume_response_head(Conn *c) {
   return true;
 }
 
-/* FALSE when the connection ended. */
 /* The frames in @in from @pos on, up to the last whole one (@pos is left
- * after it); FALSE when the connection is gone. */
+ * after it); FALSE when the connection ended. */
 bool Loop::consume_frames(Conn *c, std::string_view in, size_t &pos) {
   bool alive = true;
   while (alive) {
