@@ -357,12 +357,12 @@ struct BusRelay {
    * the server's context */
   const bool logging;
   pa::CallLogMessages gathered;
-  /* the messages whose fields are gathered.events[index].b: kept (a ref)
-   * and written out as text kWriteOutBatch at a time, and the rest when
-   * the call ends. One at a time, as they were posted,
+  /* the messages of the last events in gathered.events, whose fields
+   * (Line::b) are still to be written: kept (a ref) and written out as
+   * text kWriteOutBatch at a time, and the rest when the call ends. One at a time, as they were posted,
    * gst_structure_to_string() found its tables cold on every message
    * (docs/performance.md, "Session 26") */
-  std::vector<std::pair<size_t, GstMessage *>> unwritten;
+  std::vector<GstMessage *> unwritten;
 
   BusRelay(PaServer *s, guint64 call_id, GMainContext *ctx, PaCall *c, bool log)
       : id(call_id), context(g_main_context_ref(ctx)), call(PA_CALL(g_object_ref(c))), logging(log) {
@@ -371,8 +371,8 @@ struct BusRelay {
   ~BusRelay() {
     for (GstMessage *m : queue)
       gst_message_unref(m);
-    for (auto &u : unwritten)
-      gst_message_unref(u.second);
+    for (GstMessage *m : unwritten)
+      gst_message_unref(m);
     g_weak_ref_clear(&server);
     g_main_context_unref(context);
     g_object_unref(call);
@@ -770,9 +770,10 @@ const size_t kWriteOutBatch = 16;
 /* Under the relay's lock: the events' details of the messages kept so far
  * written out as text, and the messages let go. */
 static void write_out_locked(BusRelay &relay) {
-  for (auto &[index, msg] : relay.unwritten) {
+  size_t index = relay.gathered.events.size() - relay.unwritten.size();
+  for (GstMessage *msg : relay.unwritten) {
     gchar *detail = gst_structure_to_string(gst_message_get_structure(msg));
-    relay.gathered.events[index].b = detail;
+    relay.gathered.events[index++].b = detail;
     g_free(detail);
     gst_message_unref(msg);
   }
@@ -816,7 +817,7 @@ static void log_message(BusRelay &relay, GstMessage *msg) {
     return;
   }
   l.events.push_back({t, g_quark_to_string(name), std::string()});
-  relay.unwritten.emplace_back(l.events.size() - 1, gst_message_ref(msg));
+  relay.unwritten.push_back(gst_message_ref(msg));
   if (relay.unwritten.size() >= kWriteOutBatch)
     write_out_locked(relay);
 }
