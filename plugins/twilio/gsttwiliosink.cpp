@@ -182,12 +182,59 @@ struct Settings {
   bool pause_clears = DEFAULT_PAUSE_CLEARS;
 };
 
+/* μ-law waiting to be sent: appended at the end, sent from the front. A
+ * send moves an offset instead of erasing the front, which moved all the
+ * rest of the held audio (a model's reply arrives faster than it plays, so
+ * seconds of it at every tick of the lead); the room in front is reused
+ * once everything is sent, or taken back when an append would otherwise
+ * grow the buffer, so each byte moves at most once. */
+class HeldAudio {
+public:
+  size_t size() const { return buf_.size() - pos_; }
+  bool empty() const { return buf_.size() == pos_; }
+  const uint8_t *data() const { return buf_.data() + pos_; }
+  /* room for @n more bytes at the end, to be written by the caller */
+  uint8_t *extend(size_t n) {
+    if (pos_ && buf_.size() + n > buf_.capacity()) {
+      buf_.erase(buf_.begin(), buf_.begin() + static_cast<long>(pos_));
+      pos_ = 0;
+    }
+    size_t old = buf_.size();
+    buf_.resize(old + n);
+    return buf_.data() + old;
+  }
+  void append(const uint8_t *d, size_t n) { std::copy(d, d + n, extend(n)); }
+  /* @n bytes have been sent */
+  void consume(size_t n) {
+    pos_ += n;
+    if (pos_ >= buf_.size())
+      clear();
+  }
+  /* puts @n bytes back in front of what is held (sent again on resume) */
+  void prepend(const uint8_t *d, size_t n) {
+    if (n <= pos_) {
+      pos_ -= n;
+      std::copy(d, d + n, buf_.begin() + static_cast<long>(pos_));
+    } else {
+      buf_.insert(buf_.begin() + static_cast<long>(pos_), d, d + n);
+    }
+  }
+  void clear() {
+    buf_.clear();
+    pos_ = 0;
+  }
+
+private:
+  std::vector<uint8_t> buf_;
+  size_t pos_ = 0; /* bytes in front already sent */
+};
+
 struct State {
   PaCall *call = nullptr;
   bool raw = false;
   std::unique_ptr<pa::StreamResampler> resampler;
   std::vector<int16_t> pcm8k;
-  std::vector<uint8_t> held;        /* μ-law not yet sent (less than a frame, or waiting for the lead) */
+  HeldAudio held;                   /* μ-law not yet sent (less than a frame, or waiting for the lead) */
   GstClockTime play_end = 0;        /* running time when Twilio will have played all we sent */
   GstClockTime gather_since = GST_CLOCK_TIME_NONE; /* min-lead: since when audio waits for Twilio's empty buffer */
   guint64 since_mark = 0;           /* bytes sent since the last mark */
@@ -421,10 +468,10 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
   /* what was sent leaves st.held in one erase, when the lock is let go or
    * at the end, not one per frame (the held audio can be seconds long) */
   struct Sent {
-    std::vector<uint8_t> &held;
+    HeldAudio &held;
     size_t n = 0;
     void drop() {
-      held.erase(held.begin(), held.begin() + static_cast<long>(n));
+      held.consume(n);
       n = 0;
     }
     ~Sent() { drop(); }
@@ -447,7 +494,8 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
   guint batch = 0; /* frames sent by this call */
   if (flush && !st.held.empty() && st.held.size() % 160) {
     size_t pad = 160 - st.held.size() % 160;
-    st.held.insert(st.held.end(), pad, pa::kMulawSilence);
+    uint8_t *end = st.held.extend(pad);
+    std::fill(end, end + pad, pa::kMulawSilence);
     st.padded_bytes += pad;
   }
   while (st.held.size() > sent.n && (st.held.size() - sent.n >= frame || flush)) {
@@ -564,7 +612,7 @@ static bool hold_buffer_locked(GstTwilioSink *self, GstBuffer *buffer) {
   if (!gst_buffer_map(buffer, &map, GST_MAP_READ))
     return false;
   if (!st.raw) {
-    st.held.insert(st.held.end(), map.data, map.data + map.size);
+    st.held.append(map.data, map.size);
   } else {
     const auto *pcm = reinterpret_cast<const int16_t *>(map.data);
     size_t n = map.size / 2;
@@ -573,9 +621,7 @@ static bool hold_buffer_locked(GstTwilioSink *self, GstBuffer *buffer) {
       st.resampler->process(pcm, n, st.pcm8k);
     else
       st.pcm8k.assign(pcm, pcm + n);
-    size_t old = st.held.size();
-    st.held.resize(old + st.pcm8k.size());
-    pa::mulaw_encode_block(st.pcm8k.data(), st.held.data() + old, st.pcm8k.size());
+    pa::mulaw_encode_block(st.pcm8k.data(), st.held.extend(st.pcm8k.size()), st.pcm8k.size());
   }
   gst_buffer_unmap(buffer, &map);
   return true;
@@ -700,7 +746,7 @@ static void clear_for_pause(GstTwilioSink *self, State &st) {
   pa_call_raise_played(st.call, st.item_id, played);
   std::vector<uint8_t> again(st.recent.begin() + static_cast<long>(played - st.recent_start), st.recent.end());
   guint gen = pa_call_clear(st.call); /* also falls the call's sent position back to what was played */
-  st.held.insert(st.held.begin(), again.begin(), again.end());
+  st.held.prepend(again.data(), again.size());
   st.recent.resize(played - st.recent_start);
   st.item_pos = played;
   st.play_end = 0;

@@ -506,6 +506,62 @@ static void pause_clears_and_sends_again(bool by_event) {
 GST_START_TEST(test_pause_clears_and_sends_again) { pause_clears_and_sends_again(false); }
 GST_END_TEST;
 
+/* The same while the lead holds most of a reply back: what Twilio had not
+ * played goes back in front of audio that was never sent, which the sink
+ * keeps behind what it has already sent, and the caller hears each frame
+ * once more from the last echoed mark, then the rest, in order. */
+GST_START_TEST(test_pause_clear_while_the_lead_holds_audio) {
+  Fixture f(100);
+  fail_unless(gst_harness_push_event(f.h, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+      gst_structure_new("phoneagent/item-start", "item-id", G_TYPE_STRING, "item_1", nullptr))));
+  GstBuffer *reply = gst_buffer_new_allocate(nullptr, 20 * 160, nullptr); /* 400 ms, a fill per frame */
+  for (int i = 0; i < 20; i++)
+    gst_buffer_memset(reply, static_cast<gsize>(i) * 160, static_cast<uint8_t>(0x20 + i), 160);
+  std::atomic<bool> rendered{false};
+  std::thread t([&f, &rendered, reply] {
+    gst_harness_push(f.h, reply);
+    rendered = true;
+  });
+  fail_unless(gst_harness_wait_for_clock_id_waits(f.h, 1, 5));
+  fail_unless_equals_int(f.count(Event::Media), 6); /* the lead: 0..100 ms */
+  fail_unless(gst_harness_crank_single_clock_wait(f.h));
+  fail_unless(gst_harness_wait_for_clock_id_waits(f.h, 1, 5));
+  fail_unless_equals_int(f.count(Event::Media), 9); /* topped up at 70 ms; 11 frames still held */
+  /* Twilio played the first four frames */
+  int echoed = 0;
+  for (auto &o : f.snapshot())
+    if (o.event == Event::Mark && echoed++ < 4)
+      f.feed(build_mark_echo(99, "MZ7", o.mark_name));
+  fail_unless(gst_harness_push_event(f.h, oob("phoneagent/pause")));
+  fail_unless(f.snapshot().back().event == Event::Clear, "no clear at the pause");
+  fail_unless(gst_harness_push_event(f.h, oob("phoneagent/resume")));
+  auto after_clear = [&f] {
+    std::vector<int> fills;
+    bool past_clear = false;
+    for (auto &o : f.snapshot()) {
+      past_clear = past_clear || o.event == Event::Clear;
+      if (past_clear && o.event == Event::Media)
+        fills.push_back(o.payload[0]);
+    }
+    return fills;
+  };
+  /* the render sleeps until half the lead has played, as above */
+  for (int i = 0; i < 20 && !rendered; i++)
+    if (gst_harness_wait_for_clock_id_waits(f.h, 1, 1))
+      gst_harness_crank_single_clock_wait(f.h);
+  t.join();
+  std::vector<int> want;
+  for (int i = 4; i < 20; i++)
+    want.push_back(0x20 + i);
+  std::vector<int> got = after_clear();
+  fail_unless(got == want, "after the clear: %zu frames, from 0x%x", got.size(), got.empty() ? 0 : got[0]);
+  GstStructure *st = nullptr;
+  g_object_get(f.h->element, "stats", &st, nullptr);
+  fail_unless_equals_uint64(u64(st, "resent-ms"), 100); /* frames 4..8 */
+  gst_structure_free(st);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_pause_clear_event_clears_and_sends_again) { pause_clears_and_sends_again(true); }
 GST_END_TEST;
 
@@ -734,6 +790,7 @@ static Suite *twiliosink_suite(void) {
   tcase_add_test(tc, test_clear_while_paused_discards);
   tcase_add_test(tc, test_pause_ends_by_itself);
   tcase_add_test(tc, test_pause_clears_and_sends_again);
+  tcase_add_test(tc, test_pause_clear_while_the_lead_holds_audio);
   tcase_add_test(tc, test_pause_clear_event_clears_and_sends_again);
   tcase_add_test(tc, test_media_thread_sends_what_the_lead_held_back);
   return s;
