@@ -17,14 +17,17 @@ GST_DEBUG_CATEGORY_STATIC(pa_call_debug);
 namespace {
 
 struct ItemProgress {
+  const std::string *id = nullptr; /* its key in PaCallPrivate::items */
   uint64_t sent_bytes = 0;
   uint64_t played_bytes = 0;
   gint64 played_at_us = 0; /* arrival of the mark echo that set played_bytes */
   guint generation = 0;
 };
 
+/* A mark sent and not echoed yet. Its name is not kept: it is written again
+ * from these fields when an echo is checked (mark_name()), which saves an
+ * allocation and a cold line or two for every frame sent. */
 struct PendingMark {
-  std::string name;
   uint64_t seq;         /* the name's ":m<seq>", increasing */
   ItemProgress *item;   /* in PaCallPrivate::items, whose entries are never removed */
   uint64_t item_bytes;  /* position in the item when the mark was sent */
@@ -66,7 +69,6 @@ struct PaCallPrivate {
   std::function<void(const std::string &)> test_send;
   std::function<void(gushort, const std::string &)> test_close;
   std::deque<OutFrame> out_queue; /* test transport only */
-  std::string out_text; /* the media or mark being sent, its storage kept from frame to frame */
   bool closing = false;
   bool pull = true; /* the source reads the socket itself (pa_call_set_pull) */
   bool push = false; /* the source pushes from the reading thread (pa_call_set_push) */
@@ -170,11 +172,46 @@ std::string pa_call_get_name(PaCall *call) {
  * order on the wire is the order of the calls under the lock. Called with
  * the lock held. A test transport is delivered by deliver_test_frames()
  * once the lock is released. */
+/* items[@id], knowing its own key */
+static ItemProgress *item_locked(PaCallPrivate *p, const std::string &id) {
+  auto it = p->items.try_emplace(id).first;
+  it->second.id = &it->first;
+  return &it->second;
+}
+
 /* items[current_item], looked up once per item rather than per frame. */
 static ItemProgress &current_item_locked(PaCallPrivate *p) {
   if (!p->current)
-    p->current = &p->items[p->current_item];
+    p->current = item_locked(p, p->current_item);
   return *p->current;
+}
+
+/* Writes the name of the mark sent after @item_bytes of @item (the item's
+ * id, its position in 8 kHz ms, the generation and the sequence number:
+ * "<item>:<ms>:g<gen>:m<seq>") into @out, which it resizes. */
+static void mark_name(std::string &out, const std::string &item, uint64_t item_bytes, guint generation,
+                      uint64_t seq) {
+  out.resize(item.size() + 3 * 20 + 5);
+  char *d = out.data(), *end = d + out.size();
+  memcpy(d, item.data(), item.size());
+  d += item.size();
+  *d++ = ':';
+  d = std::to_chars(d, end, item_bytes / 8).ptr;
+  *d++ = ':';
+  *d++ = 'g';
+  d = std::to_chars(d, end, generation).ptr;
+  *d++ = ':';
+  *d++ = 'm';
+  d = std::to_chars(d, end, seq).ptr;
+  out.resize(static_cast<size_t>(d - out.data()));
+}
+
+/* The media or mark being sent is written here first: one buffer per
+ * thread, warm from the last call this thread sent for, where one per call
+ * was found cold at every frame. */
+static std::string &out_text() {
+  thread_local std::string text;
+  return text;
 }
 
 /* The outstanding mark called @name (end() if none): found by the sequence
@@ -189,7 +226,11 @@ static std::deque<PendingMark>::iterator find_pending_locked(PaCallPrivate *p, c
   if (it == p->pending.end() || it->seq != seq)
     it = std::lower_bound(p->pending.begin(), p->pending.end(), seq,
                           [](const PendingMark &m, uint64_t s) { return m.seq < s; });
-  if (it == p->pending.end() || it->seq != seq || it->name != name)
+  if (it == p->pending.end() || it->seq != seq)
+    return p->pending.end();
+  thread_local std::string ours;
+  mark_name(ours, *it->item->id, it->item_bytes, it->generation, it->seq);
+  if (ours != name)
     return p->pending.end();
   return it;
 }
@@ -211,15 +252,15 @@ static void enqueue_locked(PaCall *call, OutFrame &&frame) {
     p->out_queue.push_back(std::move(frame));
 }
 
-/* enqueue_locked() for p->out_text: copied only for a test transport. */
-static void enqueue_out_text_locked(PaCall *call, bool more) {
+/* enqueue_locked() for out_text(): copied only for a test transport. */
+static void enqueue_out_text_locked(PaCall *call, const std::string &text, bool more) {
   PaCallPrivate *p = call->priv;
   if (p->closing)
     return;
   if (p->transport)
-    p->transport->send_text(p->out_text, more || p->corked);
+    p->transport->send_text(text, more || p->corked);
   else if (p->test_send)
-    p->out_queue.push_back({OutKind::Text, p->out_text, 0, more});
+    p->out_queue.push_back({OutKind::Text, text, 0, more});
 }
 
 /* Test transport: hands queued frames to the test, outside the call lock
@@ -675,29 +716,17 @@ static void send_mark_locked(PaCall *call) {
   PaCallPrivate *p = call->priv;
   ItemProgress &ip = current_item_locked(p);
   uint64_t seq = ++p->mark_seq;
-  /* written in place: one allocation at most, for every frame sent */
-  const std::string &item = p->current_item;
-  std::string name(item.size() + 3 * 20 + 5, '\0');
-  char *d = name.data(), *end = d + name.size();
-  memcpy(d, item.data(), item.size());
-  d += item.size();
-  *d++ = ':';
-  d = std::to_chars(d, end, ip.sent_bytes / 8).ptr;
-  *d++ = ':';
-  *d++ = 'g';
-  d = std::to_chars(d, end, p->generation).ptr;
-  *d++ = ':';
-  *d++ = 'm';
-  d = std::to_chars(d, end, seq).ptr;
-  name.resize(static_cast<size_t>(d - name.data()));
+  thread_local std::string name; /* its storage kept from mark to mark */
+  mark_name(name, *ip.id, ip.sent_bytes, p->generation, seq);
   gint64 now = g_get_monotonic_time();
   if (p->pending.empty())
     p->last_echo_us = now; /* stall timing starts from the first outstanding mark */
   p->c.marks_sent++;
-  p->out_text.clear();
-  pa::twilio::append_mark(p->out_text, p->start.stream_sid, name);
-  enqueue_out_text_locked(call, false);
-  p->pending.push_back(PendingMark{std::move(name), seq, &ip, ip.sent_bytes, p->generation, now});
+  std::string &text = out_text();
+  text.clear();
+  pa::twilio::append_mark(text, p->start.stream_sid, name);
+  enqueue_out_text_locked(call, text, false);
+  p->pending.push_back(PendingMark{seq, &ip, ip.sent_bytes, p->generation, now});
 }
 
 static gboolean send_media(PaCall *call, const uint8_t *mulaw, size_t len, bool mark) {
@@ -715,9 +744,10 @@ static gboolean send_media(PaCall *call, const uint8_t *mulaw, size_t len, bool 
     ip.sent_bytes += len;
     p->c.media_sent_frames++;
     p->c.media_sent_bytes += len;
-    p->out_text.clear();
-    pa::twilio::append_media(p->out_text, p->start.stream_sid, mulaw, len);
-    enqueue_out_text_locked(call, mark);
+    std::string &text = out_text();
+    text.clear();
+    pa::twilio::append_media(text, p->start.stream_sid, mulaw, len);
+    enqueue_out_text_locked(call, text, mark);
     if (mark)
       send_mark_locked(call);
     test = static_cast<bool>(p->test_send);
@@ -739,7 +769,7 @@ void pa_call_begin_item(PaCall *call, const std::string &item_id) {
   PaCallPrivate *p = call->priv;
   std::lock_guard<std::mutex> g(p->lock);
   p->current_item = item_id;
-  p->current = &p->items[item_id];
+  p->current = item_locked(p, item_id);
   p->current->generation = p->generation;
 }
 
