@@ -168,10 +168,6 @@ std::string pa_call_get_name(PaCall *call) {
 
 /* ------------------------------------------------------------ sending */
 
-/* Sends a frame: written to the socket at once, on this thread, so the
- * order on the wire is the order of the calls under the lock. Called with
- * the lock held. A test transport is delivered by deliver_test_frames()
- * once the lock is released. */
 /* items[@id], knowing its own key */
 static ItemProgress *item_locked(PaCallPrivate *p, const std::string &id) {
   auto it = p->items.try_emplace(id).first;
@@ -235,6 +231,10 @@ static std::deque<PendingMark>::iterator find_pending_locked(PaCallPrivate *p, c
   return it;
 }
 
+/* Sends a frame: written to the socket at once, on this thread, so the
+ * order on the wire is the order of the calls under the lock. Called with
+ * the lock held. A test transport is delivered by deliver_test_frames()
+ * once the lock is released. */
 static void enqueue_locked(PaCall *call, OutFrame &&frame) {
   PaCallPrivate *p = call->priv;
   if (p->closing)

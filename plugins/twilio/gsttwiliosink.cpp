@@ -465,8 +465,8 @@ static gboolean send_held(GstTwilioSink *self, std::unique_lock<std::mutex> &g, 
   guint64 epoch = st.clear_epoch;
   ClockNow now{GST_ELEMENT(self)};
   Cork cork{st.call};
-  /* what was sent leaves st.held in one erase, when the lock is let go or
-   * at the end, not one per frame (the held audio can be seconds long) */
+  /* what was sent leaves st.held when the lock is let go or at the end,
+   * not frame by frame */
   struct Sent {
     HeldAudio &held;
     size_t n = 0;
