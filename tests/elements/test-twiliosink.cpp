@@ -99,6 +99,17 @@ struct Fixture {
     GstBuffer *b = filled(ms, fill);
     return std::thread([this, b] { gst_harness_push(h, b); });
   }
+  /* the first byte of each media message sent after the first clear */
+  std::vector<int> fills_after_clear() {
+    std::vector<int> fills;
+    bool past_clear = false;
+    for (auto &o : snapshot()) {
+      past_clear = past_clear || o.event == Event::Clear;
+      if (past_clear && o.event == Event::Media)
+        fills.push_back(o.payload[0]);
+    }
+    return fills;
+  }
   void echo_all_marks() {
     for (auto &o : snapshot())
       if (o.event == Event::Mark)
@@ -483,13 +494,7 @@ static void pause_clears_and_sends_again(bool by_event) {
     if (o.event == Event::Mark)
       f.feed(build_mark_echo(99, "MZ7", o.mark_name));
   fail_unless(gst_harness_push_event(f.h, oob("phoneagent/resume")));
-  std::vector<int> after;
-  bool past_clear = false;
-  for (auto &o : f.snapshot()) {
-    past_clear = past_clear || o.event == Event::Clear;
-    if (past_clear && o.event == Event::Media)
-      after.push_back(o.payload[0]);
-  }
+  std::vector<int> after = f.fills_after_clear();
   std::vector<int> want = {0x24, 0x25, 0x26, 0x27, 0x28, 0x29};
   fail_unless(after == want, "sent again: %zu frames, from 0x%x", after.size(), after.empty() ? 0 : after[0]);
   heard_s = heard(f.h, "item_1");
@@ -535,16 +540,6 @@ GST_START_TEST(test_pause_clear_while_the_lead_holds_audio) {
   fail_unless(gst_harness_push_event(f.h, oob("phoneagent/pause")));
   fail_unless(f.snapshot().back().event == Event::Clear, "no clear at the pause");
   fail_unless(gst_harness_push_event(f.h, oob("phoneagent/resume")));
-  auto after_clear = [&f] {
-    std::vector<int> fills;
-    bool past_clear = false;
-    for (auto &o : f.snapshot()) {
-      past_clear = past_clear || o.event == Event::Clear;
-      if (past_clear && o.event == Event::Media)
-        fills.push_back(o.payload[0]);
-    }
-    return fills;
-  };
   /* the render sleeps until half the lead has played, as above */
   for (int i = 0; i < 20 && !rendered; i++)
     if (gst_harness_wait_for_clock_id_waits(f.h, 1, 1))
@@ -553,7 +548,7 @@ GST_START_TEST(test_pause_clear_while_the_lead_holds_audio) {
   std::vector<int> want;
   for (int i = 4; i < 20; i++)
     want.push_back(0x20 + i);
-  std::vector<int> got = after_clear();
+  std::vector<int> got = f.fills_after_clear();
   fail_unless(got == want, "after the clear: %zu frames, from 0x%x", got.size(), got.empty() ? 0 : got[0]);
   GstStructure *st = nullptr;
   g_object_get(f.h->element, "stats", &st, nullptr);
